@@ -1,0 +1,43 @@
+"""The GlimpseError hierarchy.
+
+Library code raises these; only the CLI and HTTP layers turn them into exit or status codes.
+Every message says what was expected, what was found, and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class GlimpseError(Exception):
+    """Base class of every error glimpse raises on purpose."""
+
+
+class UserInputError(GlimpseError):
+    """A value the user gave (argument, query, option) is not usable."""
+
+
+class ModelError(GlimpseError):
+    """A model cannot be found, downloaded, or loaded."""
+
+
+class ModelNotFoundError(ModelError):
+    """A model name or directory does not resolve to a usable checkpoint."""
+
+
+class ImageError(GlimpseError):
+    """An image file cannot be read or decoded; the message is one line, fit for a report."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image exceeds the configured decompression-bomb guard."""
+
+
+class CatalogError(GlimpseError):
+    """The library catalog is missing, corrupt, or of an unknown schema version."""
+
+
+class IndexMismatchError(GlimpseError):
+    """A vector index does not match the model (key or dimension) it is used with."""
+
+
+class LibraryBusyError(GlimpseError):
+    """Another process is indexing this library."""

@@ -1,0 +1,116 @@
+"""ModelSpec: one frozen description that binds a model's architecture, weights and preprocessing.
+
+A spec is saved as ``spec.json`` next to exported weights so that a model directory is self-describing.
+Keeping the preprocessing inside the spec (and never apart from the weights) is what stops silent
+mismatches such as a checkpoint evaluated with another checkpoint's mean/std.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from glimpse.errors import ModelError
+
+SPEC_FILENAME = "spec.json"
+SPEC_VERSION = 1
+
+Family = Literal["clip", "chinese_clip", "siglip"]
+Runtime = Literal["torch", "onnx"]
+ResizeMode = Literal["shortest", "squash"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How an RGB image becomes the network input ``float32[3, height, width]``.
+
+    ``resize="shortest"``: scale so the shortest edge is ``shortest_edge`` (aspect kept), then
+    center-crop to ``(height, width)`` when ``crop`` is true.
+    ``resize="squash"``: scale straight to ``(height, width)``, aspect not kept, no crop.
+    Pixels are multiplied by ``rescale`` (1/255) then normalised with ``mean``/``std`` per channel.
+    """
+
+    height: int
+    width: int
+    resize: ResizeMode = "shortest"
+    shortest_edge: int | None = None
+    crop: bool = True
+    interpolation: Interpolation = "bicubic"
+    mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    rescale: float = 1.0 / 255.0
+
+    @property
+    def min_side(self) -> int:
+        """Smallest source side length that loses nothing when decoding (used for JPEG draft)."""
+        if self.resize == "shortest":
+            return int(self.shortest_edge or min(self.height, self.width))
+        return max(self.height, self.width)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to load a model and to feed it exactly as it was trained.
+
+    ``key`` identifies the weights (not just the architecture): embeddings are stored per key and a
+    vector index refuses vectors of another key.
+    """
+
+    name: str
+    key: str
+    family: Family
+    source: str
+    preprocess: Preprocess
+    dim: int
+    context_length: int
+    runtime: Runtime = "torch"
+    revision: str | None = None
+    languages: tuple[str, ...] = ("en",)
+    logit_scale: float = 100.0
+    logit_bias: float | None = None
+    text_padding: Literal["longest", "max_length"] = "longest"
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["spec_version"] = SPEC_VERSION
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        data = dict(data)
+        version = data.pop("spec_version", SPEC_VERSION)
+        if version > SPEC_VERSION:
+            raise ModelError(
+                f"spec.json has version {version}, this glimpse understands up to {SPEC_VERSION}; "
+                "upgrade glimpse to use this model"
+            )
+        try:
+            pre = Preprocess(**data.pop("preprocess"))
+            # JSON turns tuples into lists; a frozen spec must stay hashable.
+            pre = replace(pre, mean=tuple(pre.mean), std=tuple(pre.std))  # type: ignore[arg-type]
+            data["languages"] = tuple(data.get("languages", ("en",)))
+            return cls(preprocess=pre, **data)
+        except (KeyError, TypeError) as exc:
+            raise ModelError(f"spec.json is malformed ({exc}); re-export the model") from exc
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``spec.json`` into ``directory``; returns its path."""
+        path = Path(directory) / SPEC_FILENAME
+        path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> ModelSpec:
+        """Read ``spec.json`` from ``directory``."""
+        path = Path(directory) / SPEC_FILENAME
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ModelError(f"no {SPEC_FILENAME} in {directory}") from exc
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path} is not valid JSON ({exc}); re-export the model") from exc
+        return cls.from_dict(data)
