@@ -1,0 +1,516 @@
+"""The SQLite catalog: the one source of truth of a library.
+
+It holds the indexed roots, every file seen (with its state and, for failures, a one-line reason),
+embeddings per model key, and an append-only change log. Vector indexes are derived from it: they
+remember the last change id they applied and replay newer changes on open.
+
+Paths are stored as BLOBs of their file-system bytes (``os.fsencode``): a file name that is not valid
+UTF-8 is legal on Linux and must be indexable, and SQLite TEXT cannot hold it.
+
+Concurrency: WAL mode, so readers (search, the server) never block the single writer (indexing).
+Every indexing batch is written in one transaction, so a ``kill -9`` loses at most the batch in flight
+and never leaves half of one behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from glimpse.errors import CatalogError
+
+SCHEMA_VERSION = 1
+CATALOG_FILENAME = "catalog.sqlite3"
+
+# Files are in one of these states. 'skipped' marks files that are not images (by content), so later
+# runs do not read them again until they change.
+STATE_OK = "ok"
+STATE_ERROR = "error"
+STATE_SKIPPED = "skipped"
+
+OP_UPSERT = "upsert"  # an embedding of model_key was written for file_id
+OP_DELETE = "delete"  # file_id is gone (all models)
+
+_SCHEMA_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE roots (
+    id INTEGER PRIMARY KEY,
+    path BLOB UNIQUE NOT NULL,
+    added_at REAL NOT NULL
+);
+-- AUTOINCREMENT: ids are never reused, so a vector index can never confuse a new file with a removed one.
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    path BLOB UNIQUE NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    hash TEXT,
+    width INTEGER,
+    height INTEGER,
+    format TEXT,
+    state TEXT NOT NULL CHECK (state IN ('ok', 'error', 'skipped')),
+    error TEXT,
+    indexed_at REAL NOT NULL
+);
+CREATE INDEX files_hash ON files (hash);
+CREATE TABLE models (
+    key TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    added_at REAL NOT NULL
+);
+CREATE TABLE embeddings (
+    model_key TEXT NOT NULL REFERENCES models (key),
+    file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    dtype TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model_key, file_id)
+) WITHOUT ROWID;
+CREATE INDEX embeddings_file ON embeddings (file_id);
+CREATE TABLE changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_id INTEGER NOT NULL,
+    model_key TEXT,
+    op TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+    at REAL NOT NULL
+);
+"""
+
+# Migrations from version N to N+1, applied in order inside one transaction each.
+_MIGRATIONS: dict[int, str] = {}
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One row of ``files``. ``path`` is the file-system path as ``str`` (surrogate-escaped if needed)."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    hash: str | None
+    width: int | None
+    height: int | None
+    format: str | None
+    state: str
+    error: str | None
+
+    @property
+    def display_path(self) -> str:
+        """The path with undecodable bytes shown as U+FFFD, safe to print or put in JSON."""
+        return os.fsencode(self.path).decode("utf-8", "replace")
+
+
+@dataclass(frozen=True)
+class FileUpdate:
+    """What the indexing pipeline learned about one file; written by ``Catalog.apply``.
+
+    ``vector`` (float32[d]) is set for freshly encoded images; ``reuse_from`` names a file id whose
+    embedding is copied (same content hash); ``move_from`` names a file id whose row takes this path.
+    An ``ok`` update with none of these keeps the embeddings the file already has (e.g. only its
+    mtime changed, the content hash did not).
+    """
+
+    path: str
+    size: int
+    mtime_ns: int
+    state: str
+    hash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    error: str | None = None
+    vector: np.ndarray | None = None
+    reuse_from: int | None = None
+    move_from: int | None = None
+
+
+def path_key(path: str | os.PathLike[str]) -> bytes:
+    """The catalog's representation of a path: its file-system bytes."""
+    return os.fsencode(os.fspath(path))
+
+
+def prefix_range(prefix: str) -> tuple[bytes, bytes]:
+    """Byte range ``[lo, hi)`` of catalog paths strictly inside the directory ``prefix``."""
+    lo = path_key(prefix).rstrip(b"/") + b"/"
+    return lo, lo[:-1] + bytes([lo[-1] + 1])
+
+
+def _row_to_record(row: sqlite3.Row | tuple) -> FileRecord:
+    fid, path, size, mtime_ns, hsh, width, height, fmt, state, error = row
+    return FileRecord(fid, os.fsdecode(bytes(path)), size, mtime_ns, hsh, width, height, fmt, state, error)
+
+
+def _log_change(db: sqlite3.Connection, file_id: int, model_key: str | None, op: str, now: float) -> None:
+    """Append to the change log (model_key None: the change concerns every model)."""
+    db.execute("INSERT INTO changes (file_id, model_key, op, at) VALUES (?, ?, ?, ?)", (file_id, model_key, op, now))
+
+
+_FILE_COLUMNS = "id, path, size, mtime_ns, hash, width, height, format, state, error"
+
+
+class Catalog:
+    """A connection to a library's ``catalog.sqlite3`` (created and migrated on open).
+
+    Thread-safe: one connection guarded by a lock. Open one Catalog per process.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            if readonly:
+                uri = f"file:{self.path}?mode=ro"
+                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 30000")
+            if not readonly:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                # NORMAL in WAL mode is durable against a killed process (the case we guard against);
+                # only an OS crash / power loss can drop the last transactions, never corrupt.
+                self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                self._migrate()
+            else:
+                self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise CatalogError(
+                f"cannot open the catalog {self.path}: {exc}. If the file is damaged, move it away and "
+                "re-index (the images themselves are untouched)"
+            ) from exc
+
+    # -- schema ----------------------------------------------------------------------------------
+    def _version(self) -> int:
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if not has_meta:
+            return 0
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _check_version(self) -> int:
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise CatalogError(
+                f"{self.path} has catalog schema version {version}, this glimpse knows up to "
+                f"{SCHEMA_VERSION}; upgrade glimpse"
+            )
+        return version
+
+    def _migrate(self) -> None:
+        with self._lock, self.transaction():
+            version = self._check_version()
+            if version == 0:
+                self._run_script(_SCHEMA_V1)
+                self._set_meta("schema_version", str(SCHEMA_VERSION))
+                self._set_meta("created_at", str(time.time()))
+                return
+            while version < SCHEMA_VERSION:
+                self._run_script(_MIGRATIONS[version])
+                version += 1
+                self._set_meta("schema_version", str(version))
+
+    def _run_script(self, script: str) -> None:
+        # executescript() would COMMIT the open transaction; run statement by statement inside it.
+        body = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+        for statement in body.split(";"):
+            if statement.strip():
+                self._db.execute(statement)
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._version()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: everything inside commits together or not at all."""
+        with self._lock:
+            if self._db.in_transaction:  # nested use joins the outer transaction
+                yield self._db
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- meta --------------------------------------------------------------------------------------
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction():
+            self._set_meta(key, value)
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    # -- roots -------------------------------------------------------------------------------------
+    def add_root(self, path: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO roots (path, added_at) VALUES (?, ?)", (path_key(path), time.time())
+            )
+
+    def remove_root(self, path: str) -> bool:
+        with self.transaction() as db:
+            return db.execute("DELETE FROM roots WHERE path = ?", (path_key(path),)).rowcount > 0
+
+    def roots(self) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT path FROM roots ORDER BY path").fetchall()
+        return [os.fsdecode(bytes(r[0])) for r in rows]
+
+    # -- models ------------------------------------------------------------------------------------
+    def register_model(self, key: str, name: str, dim: int, spec: dict) -> None:
+        """Record a model key (idempotent). A key bound to another dimension is refused."""
+        with self.transaction() as db:
+            row = db.execute("SELECT dim FROM models WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                if row[0] != dim:
+                    raise CatalogError(
+                        f"model key {key} is recorded with dimension {row[0]} but the model now gives {dim}; "
+                        "the model files changed under the same key — re-export or rename the model"
+                    )
+                return
+            db.execute(
+                "INSERT INTO models (key, name, dim, spec, added_at) VALUES (?, ?, ?, ?, ?)",
+                (key, name, dim, json.dumps(spec, ensure_ascii=False), time.time()),
+            )
+
+    def models(self) -> list[dict]:
+        """Registered models with their embedding counts, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT m.key, m.name, m.dim, (SELECT COUNT(*) FROM embeddings e WHERE e.model_key = m.key) "
+                "FROM models m ORDER BY m.added_at DESC"
+            ).fetchall()
+        return [{"key": k, "name": n, "dim": d, "embeddings": c} for k, n, d, c in rows]
+
+    # -- files -------------------------------------------------------------------------------------
+    def files_under(self, root: str) -> dict[str, FileRecord]:
+        """All file rows whose path lies inside directory ``root``, keyed by path."""
+        lo, hi = prefix_range(root)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE path >= ? AND path < ?", (lo, hi)
+            ).fetchall()
+        records = (_row_to_record(r) for r in rows)
+        return {rec.path: rec for rec in records}
+
+    def file_by_path(self, path: str) -> FileRecord | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_FILE_COLUMNS} FROM files WHERE path = ?", (path_key(path),)
+            ).fetchone()
+        return _row_to_record(row) if row else None
+
+    def files_by_id(self, ids: Iterable[int]) -> dict[int, FileRecord]:
+        ids = [int(i) for i in ids]
+        out: dict[int, FileRecord] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE id IN ({marks})", chunk):
+                    rec = _row_to_record(row)
+                    out[rec.id] = rec
+        return out
+
+    def errors(self, limit: int | None = None) -> list[FileRecord]:
+        sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE state = 'error' ORDER BY path"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            return [_row_to_record(r) for r in self._db.execute(sql)]
+
+    def counts(self) -> dict[str, int]:
+        """Number of files per state."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall()
+        out = {STATE_OK: 0, STATE_ERROR: 0, STATE_SKIPPED: 0}
+        out.update(dict(rows))
+        return out
+
+    def ids_with_embedding(self, model_key: str, ids: Iterable[int] | None = None) -> set[int]:
+        with self._lock:
+            rows = self._db.execute("SELECT file_id FROM embeddings WHERE model_key = ?", (model_key,))
+            have = {r[0] for r in rows}
+        return have if ids is None else have & set(ids)
+
+    def reusable_embedding(self, content_hash: str, model_key: str) -> int | None:
+        """Id of a file with this content hash that already has an embedding of ``model_key``."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT f.id FROM files f JOIN embeddings e ON e.file_id = f.id AND e.model_key = ? "
+                "WHERE f.hash = ? LIMIT 1",
+                (model_key, content_hash),
+            ).fetchone()
+        return row[0] if row else None
+
+    # -- writes ------------------------------------------------------------------------------------
+    def apply(self, updates: Sequence[FileUpdate], model_key: str) -> list[int]:
+        """Write one batch of pipeline results in a single transaction; returns the file ids."""
+        now = time.time()
+        ids: list[int] = []
+        with self.transaction() as db:
+            for up in updates:
+                key = path_key(up.path)
+                if up.move_from is not None:
+                    # A moved file keeps its id (and so its embeddings and its place in every index).
+                    stale = db.execute(
+                        "SELECT id FROM files WHERE path = ? AND id != ?", (key, up.move_from)
+                    ).fetchone()
+                    if stale is not None:
+                        db.execute("DELETE FROM files WHERE id = ?", (stale[0],))
+                        _log_change(db, stale[0], None, OP_DELETE, now)
+                    db.execute("UPDATE files SET path = ? WHERE id = ?", (key, up.move_from))
+                row = (key, up.size, up.mtime_ns, up.hash, up.width, up.height, up.format, up.state,
+                       up.error, now)
+                file_id = db.execute(
+                    "INSERT INTO files (path, size, mtime_ns, hash, width, height, format, state, error, "
+                    "indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
+                    "hash = excluded.hash, width = excluded.width, height = excluded.height, "
+                    "format = excluded.format, state = excluded.state, error = excluded.error, "
+                    "indexed_at = excluded.indexed_at RETURNING id",
+                    row,
+                ).fetchone()[0]
+                ids.append(file_id)
+                if up.move_from is not None:
+                    continue
+                if up.vector is not None or up.reuse_from is not None:
+                    self._put_embedding(db, file_id, model_key, now, vector=up.vector, copy_from=up.reuse_from)
+                elif up.state != STATE_OK and db.execute(
+                    "DELETE FROM embeddings WHERE file_id = ?", (file_id,)
+                ).rowcount:
+                    # Not (or no longer) a readable image: its stale vectors of every model are gone.
+                    _log_change(db, file_id, None, OP_DELETE, now)
+        return ids
+
+    @staticmethod
+    def _put_embedding(db: sqlite3.Connection, file_id: int, model_key: str, now: float, *,
+                       vector: np.ndarray | None = None, copy_from: int | None = None) -> None:
+        """Store a new vector, or copy the vector of ``copy_from`` (a file with the same content)."""
+        # The content is new: vectors of other models describe the old content.
+        if db.execute("DELETE FROM embeddings WHERE file_id = ? AND model_key != ?", (file_id, model_key)).rowcount:
+            _log_change(db, file_id, None, OP_DELETE, now)
+        if vector is not None:
+            blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+            db.execute(
+                "INSERT OR REPLACE INTO embeddings (model_key, file_id, dtype, vector) VALUES (?, ?, 'float32', ?)",
+                (model_key, file_id, blob),
+            )
+        else:
+            db.execute(
+                "INSERT OR REPLACE INTO embeddings (model_key, file_id, dtype, vector) "
+                "SELECT model_key, ?, dtype, vector FROM embeddings WHERE file_id = ? AND model_key = ?",
+                (file_id, copy_from, model_key),
+            )
+        _log_change(db, file_id, model_key, OP_UPSERT, now)
+
+    def delete_files(self, ids: Iterable[int]) -> int:
+        """Forget files (rows, embeddings) and log the deletions; returns how many were removed."""
+        ids = [int(i) for i in ids]
+        now = time.time()
+        removed = 0
+        with self.transaction() as db:
+            for file_id in ids:
+                if db.execute("DELETE FROM files WHERE id = ?", (file_id,)).rowcount:
+                    removed += 1
+                    _log_change(db, file_id, None, OP_DELETE, now)
+        return removed
+
+    def delete_under(self, prefix: str) -> int:
+        """Forget every file inside directory ``prefix`` or equal to it."""
+        lo, hi = prefix_range(prefix)
+        with self._lock:
+            ids = [
+                r[0]
+                for r in self._db.execute(
+                    "SELECT id FROM files WHERE (path >= ? AND path < ?) OR path = ?", (lo, hi, path_key(prefix))
+                )
+            ]
+        return self.delete_files(ids)
+
+    # -- embeddings and the change log --------------------------------------------------------------
+    def last_change(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT MAX(id) FROM changes").fetchone()
+        return int(row[0] or 0)
+
+    def changed_since(self, change_id: int, model_key: str) -> tuple[int, set[int]]:
+        """File ids touched (for ``model_key`` or all models) after ``change_id``, and the newest id."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, file_id FROM changes WHERE id > ? AND (model_key IS NULL OR model_key = ?)",
+                (change_id, model_key),
+            ).fetchall()
+            last = self._db.execute("SELECT MAX(id) FROM changes").fetchone()[0] or 0
+        return int(last), {r[1] for r in rows}
+
+    def embeddings(
+        self, model_key: str, ids: Iterable[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Stored vectors of ``model_key``: ``(int64[n] ids, float32[n, d] vectors)``, ids ascending."""
+        with self._lock:
+            if ids is None:
+                rows = self._db.execute(
+                    "SELECT file_id, vector FROM embeddings WHERE model_key = ? ORDER BY file_id", (model_key,)
+                ).fetchall()
+            else:
+                wanted = sorted(int(i) for i in ids)
+                rows = []
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start : start + 500]
+                    marks = ",".join("?" * len(chunk))
+                    rows += self._db.execute(
+                        f"SELECT file_id, vector FROM embeddings WHERE model_key = ? AND file_id IN ({marks}) "
+                        "ORDER BY file_id",
+                        [model_key, *chunk],
+                    ).fetchall()
+            dim_row = self._db.execute("SELECT dim FROM models WHERE key = ?", (model_key,)).fetchone()
+        dim = dim_row[0] if dim_row else 0
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
+        id_arr = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return id_arr, vectors
+
+    def count_embeddings(self, model_key: str) -> int:
+        with self._lock:
+            return int(
+                self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model_key = ?", (model_key,)).fetchone()[0]
+            )
+
+    def integrity_check(self) -> list[str]:
+        """SQLite's own integrity check; ``["ok"]`` when the database is sound."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("PRAGMA integrity_check")]

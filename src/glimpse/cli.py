@@ -1,0 +1,304 @@
+"""The ``glimpse`` command line: parse, call the library, format. Nothing else lives here.
+
+Exit codes: 0 ok, 1 user error (bad input, missing model; message on stderr), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from glimpse.errors import GlimpseError, UserInputError
+
+if TYPE_CHECKING:
+    from glimpse.library import Hit, Library
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="glimpse",
+    help="Index your images with CLIP-family models and search them by text or by image.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+models_app = typer.Typer(help="List the built-in models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)
+
+
+@dataclass
+class Options:
+    library: Path | None
+    model: str | None
+    store: str | None
+    device: str
+
+    def open(self) -> Library:
+        from glimpse.library import open_library
+
+        if self.store not in (None, "", "faiss"):
+            raise UserInputError(
+                f"--store {self.store!r}: only the embedded FAISS store is available in this version; "
+                "leave --store out"
+            )
+        return open_library(self.library, self.model, device=self.device)
+
+
+def _options(ctx: typer.Context) -> Options:
+    return ctx.find_root().obj  # type: ignore[no-any-return]
+
+
+def handles_errors(fn: F) -> F:
+    """Turn GlimpseError into a one-line message on stderr and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GlimpseError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(1) from exc
+        except KeyboardInterrupt:
+            err.print("interrupted — work committed so far is kept; run the same command again to continue")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    library: Annotated[Path | None, typer.Option(
+        "--library", "-L", envvar="GLIMPSE_LIBRARY",
+        help="Library directory (catalog + indexes). Default: $XDG_DATA_HOME/glimpse.")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", envvar="GLIMPSE_MODEL",
+        help="Model name (see `glimpse models list`) or a local model directory. "
+             "Default: the model the library was built with, else openai/clip-vit-base-patch32.")] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="Vector store. Default: embedded FAISS inside the library.")] = None,
+    device: Annotated[str, typer.Option("--device", help="Torch device for encoding: cpu, cuda, mps.")] = "cpu",
+) -> None:
+    """glimpse — recognize and search anything in your image collections."""
+    ctx.obj = Options(library, model, store, device)
+
+
+# -- progress --------------------------------------------------------------------------------------------
+class RichProgress:
+    """A progress bar with images/s and ETA on stderr."""
+
+    def __init__(self, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=err, transient=False,
+        )
+        self._label = label
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        self._bar.start()
+        self._task = self._bar.add_task(self._label, total=total, rate="")
+
+    def advance(self, n: int = 1) -> None:
+        self._bar.advance(self._task, n)
+        speed = self._bar.tasks[0].speed
+        self._bar.update(self._task, rate=f"{speed:.1f} img/s" if speed else "")
+
+    def finish(self) -> None:
+        self._bar.stop()
+
+
+def _progress(quiet: bool, label: str) -> RichProgress | None:
+    return None if quiet or not err.is_terminal else RichProgress(label)
+
+
+@contextmanager
+def _library(ctx: typer.Context) -> Iterator[Library]:
+    lib = _options(ctx).open()
+    try:
+        yield lib
+    finally:
+        lib.close()
+
+
+# -- commands --------------------------------------------------------------------------------------------
+@app.command()
+@handles_errors
+def index(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Folders and image files to index (incrementally).")],
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per encoder batch.")] = 32,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1,
+                                                help="Decode threads (default: CPU count, at most 4).")] = None,
+    max_megapixels: Annotated[float, typer.Option(
+        "--max-megapixels", help="Refuse images larger than this (decompression-bomb guard).")] = 100.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Index folders and files: new and changed images are encoded, moved ones re-linked, deleted ones dropped."""
+    with _library(ctx) as lib:
+        report = lib.index([str(p) for p in paths], batch_size=batch_size, workers=workers,
+                           max_megapixels=max_megapixels, progress=_progress(as_json, "Indexing"))
+    if as_json:
+        _print_json(report.to_dict())
+        return
+    summary = (f"{report.added} new, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
+               f"{report.unchanged} unchanged, {report.failed} failed, {report.skipped} not images")
+    err.print(f"[bold]Indexed[/] {summary} — {report.encoded} encoded in {report.seconds:.1f} s "
+              f"({report.images_per_second:.1f} images/s)")
+    for item in report.to_dict()["errors"][:20]:
+        err.print(f"  [yellow]skipped[/] {item['path']}: {item['reason']}", markup=True)
+    if len(report.errors) > 20:
+        err.print(f"  … and {len(report.errors) - 20} more (see `glimpse status`)")
+
+
+def _print_hits(hits: list[Hit], as_json: bool) -> None:
+    if as_json:
+        _print_json([h.to_dict() for h in hits])
+        return
+    if not hits:
+        err.print("no results")
+        return
+    for hit in hits:
+        data = hit.to_dict()
+        out.print(f"{data['score']:.4f}  {data['path']}", markup=False)
+
+
+@app.command()
+@handles_errors
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(
+        help="Text to look for. Combine terms with + and -, weight them as 2:term, "
+             "e.g. \"beach +sunset -people\". A term naming an image file searches by that image.")] = "",
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
+    image: Annotated[list[Path] | None, typer.Option("--image", "-i", help="Add an image term (repeatable).")] = None,
+    min_score: Annotated[float | None, typer.Option("--min-score", help="Drop results scoring below this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")] = False,
+) -> None:
+    """Search the library by text, by image, or both."""
+    with _library(ctx) as lib:
+        hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score)
+    _print_hits(hits, as_json)
+
+
+@app.command()
+@handles_errors
+def similar(
+    ctx: typer.Context,
+    image: Annotated[str, typer.Argument(help="An image file (indexed or not) or the id of an indexed image.")],
+    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
+    min_score: Annotated[float | None, typer.Option("--min-score", help="Drop results scoring below this.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")] = False,
+) -> None:
+    """Find the images most like IMAGE."""
+    target: str | int = int(image) if image.isdigit() and not os.path.exists(image) else image
+    with _library(ctx) as lib:
+        hits = lib.similar(target, k, min_score=min_score)
+    _print_hits(hits, as_json)
+
+
+@app.command()
+@handles_errors
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
+) -> None:
+    """Show what the library holds: roots, counts, model, index, recent errors."""
+    with _library(ctx) as lib:
+        info = lib.status()
+    if as_json:
+        _print_json(info.to_dict())
+        return
+    out.print(f"library   {info.library}", markup=False)
+    out.print(f"model     {info.model}" + (f"  (key {info.model_key})" if info.model_key else ""), markup=False)
+    out.print(f"images    {info.images} indexed, {info.errors} failed, {info.skipped} not images", markup=False)
+    out.print(f"vectors   {info.vectors} stored, {info.index_vectors} in the index ({info.index_kind})", markup=False)
+    for root in info.roots:
+        out.print(f"root      {root}", markup=False)
+    for m in info.models:
+        if m["key"] != info.model_key:
+            out.print(f"also      {m['name']} ({m['embeddings']} vectors, key {m['key']})", markup=False)
+    for item in info.recent_errors[:10]:
+        out.print(f"error     {item['path']}: {item['reason']}", markup=False)
+
+
+@app.command()
+@handles_errors
+def remove(
+    ctx: typer.Context,
+    paths: Annotated[list[Path], typer.Argument(help="Files or folders to forget (nothing is deleted on disk).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the count as JSON.")] = False,
+) -> None:
+    """Forget files or whole folders from the library."""
+    with _library(ctx) as lib:
+        removed = lib.remove([str(p) for p in paths])
+    if as_json:
+        _print_json({"removed": removed})
+    else:
+        err.print(f"forgot {removed} file(s)")
+
+
+@app.command("rebuild-index")
+@handles_errors
+def rebuild_index(ctx: typer.Context) -> None:
+    """Rebuild the vector index of the current model from the catalog."""
+    with _library(ctx) as lib:
+        count = lib.rebuild_index()
+    err.print(f"rebuilt the index: {count} vectors")
+
+
+@models_app.command("list")
+@handles_errors
+def models_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the models as JSON.")] = False,
+) -> None:
+    """The built-in model names (any local model directory works too)."""
+    from glimpse.registry import list_models
+
+    entries = list_models()
+    if as_json:
+        _print_json([e.to_dict() if hasattr(e, "to_dict") else e.__dict__ for e in entries])
+        return
+    for e in entries:
+        data = e.to_dict() if hasattr(e, "to_dict") else e.__dict__
+        langs = ",".join(data.get("languages", ()))
+        out.print(f"{data['name']:<45} {data.get('family', ''):<13} dim {data.get('dim', '?'):<5} {langs}",
+                  markup=False)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,304 @@
+"""Library: a directory holding a catalog and its derived vector indexes — the library's Python API.
+
+    lib = glimpse.open_library("~/.local/share/glimpse", model="openai/clip-vit-base-patch32")
+    lib.index(["~/Pictures"])
+    for hit in lib.search("a dog on the beach", k=10):
+        print(hit.score, hit.path)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog
+from glimpse.errors import GlimpseError, LibraryBusyError, UserInputError
+from glimpse.images import DEFAULT_MAX_MEGAPIXELS, open_image
+
+if TYPE_CHECKING:
+    from glimpse.encoders.base import Encoder
+    from glimpse.pipeline import IndexReport, Progress
+    from glimpse.spec import ModelSpec
+    from glimpse.vectors.faiss import FaissIndex
+
+LIBRARY_ENV = "GLIMPSE_LIBRARY"
+INDEX_DIRNAME = "index"
+LOCK_FILENAME = "indexing.lock"
+
+
+class EmptyLibraryError(GlimpseError):
+    """The library holds no vectors of the model in use."""
+
+
+def default_library_dir() -> Path:
+    """``$GLIMPSE_LIBRARY``, else ``$XDG_DATA_HOME/glimpse``, else ``~/.local/share/glimpse``."""
+    if os.environ.get(LIBRARY_ENV):
+        return Path(os.environ[LIBRARY_ENV]).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "glimpse"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``score`` is the cosine similarity (float, higher is better)."""
+
+    id: int
+    path: str
+    score: float
+    width: int | None = None
+    height: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["path"] = os.fsencode(self.path).decode("utf-8", "replace")
+        data["score"] = round(float(self.score), 6)
+        return data
+
+
+@dataclass
+class LibraryStatus:
+    library: str
+    model: str
+    model_key: str | None
+    roots: list[str]
+    images: int
+    errors: int
+    skipped: int
+    vectors: int
+    index_kind: str
+    index_vectors: int
+    models: list[dict[str, Any]]
+    recent_errors: list[dict[str, str]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _resolve_model_name(model: str) -> str:
+    """Local model directories are remembered by absolute path; names stay names."""
+    expanded = os.path.expanduser(model)
+    return os.path.abspath(expanded) if os.path.isdir(expanded) else model
+
+
+class Library:
+    """An image library: catalog + vector indexes under one directory, bound to one model."""
+
+    def __init__(self, directory: str | os.PathLike[str] | None = None, model: str | None = None,
+                 *, device: str = "cpu") -> None:
+        from glimpse.registry import DEFAULT_MODEL
+
+        self.directory = Path(directory).expanduser() if directory is not None else default_library_dir()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.catalog = Catalog(self.directory / CATALOG_FILENAME)
+        stored = self.catalog.get_meta("default_model")
+        self.model_name = _resolve_model_name(model) if model else (stored or DEFAULT_MODEL)
+        self.device = device
+        self._index: FaissIndex | None = None
+
+    # -- model ---------------------------------------------------------------------------------------
+    @cached_property
+    def spec(self) -> ModelSpec:
+        from glimpse.registry import load_spec
+
+        return load_spec(self.model_name)
+
+    @cached_property
+    def encoder(self) -> Encoder:
+        from glimpse.registry import load_encoder
+
+        return load_encoder(self.spec, device=self.device)
+
+    # -- indexing ------------------------------------------------------------------------------------
+    @contextmanager
+    def _writer_lock(self) -> Iterator[None]:
+        """One indexing process per library; the OS releases the lock if the process dies."""
+        path = self.directory / LOCK_FILENAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise LibraryBusyError(
+                    f"another glimpse process is indexing the library {self.directory}; wait for it to finish"
+                ) from exc
+            yield
+        finally:
+            os.close(fd)
+
+    def index(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        batch_size: int = 32,
+        workers: int | None = None,
+        max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+        progress: Progress | None = None,
+    ) -> IndexReport:
+        """Incrementally index files and folders; returns the run's report."""
+        from glimpse.pipeline import Indexer
+
+        roots = []
+        for raw in paths:
+            path = os.path.realpath(os.path.expanduser(os.fspath(raw)))
+            if not os.path.exists(path):
+                raise UserInputError(f"{raw} does not exist; give a folder or image file to index")
+            roots.append(path)
+        if not roots:
+            raise UserInputError("nothing to index: give at least one folder or image file")
+        with self._writer_lock():
+            spec = self.spec
+            self.catalog.register_model(spec.key, spec.name, spec.dim, spec.to_dict())
+            if self.catalog.get_meta("default_model") is None:
+                self.catalog.set_meta("default_model", self.model_name)
+            for root in roots:
+                self.catalog.add_root(root)
+            indexer = Indexer(self.catalog, self.encoder, batch_size=batch_size, workers=workers,
+                              max_megapixels=max_megapixels, progress=progress)
+            report = indexer.run(roots)
+            self._vector_index(save=True)
+        return report
+
+    # -- vectors -------------------------------------------------------------------------------------
+    def _vector_index(self, *, save: bool = True) -> FaissIndex:
+        from glimpse.vectors import open_index, sync_index
+
+        if self._index is None:
+            self._index = open_index(self.directory / INDEX_DIRNAME, self.catalog, self.spec.key, self.spec.dim,
+                                     save=save)
+        elif sync_index(self._index, self.catalog) and save:
+            self._index.save()
+        return self._index
+
+    def rebuild_index(self) -> int:
+        """Rebuild the vector index of the current model from the catalog; returns its size."""
+        from glimpse.vectors import FaissIndex, rebuild_index
+
+        index = rebuild_index(FaissIndex(self.directory / INDEX_DIRNAME, self.spec.key, self.spec.dim),
+                              self.catalog)
+        index.save()
+        self._index = index
+        return len(index)
+
+    # -- queries -------------------------------------------------------------------------------------
+    def _search_vector(self, vector: np.ndarray, k: int, min_score: float | None) -> list[Hit]:
+        if k < 1:
+            raise UserInputError(f"k must be at least 1, got {k}")
+        index = self._vector_index()
+        if len(index) == 0:
+            raise EmptyLibraryError(
+                f"the library {self.directory} has no images indexed with {self.spec.name}; "
+                f"run `glimpse --model {self.spec.name} index PATH` first"
+            )
+        result = index.search(vector[None, :], k)[0]
+        records = self.catalog.files_by_id(result.ids.tolist())
+        hits = []
+        for file_id, score in zip(result.ids.tolist(), result.scores.tolist(), strict=True):
+            rec = records.get(file_id)
+            if rec is None or (min_score is not None and score < min_score):
+                continue
+            hits.append(Hit(file_id, rec.path, float(score), rec.width, rec.height))
+        return hits
+
+    def query_vector(self, query: str, images: Sequence[str | os.PathLike[str]] | None = None) -> np.ndarray:
+        """The L2-normalised ``float32[d]`` vector of a query string (with optional image terms)."""
+        from glimpse.query import embed_terms, parse_query
+
+        return embed_terms(parse_query(query, list(images or [])), self.encoder)
+
+    def search(self, query: str, k: int = 10, *, images: Sequence[str | os.PathLike[str]] | None = None,
+               min_score: float | None = None) -> list[Hit]:
+        """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms)."""
+        return self._search_vector(self.query_vector(query, images), k, min_score)
+
+    def image_vector(self, image: str | os.PathLike[str] | int) -> np.ndarray:
+        """The stored vector of an indexed image (by id or path), else the image freshly encoded."""
+        if isinstance(image, int):
+            ids, vectors = self.catalog.embeddings(self.spec.key, [image])
+            if not len(ids):
+                raise UserInputError(f"no image with id {image} is indexed with {self.spec.name}")
+            return vectors[0]
+        path = os.path.realpath(os.path.expanduser(os.fspath(image)))
+        rec = self.catalog.file_by_path(path)
+        if rec is not None and rec.state == STATE_OK:
+            ids, vectors = self.catalog.embeddings(self.spec.key, [rec.id])
+            if len(ids):
+                return vectors[0]
+        if not os.path.isfile(path):
+            raise UserInputError(f"{image} is not a file; give an image path or an indexed image id")
+        decoded = open_image(path, min_side=self.spec.preprocess.min_side)
+        return self.encoder.encode_images([decoded.image])[0]
+
+    def similar(self, image: str | os.PathLike[str] | int, k: int = 10, *,
+                min_score: float | None = None) -> list[Hit]:
+        """Images most like ``image`` (a path or an indexed id), best first; an indexed image finds itself."""
+        return self._search_vector(self.image_vector(image), k, min_score)
+
+    # -- maintenance ---------------------------------------------------------------------------------
+    def remove(self, paths: Sequence[str | os.PathLike[str]]) -> int:
+        """Forget files and folders (the files on disk are untouched); returns how many were forgotten."""
+        removed = 0
+        with self._writer_lock():
+            for raw in paths:
+                path = os.path.realpath(os.path.expanduser(os.fspath(raw)))
+                count = self.catalog.delete_under(path)
+                dropped_root = self.catalog.remove_root(path)
+                if count == 0 and not dropped_root:
+                    raise UserInputError(f"{raw} is not in the library; `glimpse status` lists its roots")
+                removed += count
+            if self.catalog.count_embeddings(self.spec.key) or self._index is not None:
+                self._vector_index(save=True)
+        return removed
+
+    def status(self) -> LibraryStatus:
+        counts = self.catalog.counts()
+        models = self.catalog.models()
+        key = None
+        index_vectors = 0
+        try:
+            key = self.spec.key
+            from glimpse.vectors.faiss import FaissIndex
+
+            loaded = FaissIndex.load(self.directory / INDEX_DIRNAME, key, self.spec.dim)
+            index_vectors = len(loaded) if loaded is not None else 0
+        except GlimpseError:
+            pass  # status must work even when the model cannot be loaded here
+        vectors = next((m["embeddings"] for m in models if m["key"] == key), 0)
+        return LibraryStatus(
+            library=str(self.directory),
+            model=self.model_name,
+            model_key=key,
+            roots=[os.fsencode(r).decode("utf-8", "replace") for r in self.catalog.roots()],
+            images=counts[STATE_OK],
+            errors=counts["error"],
+            skipped=counts["skipped"],
+            vectors=vectors,
+            index_kind="faiss IDMap2,Flat (inner product)",
+            index_vectors=index_vectors,
+            models=models,
+            recent_errors=[{"path": r.display_path, "reason": r.error or ""} for r in self.catalog.errors(limit=20)],
+        )
+
+    def close(self) -> None:
+        if "encoder" in self.__dict__:
+            self.encoder.close()
+        self.catalog.close()
+
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_library(path: str | os.PathLike[str] | None = None, model: str | None = None, *,
+                 device: str = "cpu") -> Library:
+    """Open (creating if needed) the library at ``path`` bound to ``model`` (name or model directory)."""
+    return Library(path, model, device=device)

@@ -1,0 +1,388 @@
+"""Incremental indexing: scan → diff → decode → encode → commit.
+
+* ``scan`` walks the roots (os.scandir; hidden entries skipped; directory symlinks followed once,
+  loops cut) and yields every regular file with its size and mtime.
+* ``plan`` diffs the scan against the catalog: new, changed (size or mtime), unchanged, deleted, and
+  unchanged images that still lack an embedding of the current model.
+* ``prepare`` (worker threads) reads a file once, hashes it, recognises it by content, and decodes +
+  preprocesses it — unless the hash says no decode is needed (touched-but-unchanged, moved file).
+* the main thread batches the pixels through the encoder and commits each batch, with every other
+  result that arrived meanwhile, in one catalog transaction. A killed run loses at most that batch.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from glimpse.catalog import STATE_ERROR, STATE_OK, STATE_SKIPPED, Catalog, FileRecord, FileUpdate
+from glimpse.encoders.base import Encoder
+from glimpse.errors import GlimpseError, ImageError
+from glimpse.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, decode_image, is_candidate
+from glimpse.preprocess import preprocess_image
+from glimpse.spec import Preprocess
+
+HEAD_BYTES = 64
+# Non-image work (errors, metadata-only updates, moves) is committed at least this often.
+MAX_PENDING = 256
+
+
+class Progress(Protocol):
+    """Receives indexing progress; the CLI renders it as a bar, the server as job status."""
+
+    def start(self, total: int) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+    def finish(self) -> None: ...
+
+
+class NullProgress:
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, n: int = 1) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+# -- scan ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScannedFile:
+    """A file found by the scan. ``problem`` is set when it cannot even be stat'ed (e.g. a symlink loop)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    problem: str | None = None
+
+
+def _looks_like_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def _stat_problem(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno == errno.ENOENT:
+        return "broken symlink (target missing)"
+    if exc.errno == errno.EACCES:
+        return "cannot read file: permission denied"
+    return f"cannot stat file: {exc.strerror or exc}"
+
+
+def scan(roots: Sequence[str]) -> Iterator[ScannedFile]:
+    """Every regular file under ``roots`` (absolute paths as given, not resolved through symlinks)."""
+    visited: set[tuple[int, int]] = set()
+    for root in roots:
+        try:
+            st = os.stat(root)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            yield ScannedFile(root, st.st_size, st.st_mtime_ns)
+            continue
+        stack = [root]
+        visited.add((st.st_dev, st.st_ino))
+        while stack:
+            directory = stack.pop()
+            try:
+                with os.scandir(directory) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError:
+                continue  # unreadable directory: nothing to index inside
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    st = entry.stat()  # follows symlinks
+                except OSError as exc:
+                    if _looks_like_image_name(entry.name):
+                        try:
+                            lst = entry.stat(follow_symlinks=False)
+                            size, mtime = lst.st_size, lst.st_mtime_ns
+                        except OSError:
+                            size, mtime = 0, 0
+                        yield ScannedFile(entry.path, size, mtime, _stat_problem(exc))
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    ident = (st.st_dev, st.st_ino)
+                    if ident not in visited:  # cuts symlink loops and double visits
+                        visited.add(ident)
+                        stack.append(entry.path)
+                elif stat.S_ISREG(st.st_mode):
+                    yield ScannedFile(entry.path, st.st_size, st.st_mtime_ns)
+
+
+# -- diff ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """One file the workers must look at. ``existing`` is its catalog row, if any."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    existing: FileRecord | None
+    problem: str | None = None
+
+
+@dataclass
+class Plan:
+    tasks: list[Task]
+    unchanged: int
+    scanned: int
+    deleted: list[FileRecord]
+
+
+def plan(catalog: Catalog, roots: Sequence[str], model_key: str) -> Plan:
+    """Diff a scan of ``roots`` against the catalog."""
+    known: dict[str, FileRecord] = {}
+    for root in roots:
+        if os.path.isdir(root):
+            known.update(catalog.files_under(root))
+        else:
+            rec = catalog.file_by_path(root)
+            if rec is not None:
+                known[rec.path] = rec
+    embedded = catalog.ids_with_embedding(model_key)
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    unchanged = scanned = 0
+    for found in scan(roots):
+        if found.path in seen:
+            continue
+        seen.add(found.path)
+        scanned += 1
+        rec = known.get(found.path)
+        same = rec is not None and rec.size == found.size and rec.mtime_ns == found.mtime_ns
+        if same and (rec.state != STATE_OK or rec.id in embedded):
+            unchanged += 1
+            continue
+        tasks.append(Task(found.path, found.size, found.mtime_ns, rec, found.problem))
+    deleted = [rec for path, rec in known.items() if path not in seen]
+    return Plan(tasks, unchanged, scanned, deleted)
+
+
+# -- decode --------------------------------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """What a worker learned about one task. ``pixels`` float32[3, H, W] when it must be encoded."""
+
+    task: Task
+    state: str
+    hash: str | None = None
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+    error: str | None = None
+    pixels: np.ndarray | None = None
+
+
+def prepare(
+    task: Task,
+    pre: Preprocess,
+    *,
+    move_hashes: frozenset[str] = frozenset(),
+    max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+    needs_vector: bool = True,
+) -> Prepared:
+    """Read, hash, recognise and decode one file. Never raises for a bad file."""
+    if task.problem:
+        return Prepared(task, STATE_ERROR, error=task.problem)
+    try:
+        with open(task.path, "rb") as fh:
+            head = fh.read(HEAD_BYTES)
+            if not is_candidate(task.path, head):
+                return Prepared(task, STATE_SKIPPED)
+            data = head + fh.read()
+    except OSError as exc:
+        reason = "cannot read file: " + (exc.strerror or str(exc)).lower()
+        return Prepared(task, STATE_ERROR, error=reason)
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    old = task.existing
+    if old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector:
+        # Touched but not changed: keep the stored vectors, no decode.
+        return Prepared(task, STATE_OK, digest, old.width, old.height, old.format)
+    if old is None and digest in move_hashes:
+        return Prepared(task, STATE_OK, digest)  # a moved file: the main thread re-links the old row
+    try:
+        decoded = decode_image(data, min_side=pre.min_side, max_megapixels=max_megapixels)
+        pixels = preprocess_image(decoded.image, pre)
+    except ImageError as exc:
+        return Prepared(task, STATE_ERROR, digest, error=str(exc))
+    except Exception as exc:
+        return Prepared(task, STATE_ERROR, digest, error=f"cannot decode: {type(exc).__name__}: {exc}")
+    return Prepared(task, STATE_OK, digest, decoded.width, decoded.height, decoded.format, pixels=pixels)
+
+
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Task], Prepared], items: Iterable[Task], window: int
+                 ) -> Iterator[Prepared]:
+    """``pool.map`` with at most ``window`` tasks in flight (bounded memory for decoded pixels)."""
+    pending: deque[Future[Prepared]] = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+# -- report --------------------------------------------------------------------------------------------
+@dataclass
+class IndexReport:
+    """Summary of one indexing run."""
+
+    model: str
+    model_key: str
+    scanned: int = 0
+    unchanged: int = 0
+    added: int = 0
+    updated: int = 0
+    moved: int = 0
+    reused: int = 0
+    removed: int = 0
+    skipped: int = 0
+    failed: int = 0
+    encoded: int = 0
+    seconds: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "errors"}
+        data["images_per_second"] = round(self.images_per_second, 2)
+        data["seconds"] = round(self.seconds, 3)
+        data["errors"] = [{"path": _printable(p), "reason": r} for p, r in self.errors]
+        return data
+
+
+def _printable(path: str) -> str:
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+# -- the run -------------------------------------------------------------------------------------------
+class Indexer:
+    """Runs one incremental indexing pass of ``roots`` into ``catalog`` with ``encoder``."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        encoder: Encoder,
+        *,
+        batch_size: int = 32,
+        workers: int | None = None,
+        max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+        progress: Progress | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise GlimpseError(f"batch size must be at least 1, got {batch_size}")
+        self.catalog = catalog
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.workers = workers or max(1, min(4, os.cpu_count() or 1))
+        self.max_megapixels = max_megapixels
+        self.progress = progress or NullProgress()
+
+    def run(self, roots: Sequence[str]) -> IndexReport:
+        started = time.perf_counter()
+        spec = self.encoder.spec
+        report = IndexReport(model=spec.name, model_key=spec.key)
+        work = plan(self.catalog, roots, spec.key)
+        report.scanned, report.unchanged = work.scanned, work.unchanged
+        movable = {rec.hash: rec for rec in work.deleted if rec.hash and rec.state == STATE_OK}
+        embedded = self.catalog.ids_with_embedding(spec.key)
+
+        def job(task: Task) -> Prepared:
+            needs_vector = task.existing is None or task.existing.id not in embedded
+            return prepare(task, spec.preprocess, move_hashes=frozenset(movable),
+                           max_megapixels=self.max_megapixels, needs_vector=needs_vector)
+
+        self._pending: list[tuple[Prepared, FileUpdate]] = []
+        self._to_encode: list[int] = []  # positions in _pending that carry pixels
+        self._moved: list[FileRecord] = []  # deleted rows re-linked to a new path in this run
+        self.progress.start(len(work.tasks))
+        try:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="glimpse-decode") as pool:
+                for prepared in _ordered_map(pool, job, work.tasks, window=max(self.batch_size * 2, 8)):
+                    self._accept(prepared, movable, report)
+                    if len(self._to_encode) >= self.batch_size or len(self._pending) >= MAX_PENDING:
+                        self._flush(report)
+                self._flush(report)
+            moved_ids = {m.id for m in self._moved}
+            gone = [rec.id for rec in work.deleted if rec.id not in moved_ids]
+            report.removed = self.catalog.delete_files(gone) if gone else 0
+        finally:
+            self.progress.finish()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _accept(self, p: Prepared, movable: dict[str, FileRecord], report: IndexReport) -> None:
+        task = p.task
+        base = dict(path=task.path, size=task.size, mtime_ns=task.mtime_ns, state=p.state, hash=p.hash,
+                    width=p.width, height=p.height, format=p.format, error=p.error)
+        update = FileUpdate(**base)
+        if p.state == STATE_OK and p.pixels is None and task.existing is None:
+            source = movable.pop(p.hash or "", None)
+            if source is not None:
+                update = FileUpdate(**{**base, "width": source.width, "height": source.height,
+                                       "format": source.format, "move_from": source.id})
+                self._moved.append(source)
+            else:
+                # A second copy of a moved file: share the moved file's vector.
+                twin = next((m for m in self._moved if m.hash == p.hash), None)
+                update = FileUpdate(**{**base, "reuse_from": twin.id if twin else None})
+        elif p.state == STATE_OK and p.pixels is not None and p.hash:
+            twin_id = self.catalog.reusable_embedding(p.hash, self.encoder.key)
+            if twin_id is not None and (task.existing is None or twin_id != task.existing.id):
+                update = FileUpdate(**{**base, "reuse_from": twin_id})
+                p.pixels = None
+        if p.pixels is not None:
+            self._to_encode.append(len(self._pending))
+        self._pending.append((p, update))
+
+    def _flush(self, report: IndexReport) -> None:
+        if not self._pending:
+            return
+        updates = [u for _, u in self._pending]
+        if self._to_encode:
+            pixels = np.stack([self._pending[i][0].pixels for i in self._to_encode])
+            vectors = self.encoder.encode_pixels(pixels)
+            for row, i in enumerate(self._to_encode):
+                updates[i] = FileUpdate(**{**updates[i].__dict__, "vector": vectors[row]})
+        self.catalog.apply(updates, self.encoder.key)
+        for p, update in self._pending:
+            self._count(p, update, report)
+        self.progress.advance(len(self._pending))
+        self._pending, self._to_encode = [], []
+
+    @staticmethod
+    def _count(p: Prepared, update: FileUpdate, report: IndexReport) -> None:
+        if p.state == STATE_ERROR:
+            report.failed += 1
+            report.errors.append((p.task.path, p.error or "unknown error"))
+        elif p.state == STATE_SKIPPED:
+            report.skipped += 1
+        elif update.move_from is not None:
+            report.moved += 1
+        else:
+            if update.vector is not None:
+                report.encoded += 1
+            elif update.reuse_from is not None:
+                report.reused += 1
+            if p.task.existing is None:
+                report.added += 1
+            else:
+                report.updated += 1

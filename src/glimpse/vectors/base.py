@@ -1,0 +1,47 @@
+"""The VectorIndex contract: a derived, rebuildable index of one model's embeddings.
+
+An index holds ``(id, vector)`` pairs for one model key and remembers the id of the last catalog
+change it has applied, so it can catch up from the change log instead of being rebuilt.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Best-first results of one query: ``ids`` int64[k'] and ``scores`` float32[k'] (inner product)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+
+
+class VectorIndex(ABC):
+    """Inner-product index over L2-normalised vectors of one model."""
+
+    model_key: str
+    dim: int
+    applied_change: int
+
+    @abstractmethod
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert or replace ``int64[n]`` ids with ``float32[n, dim]`` vectors."""
+
+    @abstractmethod
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ids that are present; returns how many were removed."""
+
+    @abstractmethod
+    def search(self, queries: np.ndarray, k: int) -> list[SearchResult]:
+        """Top-``k`` per query of ``float32[q, dim]``, best first."""
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def save(self) -> None:
+        """Persist atomically (a crash leaves the old or the new index, never a torn one)."""
