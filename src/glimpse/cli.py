@@ -58,7 +58,7 @@ class Options:
         return open_library(self.library, self.model, device=self.device)
 
 
-def _options(ctx: typer.Context) -> Options:
+def options_of(ctx: typer.Context) -> Options:
     return ctx.find_root().obj  # type: ignore[no-any-return]
 
 
@@ -79,7 +79,7 @@ def handles_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _print_json(data: Any) -> None:
+def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
@@ -137,13 +137,13 @@ class RichProgress:
         self._bar.stop()
 
 
-def _progress(quiet: bool, label: str) -> RichProgress | None:
+def make_progress(quiet: bool, label: str) -> RichProgress | None:
     return None if quiet or not err.is_terminal else RichProgress(label)
 
 
 @contextmanager
-def _library(ctx: typer.Context) -> Iterator[Library]:
-    lib = _options(ctx).open()
+def open_library_ctx(ctx: typer.Context) -> Iterator[Library]:
+    lib = options_of(ctx).open()
     try:
         yield lib
     finally:
@@ -164,11 +164,11 @@ def index(
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
 ) -> None:
     """Index folders and files: new and changed images are encoded, moved ones re-linked, deleted ones dropped."""
-    with _library(ctx) as lib:
+    with open_library_ctx(ctx) as lib:
         report = lib.index([str(p) for p in paths], batch_size=batch_size, workers=workers,
-                           max_megapixels=max_megapixels, progress=_progress(as_json, "Indexing"))
+                           max_megapixels=max_megapixels, progress=make_progress(as_json, "Indexing"))
     if as_json:
-        _print_json(report.to_dict())
+        print_json(report.to_dict())
         return
     summary = (f"{report.added} new, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
                f"{report.unchanged} unchanged, {report.failed} failed, {report.skipped} not images")
@@ -180,9 +180,9 @@ def index(
         err.print(f"  … and {len(report.errors) - 20} more (see `glimpse status`)")
 
 
-def _print_hits(hits: list[Hit], as_json: bool) -> None:
+def print_hits(hits: list[Hit], as_json: bool) -> None:
     if as_json:
-        _print_json([h.to_dict() for h in hits])
+        print_json([h.to_dict() for h in hits])
         return
     if not hits:
         err.print("no results")
@@ -205,9 +205,9 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")] = False,
 ) -> None:
     """Search the library by text, by image, or both."""
-    with _library(ctx) as lib:
+    with open_library_ctx(ctx) as lib:
         hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score)
-    _print_hits(hits, as_json)
+    print_hits(hits, as_json)
 
 
 @app.command()
@@ -221,9 +221,9 @@ def similar(
 ) -> None:
     """Find the images most like IMAGE."""
     target: str | int = int(image) if image.isdigit() and not os.path.exists(image) else image
-    with _library(ctx) as lib:
+    with open_library_ctx(ctx) as lib:
         hits = lib.similar(target, k, min_score=min_score)
-    _print_hits(hits, as_json)
+    print_hits(hits, as_json)
 
 
 @app.command()
@@ -233,10 +233,10 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """Show what the library holds: roots, counts, model, index, recent errors."""
-    with _library(ctx) as lib:
+    with open_library_ctx(ctx) as lib:
         info = lib.status()
     if as_json:
-        _print_json(info.to_dict())
+        print_json(info.to_dict())
         return
     out.print(f"library   {info.library}", markup=False)
     out.print(f"model     {info.model}" + (f"  (key {info.model_key})" if info.model_key else ""), markup=False)
@@ -259,10 +259,10 @@ def remove(
     as_json: Annotated[bool, typer.Option("--json", help="Print the count as JSON.")] = False,
 ) -> None:
     """Forget files or whole folders from the library."""
-    with _library(ctx) as lib:
+    with open_library_ctx(ctx) as lib:
         removed = lib.remove([str(p) for p in paths])
     if as_json:
-        _print_json({"removed": removed})
+        print_json({"removed": removed})
     else:
         err.print(f"forgot {removed} file(s)")
 
@@ -271,7 +271,7 @@ def remove(
 @handles_errors
 def rebuild_index(ctx: typer.Context) -> None:
     """Rebuild the vector index of the current model from the catalog."""
-    with _library(ctx) as lib:
+    with open_library_ctx(ctx) as lib:
         count = lib.rebuild_index()
     err.print(f"rebuilt the index: {count} vectors")
 
@@ -286,13 +286,36 @@ def models_list(
 
     entries = list_models()
     if as_json:
-        _print_json([e.to_dict() if hasattr(e, "to_dict") else e.__dict__ for e in entries])
+        print_json([e.to_dict() if hasattr(e, "to_dict") else e.__dict__ for e in entries])
         return
     for e in entries:
         data = e.to_dict() if hasattr(e, "to_dict") else e.__dict__
         langs = ",".join(data.get("languages", ()))
         out.print(f"{data['name']:<45} {data.get('family', ''):<13} dim {data.get('dim', '?'):<5} {langs}",
                   markup=False)
+
+
+# Feature areas add their commands from their own modules: each exposes ``register(app)`` and keeps its
+# top-level imports light (no torch), so `glimpse --help` and `glimpse search` stay fast.
+COMMAND_MODULES = (
+    "glimpse.commands.onnx",        # export, bench
+    "glimpse.commands.understand",  # classify, moderate, dupes, eval, train, dataset
+    "glimpse.commands.tagging",     # tag, tags
+    "glimpse.commands.serve",       # serve
+    "glimpse.commands.scale",       # index-scale tools
+)
+
+
+def _register_feature_commands() -> None:
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(app)
+
+
+_register_feature_commands()
 
 
 def main() -> None:

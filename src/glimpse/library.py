@@ -164,10 +164,21 @@ class Library:
                               max_megapixels=max_megapixels, progress=progress)
             report = indexer.run(roots)
             self._vector_index(save=True)
+            self._clean_temporary_files()
         return report
 
     # -- vectors -------------------------------------------------------------------------------------
-    def _vector_index(self, *, save: bool = True) -> FaissIndex:
+    def _clean_temporary_files(self) -> None:
+        """Remove half-written index files of killed runs (only the lock holder saves, so none is live)."""
+        for leftover in (self.directory / INDEX_DIRNAME).glob("*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+    def _vector_index(self, *, save: bool) -> FaissIndex:
+        """The current model's index, caught up with the catalog.
+
+        Only writers (holding the indexing lock) save it; readers catch up in memory, so a search never
+        races an indexing run for the files.
+        """
         from glimpse.vectors import open_index, sync_index
 
         if self._index is None:
@@ -191,7 +202,7 @@ class Library:
     def _search_vector(self, vector: np.ndarray, k: int, min_score: float | None) -> list[Hit]:
         if k < 1:
             raise UserInputError(f"k must be at least 1, got {k}")
-        index = self._vector_index()
+        index = self._vector_index(save=False)
         if len(index) == 0:
             raise EmptyLibraryError(
                 f"the library {self.directory} has no images indexed with {self.spec.name}; "
@@ -207,6 +218,13 @@ class Library:
             hits.append(Hit(file_id, rec.path, float(score), rec.width, rec.height))
         return hits
 
+    def _require_content(self) -> None:
+        # Checked before the model is loaded: an empty library should not trigger a model download.
+        if not self.catalog.models():
+            raise EmptyLibraryError(
+                f"the library {self.directory} is empty; run `glimpse index PATH` first"
+            )
+
     def query_vector(self, query: str, images: Sequence[str | os.PathLike[str]] | None = None) -> np.ndarray:
         """The L2-normalised ``float32[d]`` vector of a query string (with optional image terms)."""
         from glimpse.query import embed_terms, parse_query
@@ -216,6 +234,7 @@ class Library:
     def search(self, query: str, k: int = 10, *, images: Sequence[str | os.PathLike[str]] | None = None,
                min_score: float | None = None) -> list[Hit]:
         """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms)."""
+        self._require_content()
         return self._search_vector(self.query_vector(query, images), k, min_score)
 
     def image_vector(self, image: str | os.PathLike[str] | int) -> np.ndarray:
@@ -239,6 +258,7 @@ class Library:
     def similar(self, image: str | os.PathLike[str] | int, k: int = 10, *,
                 min_score: float | None = None) -> list[Hit]:
         """Images most like ``image`` (a path or an indexed id), best first; an indexed image finds itself."""
+        self._require_content()
         return self._search_vector(self.image_vector(image), k, min_score)
 
     # -- maintenance ---------------------------------------------------------------------------------

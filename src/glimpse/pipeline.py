@@ -363,7 +363,7 @@ class Indexer:
             for row, i in enumerate(self._to_encode):
                 updates[i] = FileUpdate(**{**updates[i].__dict__, "vector": vectors[row]})
         self.catalog.apply(updates, self.encoder.key)
-        for p, update in self._pending:
+        for (p, _), update in zip(self._pending, updates, strict=True):
             self._count(p, update, report)
         self.progress.advance(len(self._pending))
         self._pending, self._to_encode = [], []

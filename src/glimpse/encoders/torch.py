@@ -1,0 +1,103 @@
+"""The torch backend: transformers' own CLIPModel / ChineseCLIPModel / SiglipModel, float32, eval mode.
+
+torch and transformers are imported when a ``TorchEncoder`` is built, never at module import time of the
+rest of glimpse, so that the query path stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from glimpse.encoders.base import Encoder
+from glimpse.errors import ModelError
+
+if TYPE_CHECKING:
+    from glimpse.spec import ModelSpec
+
+_MODEL_CLASSES = {"clip": "CLIPModel", "chinese_clip": "ChineseCLIPModel", "siglip": "SiglipModel"}
+
+
+def _features(output: Any) -> Any:
+    """The embedding tensor from ``get_*_features``: transformers 5 returns an output object whose
+    ``pooler_output`` holds the projected features, transformers 4 the tensor itself."""
+    if hasattr(output, "pooler_output"):
+        return output.pooler_output
+    return output
+
+
+class TorchEncoder(Encoder):
+    """Encoder running a transformers checkpoint directory with torch.
+
+    ``_encode_pixels``: ``float32[b, 3, H, W]`` -> ``float32[b, d]``; ``_encode_texts``: ``b`` strings ->
+    ``float32[b, d]`` (unnormalised; the base class normalises).
+    """
+
+    def __init__(self, spec: ModelSpec, directory: str | Path, *, device: str = "cpu", batch_size: int = 32) -> None:
+        super().__init__(spec, batch_size)
+        try:
+            import torch
+            import transformers
+        except ImportError as exc:
+            raise ModelError(
+                f"the torch backend needs torch and transformers ({exc}); install them with "
+                "pip install 'glimpse[torch]'"
+            ) from exc
+        self._torch = torch
+        self.directory = Path(directory)
+        self.device = device
+        class_name = _MODEL_CLASSES.get(spec.family)
+        if class_name is None:
+            raise ModelError(f"unknown model family {spec.family!r}; expected one of {sorted(_MODEL_CLASSES)}")
+        model_class = getattr(transformers, class_name)
+        # Our own progress bars cover the work; transformers' per-load bars would only clutter stderr.
+        transformers.utils.logging.disable_progress_bar()
+        try:
+            model = model_class.from_pretrained(self.directory, local_files_only=True)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.directory, local_files_only=True)
+        except (OSError, ValueError, ImportError) as exc:
+            raise ModelError(
+                f"cannot load {class_name} from {self.directory} ({type(exc).__name__}: {exc}); "
+                "re-download the model or check the directory holds a complete checkpoint"
+            ) from exc
+        # Always float32: a checkpoint stored in fp16 must still give the reference embeddings on CPU.
+        try:
+            self.model = model.float().eval().to(device)
+        except (RuntimeError, AssertionError) as exc:
+            raise ModelError(f"cannot move the model to device {device!r} ({exc}); try --device cpu") from exc
+
+    def _encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self.device)
+            features = _features(self.model.get_image_features(pixel_values=tensor))
+            return features.float().cpu().numpy()
+
+    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+        spec = self.spec
+        encoded = self.tokenizer(
+            texts,
+            padding="max_length" if spec.text_padding == "max_length" else "longest",
+            truncation=True,
+            max_length=spec.context_length,
+            return_tensors="pt",
+        )
+        if spec.family == "siglip":
+            # SigLIP was trained without a text attention mask (it pools the last, padded position);
+            # transformers 5's tokenizer returns a mask that would change the embedding, so drop it.
+            return {"input_ids": encoded["input_ids"]}
+        return dict(encoded)
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        torch = self._torch
+        inputs = self._tokenize(texts)
+        with torch.inference_mode():
+            inputs = {name: value.to(self.device) for name, value in inputs.items()}
+            features = _features(self.model.get_text_features(**inputs))
+            return features.float().cpu().numpy()
+
+    def close(self) -> None:
+        """Drop the model so its memory can be freed."""
+        self.model = None  # type: ignore[assignment]

@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny random checkpoints (built once per session), synthetic photos, libraries."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED_DATA = Path(os.environ.get("GLIMPSE_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def shared_data(*parts: str) -> Path:
+    """A path inside ../shared/data; skips the test cleanly when the data is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"test data {path} is not available")
+    return path
+
+
+def make_photo(path: Path, seed: int, size: tuple[int, int] = (96, 72), fmt: str | None = None) -> Path:
+    """A synthetic 'photo': smooth random colour field plus blocks, distinct per seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    base = rng.integers(0, 256, size=(4, 4, 3), dtype=np.uint8)
+    img = Image.fromarray(base, "RGB").resize((w, h), Image.Resampling.BICUBIC)
+    pixels = np.asarray(img).copy()
+    for _ in range(3):
+        x, y = int(rng.integers(0, w - 8)), int(rng.integers(0, h - 8))
+        pixels[y : y + h // 4, x : x + w // 4] = rng.integers(0, 256, size=3, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels, "RGB").save(path, format=fmt)
+    return path
+
+
+def make_photos(directory: Path, n: int, start: int = 0) -> list[Path]:
+    return [make_photo(directory / f"img_{i:03d}.jpg", seed=i) for i in range(start, start + n)]
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A tiny random CLIP checkpoint directory in the real HF format."""
+    from tiny_models import make_tiny_clip, require_clip_tokenizer
+
+    require_clip_tokenizer()
+    return make_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_b(tmp_path_factory) -> Path:
+    """A second tiny CLIP with other weights (and so another model key)."""
+    from tiny_models import make_tiny_clip, require_clip_tokenizer
+
+    require_clip_tokenizer()
+    return make_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip-b", projection_dim=24, seed=1)
+
+
+@pytest.fixture()
+def open_lib(tmp_path, tiny_clip):
+    """Factory: open a library in tmp_path bound to the tiny CLIP (or another model)."""
+    import glimpse
+
+    opened = []
+
+    def _open(model: Path | None = None, directory: Path | None = None):
+        lib = glimpse.open_library(directory or tmp_path / "library", model=str(model or tiny_clip))
+        opened.append(lib)
+        return lib
+
+    yield _open
+    for lib in opened:
+        lib.close()
