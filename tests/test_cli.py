@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_photos
 from typer.testing import CliRunner
 
+from conftest import make_photos
 from glimpse.cli import app
 
 
@@ -86,3 +86,16 @@ def test_models_list_json(run):
     names = {m["name"] for m in json.loads(result.stdout)}
     assert {"openai/clip-vit-base-patch32", "OFA-Sys/chinese-clip-vit-base-patch16",
             "google/siglip-base-patch16-224"} <= names
+
+
+def test_failure_reasons_are_printed_verbatim(run, tmp_path):
+    # reasons may contain [brackets] (e.g. glimpse[heic]); they must not be eaten as console markup
+    pics = tmp_path / "pics"
+    make_photos(pics, 1)
+    (pics / "broken.jpg").write_bytes(b"")
+    (pics / "phone.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64)
+    result = run("index", str(pics))
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg: empty file" in result.stderr
+    assert "phone.heic" in result.stderr
+    assert "glimpse[heic]" in result.stderr or "HEIF" in result.stderr

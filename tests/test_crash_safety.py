@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import make_photos
 
+from conftest import make_photos
 from glimpse.catalog import Catalog
 from glimpse.vectors import FaissIndex
 

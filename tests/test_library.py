@@ -8,8 +8,8 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_photo, make_photos
 
+from conftest import make_photo, make_photos
 from glimpse.errors import LibraryBusyError, UserInputError
 from glimpse.library import EmptyLibraryError
 
@@ -145,19 +145,20 @@ def test_hostile_corpus(open_lib, tmp_path):
     lib = open_lib()
     report = lib.index([tmp_path / "hostile"])
     reasons = {os.fsencode(path): reason for path, reason in report.errors}
-    for item in corpus.bad:
-        if item.expected_reason is None:
-            continue  # e.g. unreadable-by-permissions when running as root
-        key = os.fsencode(item.path)
-        assert key in reasons, f"{item.path!r} was not reported"
-        assert item.expected_reason in reasons[key], (item.path, reasons[key])
-    good = {os.fsencode(p) for p in corpus.good}
-    indexed = {os.fsencode(r.path) for r in lib.catalog.files_under(str(tmp_path / "hostile")).values()
-               if r.state == "ok"}
-    assert good <= indexed
-    for path in corpus.good:
-        hits = lib.similar(os.fsdecode(path), k=1)
-        assert os.fsencode(hits[0].path) == os.fsencode(path)
-    # a second run re-reads nothing and re-reports nothing new
+    # a directory named like an image is walked as a directory, not reported as a broken file
+    bad = [item for item in corpus.bad if not os.path.isdir(item.raw)]
+    for item in bad:
+        assert item.raw in reasons, f"{item.key} ({item.path!r}) was not reported"
+        assert item.reason in reasons[item.raw], (item.key, reasons[item.raw])
+    assert len(reasons) == len(bad)  # nothing else was reported: ignored files stay silent
+    records = lib.catalog.files_under(str(tmp_path / "hostile"))
+    indexed = {os.fsencode(r.path) for r in records.values() if r.state == "ok"}
+    assert {item.raw for item in corpus.good} == indexed
+    for item in corpus.good:
+        hits = lib.similar(item.path, k=1)
+        assert os.fsencode(hits[0].path) == item.raw, item.key
+        assert hits[0].score == pytest.approx(1.0, abs=1e-4)
+    # a second run re-reads nothing and re-reports nothing
     again = lib.index([tmp_path / "hostile"])
-    assert again.encoded == 0 and again.failed == 0
+    assert (again.encoded, again.failed, again.added) == (0, 0, 0)
+    assert lib.status().errors == len(bad)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from glimpse.errors import GlimpseError, UserInputError
 
@@ -36,7 +37,8 @@ app = typer.Typer(
 models_app = typer.Typer(help="List the built-in models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-err = Console(stderr=True, highlight=False)
+# soft_wrap: messages hold paths and commands that must stay copy-pasteable, not be folded at 80 columns.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -70,7 +72,7 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except GlimpseError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(1) from exc
         except KeyboardInterrupt:
             err.print("interrupted — work committed so far is kept; run the same command again to continue")
@@ -175,7 +177,7 @@ def index(
     err.print(f"[bold]Indexed[/] {summary} — {report.encoded} encoded in {report.seconds:.1f} s "
               f"({report.images_per_second:.1f} images/s)")
     for item in report.to_dict()["errors"][:20]:
-        err.print(f"  [yellow]skipped[/] {item['path']}: {item['reason']}", markup=True)
+        err.print(f"  [yellow]failed[/] {escape(item['path'])}: {escape(item['reason'])}", markup=True)
     if len(report.errors) > 20:
         err.print(f"  … and {len(report.errors) - 20} more (see `glimpse status`)")
 

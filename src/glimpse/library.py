@@ -234,8 +234,11 @@ class Library:
     def search(self, query: str, k: int = 10, *, images: Sequence[str | os.PathLike[str]] | None = None,
                min_score: float | None = None) -> list[Hit]:
         """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms)."""
+        from glimpse.query import embed_terms, parse_query
+
+        terms = parse_query(query, list(images or []))  # a malformed query fails before any model work
         self._require_content()
-        return self._search_vector(self.query_vector(query, images), k, min_score)
+        return self._search_vector(embed_terms(terms, self.encoder), k, min_score)
 
     def image_vector(self, image: str | os.PathLike[str] | int) -> np.ndarray:
         """The stored vector of an indexed image (by id or path), else the image freshly encoded."""
