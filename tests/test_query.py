@@ -31,7 +31,7 @@ def test_image_terms(tmp_path):
     assert terms[1].image == path and terms[2].image == path and terms[0].text == "cat"
 
 
-@pytest.mark.parametrize("query", ["", "   ", "-people", "cat + -"])
+@pytest.mark.parametrize("query", ["", "   ", "-people", "2:", "cat +2:"])
 def test_bad_queries(query):
     with pytest.raises(UserInputError):
         parse_query(query)

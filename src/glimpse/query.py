@@ -20,7 +20,7 @@ from glimpse.errors import UserInputError
 from glimpse.images import IMAGE_EXTENSIONS, open_image
 
 _SPLIT = re.compile(r"\s+(?=[+-]\S)")
-_WEIGHT = re.compile(r"^(\d+(?:\.\d+)?|\.\d+):(.+)$", re.DOTALL)
+_WEIGHT = re.compile(r"^(\d+(?:\.\d+)?|\.\d+):(.*)$", re.DOTALL)
 
 
 @dataclass(frozen=True)
