@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -176,15 +176,11 @@ def plan(catalog: Catalog, roots: Sequence[str], model_key: str) -> Plan:
 # -- decode --------------------------------------------------------------------------------------------
 @dataclass
 class Prepared:
-    """What a worker learned about one task. ``pixels`` float32[3, H, W] when it must be encoded."""
+    """What a worker learned about one task: the catalog update, plus ``pixels`` (float32[3, H, W]) when
+    the image must be encoded."""
 
     task: Task
-    state: str
-    hash: str | None = None
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
-    error: str | None = None
+    update: FileUpdate
     pixels: np.ndarray | None = None
 
 
@@ -197,32 +193,36 @@ def prepare(
     needs_vector: bool = True,
 ) -> Prepared:
     """Read, hash, recognise and decode one file. Never raises for a bad file."""
+
+    def result(state: str, digest: str | None = None, pixels: np.ndarray | None = None, **facts: object) -> Prepared:
+        update = FileUpdate(task.path, task.size, task.mtime_ns, state, digest, **facts)  # type: ignore[arg-type]
+        return Prepared(task, update, pixels)
+
     if task.problem:
-        return Prepared(task, STATE_ERROR, error=task.problem)
+        return result(STATE_ERROR, error=task.problem)
     try:
         with open(task.path, "rb") as fh:
             head = fh.read(HEAD_BYTES)
             if not is_candidate(task.path, head):
-                return Prepared(task, STATE_SKIPPED)
+                return result(STATE_SKIPPED)
             data = head + fh.read()
     except OSError as exc:
-        reason = "cannot read file: " + (exc.strerror or str(exc)).lower()
-        return Prepared(task, STATE_ERROR, error=reason)
+        return result(STATE_ERROR, error="cannot read file: " + (exc.strerror or str(exc)).lower())
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     old = task.existing
     if old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector:
         # Touched but not changed: keep the stored vectors, no decode.
-        return Prepared(task, STATE_OK, digest, old.width, old.height, old.format)
+        return result(STATE_OK, digest, width=old.width, height=old.height, format=old.format)
     if old is None and digest in move_hashes:
-        return Prepared(task, STATE_OK, digest)  # a moved file: the main thread re-links the old row
+        return result(STATE_OK, digest)  # a moved file: the main thread re-links the old row
     try:
         decoded = decode_image(data, min_side=pre.min_side, max_megapixels=max_megapixels)
         pixels = preprocess_image(decoded.image, pre)
     except ImageError as exc:
-        return Prepared(task, STATE_ERROR, digest, error=str(exc))
-    except Exception as exc:
-        return Prepared(task, STATE_ERROR, digest, error=f"cannot decode: {type(exc).__name__}: {exc}")
-    return Prepared(task, STATE_OK, digest, decoded.width, decoded.height, decoded.format, pixels=pixels)
+        return result(STATE_ERROR, digest, error=str(exc))
+    except Exception as exc:  # a broken file must never stop a run, whatever the decoder throws
+        return result(STATE_ERROR, digest, error=f"cannot decode: {type(exc).__name__}: {exc}")
+    return result(STATE_OK, digest, pixels, width=decoded.width, height=decoded.height, format=decoded.format)
 
 
 def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Task], Prepared], items: Iterable[Task], window: int
@@ -303,22 +303,24 @@ class Indexer:
         work = plan(self.catalog, roots, spec.key)
         report.scanned, report.unchanged = work.scanned, work.unchanged
         movable = {rec.hash: rec for rec in work.deleted if rec.hash and rec.state == STATE_OK}
+        move_hashes = frozenset(movable)
         embedded = self.catalog.ids_with_embedding(spec.key)
 
         def job(task: Task) -> Prepared:
             needs_vector = task.existing is None or task.existing.id not in embedded
-            return prepare(task, spec.preprocess, move_hashes=frozenset(movable),
-                           max_megapixels=self.max_megapixels, needs_vector=needs_vector)
+            return prepare(task, spec.preprocess, move_hashes=move_hashes, max_megapixels=self.max_megapixels,
+                           needs_vector=needs_vector)
 
-        self._pending: list[tuple[Prepared, FileUpdate]] = []
-        self._to_encode: list[int] = []  # positions in _pending that carry pixels
+        self._pending: list[Prepared] = []
         self._moved: list[FileRecord] = []  # deleted rows re-linked to a new path in this run
+        self._encoding_count = 0  # queued images that still need the encoder
         self.progress.start(len(work.tasks))
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="glimpse-decode") as pool:
                 for prepared in _ordered_map(pool, job, work.tasks, window=max(self.batch_size * 2, 8)):
                     self._accept(prepared, movable, report)
-                    if len(self._to_encode) >= self.batch_size or len(self._pending) >= MAX_PENDING:
+                    self._encoding_count += prepared.pixels is not None
+                    if self._encoding_count >= self.batch_size or len(self._pending) >= MAX_PENDING:
                         self._flush(report)
                 self._flush(report)
             moved_ids = {m.id for m in self._moved}
@@ -330,50 +332,48 @@ class Indexer:
         return report
 
     def _accept(self, p: Prepared, movable: dict[str, FileRecord], report: IndexReport) -> None:
-        task = p.task
-        base = dict(path=task.path, size=task.size, mtime_ns=task.mtime_ns, state=p.state, hash=p.hash,
-                    width=p.width, height=p.height, format=p.format, error=p.error)
-        update = FileUpdate(**base)
-        if p.state == STATE_OK and p.pixels is None and task.existing is None:
-            source = movable.pop(p.hash or "", None)
+        """Decide how a prepared file lands in the catalog (move, reuse, encode) and queue it."""
+        update, existing = p.update, p.task.existing
+        if update.state == STATE_OK and p.pixels is None and existing is None:
+            source = movable.pop(update.hash or "", None)
             if source is not None:
-                update = FileUpdate(**{**base, "width": source.width, "height": source.height,
-                                       "format": source.format, "move_from": source.id})
+                p.update = replace(update, width=source.width, height=source.height, format=source.format,
+                                   move_from=source.id)
                 self._moved.append(source)
             else:
                 # A second copy of a moved file: share the moved file's vector.
-                twin = next((m for m in self._moved if m.hash == p.hash), None)
-                update = FileUpdate(**{**base, "reuse_from": twin.id if twin else None})
-        elif p.state == STATE_OK and p.pixels is not None and p.hash:
-            twin_id = self.catalog.reusable_embedding(p.hash, self.encoder.key)
-            if twin_id is not None and (task.existing is None or twin_id != task.existing.id):
-                update = FileUpdate(**{**base, "reuse_from": twin_id})
-                p.pixels = None
-        if p.pixels is not None:
-            self._to_encode.append(len(self._pending))
-        self._pending.append((p, update))
+                twin = next((m for m in self._moved if m.hash == update.hash), None)
+                p.update = replace(update, reuse_from=twin.id if twin else None)
+        elif p.pixels is not None and update.hash:
+            twin_id = self.catalog.reusable_embedding(update.hash, self.encoder.key)
+            if twin_id is not None and (existing is None or twin_id != existing.id):
+                p.update, p.pixels = replace(update, reuse_from=twin_id), None
+        self._pending.append(p)
+
+    def _encoding(self) -> list[Prepared]:
+        return [p for p in self._pending if p.pixels is not None]
 
     def _flush(self, report: IndexReport) -> None:
         if not self._pending:
             return
-        updates = [u for _, u in self._pending]
-        if self._to_encode:
-            pixels = np.stack([self._pending[i][0].pixels for i in self._to_encode])
-            vectors = self.encoder.encode_pixels(pixels)
-            for row, i in enumerate(self._to_encode):
-                updates[i] = FileUpdate(**{**updates[i].__dict__, "vector": vectors[row]})
-        self.catalog.apply(updates, self.encoder.key)
-        for (p, _), update in zip(self._pending, updates, strict=True):
-            self._count(p, update, report)
+        to_encode = self._encoding()
+        if to_encode:
+            vectors = self.encoder.encode_pixels(np.stack([p.pixels for p in to_encode]))
+            for p, vector in zip(to_encode, vectors, strict=True):
+                p.update, p.pixels = replace(p.update, vector=vector), None
+        self.catalog.apply([p.update for p in self._pending], self.encoder.key)
+        for p in self._pending:
+            self._count(p, report)
         self.progress.advance(len(self._pending))
-        self._pending, self._to_encode = [], []
+        self._pending, self._encoding_count = [], 0
 
     @staticmethod
-    def _count(p: Prepared, update: FileUpdate, report: IndexReport) -> None:
-        if p.state == STATE_ERROR:
+    def _count(p: Prepared, report: IndexReport) -> None:
+        update = p.update
+        if update.state == STATE_ERROR:
             report.failed += 1
-            report.errors.append((p.task.path, p.error or "unknown error"))
-        elif p.state == STATE_SKIPPED:
+            report.errors.append((p.task.path, update.error or "unknown error"))
+        elif update.state == STATE_SKIPPED:
             report.skipped += 1
         elif update.move_from is not None:
             report.moved += 1
