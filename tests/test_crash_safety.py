@@ -42,7 +42,7 @@ def _count_files(catalog_path: Path) -> int:
 
 
 def _start(library: Path, model: Path, pics: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "glimpse.cli", "--library", str(library), "--model", str(model),
+    cmd = [sys.executable, "-m", "glimpse", "--library", str(library), "--model", str(model),
            "index", str(pics), "--batch-size", "2", "--workers", "2", "--json"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
