@@ -133,3 +133,16 @@ def test_failed_transaction_leaves_nothing(catalog):
         db.execute("INSERT INTO roots (path, added_at) VALUES (?, 0)", (b"/x",))
         raise ZeroDivisionError
     assert catalog.roots() == []
+
+
+def test_float16_storage_round_trips_and_mixes(catalog):
+    (a,) = catalog.apply([ok("/r/a.jpg", vec(0.6, 0.8, 0, 0))], KEY)
+    catalog.vector_dtype = "float16"
+    (b,) = catalog.apply([ok("/r/b.jpg", vec(0.1, 0.2, 0.3, 0.9273618))], KEY)
+    ids, vectors = catalog.embeddings(KEY)
+    assert ids.tolist() == [a, b] and vectors.dtype == np.float32
+    np.testing.assert_array_equal(vectors[0], vec(0.6, 0.8, 0, 0))  # float32 row exact
+    np.testing.assert_allclose(vectors[1], vec(0.1, 0.2, 0.3, 0.9273618), atol=1e-3)
+    assert not np.array_equal(vectors[1], vec(0.1, 0.2, 0.3, 0.9273618))  # really stored as float16
+    with pytest.raises(CatalogError, match="float16"):
+        catalog.vector_dtype = "int8"

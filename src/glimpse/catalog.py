@@ -28,7 +28,7 @@ import numpy as np
 
 from glimpse.errors import CatalogError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CATALOG_FILENAME = "catalog.sqlite3"
 
 # Files are in one of these states. 'skipped' marks files that are not images (by content), so later
@@ -36,6 +36,9 @@ CATALOG_FILENAME = "catalog.sqlite3"
 STATE_OK = "ok"
 STATE_ERROR = "error"
 STATE_SKIPPED = "skipped"
+
+# Stored vector formats: float16 halves the catalog at ~1e-3 precision (rankings practically unchanged).
+VECTOR_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 OP_UPSERT = "upsert"  # an embedding of model_key was written for file_id
 OP_DELETE = "delete"  # file_id is gone (all models)
@@ -87,7 +90,26 @@ CREATE TABLE changes (
 """
 
 # Migrations from version N to N+1, applied in order inside one transaction each.
-_MIGRATIONS: dict[int, str] = {}
+_MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: tags. ``source`` is tagger + model key (e.g. "clip:<key>", "ram_plus:<key>"); ``tagged`` remembers
+    # which content (hash) each source last tagged, so re-tagging touches only new and changed files.
+    1: """
+CREATE TABLE tags (
+    file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (file_id, source, tag)
+) WITHOUT ROWID;
+CREATE INDEX tags_tag ON tags (tag, file_id);
+CREATE TABLE tagged (
+    file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    source TEXT NOT NULL,
+    hash TEXT,
+    PRIMARY KEY (file_id, source)
+) WITHOUT ROWID;
+""",
+}
 
 
 @dataclass(frozen=True)
@@ -216,9 +238,9 @@ class Catalog:
             version = self._check_version()
             if version == 0:
                 self._run_script(_SCHEMA_V1)
-                self._set_meta("schema_version", str(SCHEMA_VERSION))
                 self._set_meta("created_at", str(time.time()))
-                return
+                version = 1  # a new catalog gets every migration too: one path to the current schema
+                self._set_meta("schema_version", str(version))
             while version < SCHEMA_VERSION:
                 self._run_script(_MIGRATIONS[version])
                 version += 1
@@ -262,6 +284,17 @@ class Catalog:
             "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             (key, value),
         )
+
+    @property
+    def vector_dtype(self) -> str:
+        """How new vectors are stored: ``float32`` (default) or ``float16``."""
+        return self.get_meta("vector_dtype", "float32") or "float32"
+
+    @vector_dtype.setter
+    def vector_dtype(self, value: str) -> None:
+        if value not in VECTOR_DTYPES:
+            raise CatalogError(f"vector dtype must be one of {sorted(VECTOR_DTYPES)}, got {value!r}")
+        self.set_meta("vector_dtype", value)
 
     def set_meta(self, key: str, value: str) -> None:
         with self.transaction():
@@ -380,6 +413,7 @@ class Catalog:
         """Write one batch of pipeline results in a single transaction; returns the file ids."""
         now = time.time()
         ids: list[int] = []
+        dtype = self.vector_dtype
         with self.transaction() as db:
             for up in updates:
                 key = path_key(up.path)
@@ -407,7 +441,8 @@ class Catalog:
                 if up.move_from is not None:
                     continue
                 if up.vector is not None or up.reuse_from is not None:
-                    self._put_embedding(db, file_id, model_key, now, vector=up.vector, copy_from=up.reuse_from)
+                    self._put_embedding(db, file_id, model_key, now, vector=up.vector, copy_from=up.reuse_from,
+                                        dtype=dtype)
                 elif up.state != STATE_OK and db.execute(
                     "DELETE FROM embeddings WHERE file_id = ?", (file_id,)
                 ).rowcount:
@@ -417,16 +452,17 @@ class Catalog:
 
     @staticmethod
     def _put_embedding(db: sqlite3.Connection, file_id: int, model_key: str, now: float, *,
-                       vector: np.ndarray | None = None, copy_from: int | None = None) -> None:
-        """Store a new vector, or copy the vector of ``copy_from`` (a file with the same content)."""
+                       vector: np.ndarray | None = None, copy_from: int | None = None,
+                       dtype: str = "float32") -> None:
+        """Store a new vector (as ``dtype``), or copy the vector of ``copy_from`` (a file with the same content)."""
         # The content is new: vectors of other models describe the old content.
         if db.execute("DELETE FROM embeddings WHERE file_id = ? AND model_key != ?", (file_id, model_key)).rowcount:
             _log_change(db, file_id, None, OP_DELETE, now)
         if vector is not None:
-            blob = np.ascontiguousarray(vector, dtype=np.float32).tobytes()
+            blob = np.ascontiguousarray(vector, dtype=VECTOR_DTYPES[dtype]).tobytes()
             db.execute(
-                "INSERT OR REPLACE INTO embeddings (model_key, file_id, dtype, vector) VALUES (?, ?, 'float32', ?)",
-                (model_key, file_id, blob),
+                "INSERT OR REPLACE INTO embeddings (model_key, file_id, dtype, vector) VALUES (?, ?, ?, ?)",
+                (model_key, file_id, dtype, blob),
             )
         else:
             db.execute(
@@ -483,7 +519,7 @@ class Catalog:
         with self._lock:
             if ids is None:
                 rows = self._db.execute(
-                    "SELECT file_id, vector FROM embeddings WHERE model_key = ? ORDER BY file_id", (model_key,)
+                    "SELECT file_id, vector, dtype FROM embeddings WHERE model_key = ? ORDER BY file_id", (model_key,)
                 ).fetchall()
             else:
                 wanted = sorted(int(i) for i in ids)
@@ -492,7 +528,7 @@ class Catalog:
                     chunk = wanted[start : start + 500]
                     marks = ",".join("?" * len(chunk))
                     rows += self._db.execute(
-                        f"SELECT file_id, vector FROM embeddings WHERE model_key = ? AND file_id IN ({marks}) "
+                        f"SELECT file_id, vector, dtype FROM embeddings WHERE model_key = ? AND file_id IN ({marks}) "
                         "ORDER BY file_id",
                         [model_key, *chunk],
                     ).fetchall()
@@ -501,7 +537,11 @@ class Catalog:
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, dim), dtype=np.float32)
         id_arr = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        vectors = np.empty((len(rows), dim), dtype=np.float32)
+        for dtype in {r[2] for r in rows}:  # usually one; a library may switch dtype between runs
+            picked = [i for i, r in enumerate(rows) if r[2] == dtype]
+            blob = b"".join(rows[i][1] for i in picked)
+            vectors[picked] = np.frombuffer(blob, dtype=VECTOR_DTYPES[dtype]).reshape(len(picked), dim)
         return id_arr, vectors
 
     def count_embeddings(self, model_key: str) -> int:
@@ -509,6 +549,66 @@ class Catalog:
             return int(
                 self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model_key = ?", (model_key,)).fetchone()[0]
             )
+
+    # -- tags ----------------------------------------------------------------------------------------
+    def files_to_tag(self, source: str) -> list[FileRecord]:
+        """Readable files that ``source`` has not tagged at their current content hash."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
+                "LEFT JOIN tagged t ON t.file_id = f.id AND t.source = ? "
+                "WHERE f.state = 'ok' AND (t.file_id IS NULL OR t.hash IS NOT f.hash) ORDER BY f.id",
+                (source,),
+            ).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def put_tags(self, results: Sequence[tuple[int, str | None, Sequence[tuple[str, float]]]], source: str) -> None:
+        """Replace ``source``'s tags of each ``(file_id, content hash, [(tag, score)])`` in one transaction."""
+        with self.transaction() as db:
+            for file_id, content_hash, tags in results:
+                db.execute("DELETE FROM tags WHERE file_id = ? AND source = ?", (file_id, source))
+                db.executemany("INSERT OR REPLACE INTO tags (file_id, source, tag, score) VALUES (?, ?, ?, ?)",
+                               [(file_id, source, tag, float(score)) for tag, score in tags])
+                db.execute("INSERT OR REPLACE INTO tagged (file_id, source, hash) VALUES (?, ?, ?)",
+                           (file_id, source, content_hash))
+
+    def ids_with_tags(self, tags: Sequence[str]) -> set[int]:
+        """Ids of files carrying every one of ``tags`` (any source)."""
+        ids: set[int] | None = None
+        with self._lock:
+            for tag in tags:
+                rows = self._db.execute("SELECT file_id FROM tags WHERE tag = ? COLLATE NOCASE", (tag,))
+                found = {r[0] for r in rows}
+                ids = found if ids is None else ids & found
+        return ids or set()
+
+    def ids_with_any_tag(self, tags: Sequence[str]) -> set[int]:
+        """Ids of files carrying at least one of ``tags`` (any source)."""
+        with self._lock:
+            return {r[0] for tag in tags
+                    for r in self._db.execute("SELECT file_id FROM tags WHERE tag = ? COLLATE NOCASE", (tag,))}
+
+    def tags_of(self, ids: Iterable[int]) -> dict[int, list[tuple[str, float]]]:
+        """``{file_id: [(tag, best score over sources)]}``, best first."""
+        ids = [int(i) for i in ids]
+        out: dict[int, list[tuple[str, float]]] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for fid, tag, score in self._db.execute(
+                    f"SELECT file_id, tag, MAX(score) FROM tags WHERE file_id IN ({marks}) GROUP BY file_id, tag "
+                    "ORDER BY file_id, MAX(score) DESC", chunk):
+                    out.setdefault(fid, []).append((tag, float(score)))
+        return out
+
+    def tag_counts(self, limit: int | None = None) -> list[tuple[str, int]]:
+        """Facets: ``(tag, number of files)``, most frequent first."""
+        sql = "SELECT tag, COUNT(DISTINCT file_id) AS n FROM tags GROUP BY tag ORDER BY n DESC, tag"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            return [(t, int(n)) for t, n in self._db.execute(sql)]
 
     def integrity_check(self) -> list[str]:
         """SQLite's own integrity check; ``["ok"]`` when the database is sound."""

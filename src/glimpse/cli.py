@@ -51,13 +51,14 @@ class Options:
 
     def open(self) -> Library:
         from glimpse.library import open_library
+        from glimpse.vectors import is_milvus_store
 
-        if self.store not in (None, "", "faiss"):
+        if self.store not in (None, "", "faiss") and not is_milvus_store(self.store):
             raise UserInputError(
-                f"--store {self.store!r}: only the embedded FAISS store is available in this version; "
-                "leave --store out"
+                f"--store {self.store!r}: give 'faiss' (the default), a Milvus server as milvus://HOST:PORT, "
+                "or a milvus-lite file ending in .db"
             )
-        return open_library(self.library, self.model, device=self.device)
+        return open_library(self.library, self.model, device=self.device, store=self.store or None)
 
 
 def options_of(ctx: typer.Context) -> Options:
@@ -164,14 +165,40 @@ def index(
     max_megapixels: Annotated[float, typer.Option(
         "--max-megapixels", help="Refuse images larger than this (decompression-bomb guard).")] = 100.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    memory_budget: Annotated[str | None, typer.Option(
+        "--memory-budget", help="Choose the vector index kind to fit this much RAM, e.g. 2GB.")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="local (this process) or ray (Ray Data; PATH may be a list file of paths/URLs).")] = "local",
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Ray cluster address with --engine ray (auto: the running cluster).")] = None,
+    with_tags: Annotated[bool, typer.Option(
+        "--tags", help="Also tag new and changed images (CLIP tagger of the library's model).")] = False,
 ) -> None:
     """Index folders and files: new and changed images are encoded, moved ones re-linked, deleted ones dropped."""
+    if engine != "local":
+        from glimpse.commands.scale import index_distributed
+
+        index_distributed(ctx, paths, engine=engine, address=address, batch_size=batch_size,
+                          memory_budget=memory_budget, as_json=as_json)
+        return
+    from glimpse.vectors.select import parse_bytes
+
+    budget = parse_bytes(memory_budget) if memory_budget else None
     with open_library_ctx(ctx) as lib:
         report = lib.index([str(p) for p in paths], batch_size=batch_size, workers=workers,
-                           max_megapixels=max_megapixels, progress=make_progress(as_json, "Indexing"))
+                           max_megapixels=max_megapixels, progress=make_progress(as_json, "Indexing"),
+                           memory_budget=budget)
+        tag_report = None
+        if with_tags:
+            from glimpse.tagging.library_tags import tag_library
+
+            tag_report = tag_library(lib)
     if as_json:
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), **({"tags": tag_report.to_dict()} if tag_report else {})})
         return
+    if tag_report is not None:
+        err.print(f"[bold]Tagged[/] {tag_report.tagged} image(s) ({tag_report.tags} tags), "
+                  f"{tag_report.unchanged} unchanged")
     summary = (f"{report.added} new, {report.updated} updated, {report.moved} moved, {report.removed} removed, "
                f"{report.unchanged} unchanged, {report.failed} failed, {report.skipped} not images")
     err.print(f"[bold]Indexed[/] {summary} — {report.encoded} encoded in {report.seconds:.1f} s "
@@ -205,10 +232,14 @@ def search(
     image: Annotated[list[Path] | None, typer.Option("--image", "-i", help="Add an image term (repeatable).")] = None,
     min_score: Annotated[float | None, typer.Option("--min-score", help="Drop results scoring below this.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")] = False,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only images with this tag (repeatable).")] = None,
+    no_tag: Annotated[list[str] | None, typer.Option("--no-tag", help="No images with this tag (repeatable).")
+                      ] = None,
 ) -> None:
     """Search the library by text, by image, or both."""
     with open_library_ctx(ctx) as lib:
-        hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score)
+        hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score, tags=tag,
+                          no_tags=no_tag)
     print_hits(hits, as_json)
 
 
@@ -271,11 +302,18 @@ def remove(
 
 @app.command("rebuild-index")
 @handles_errors
-def rebuild_index(ctx: typer.Context) -> None:
+def rebuild_index(
+    ctx: typer.Context,
+    kind: Annotated[str | None, typer.Option(
+        "--kind", help="FAISS factory string, e.g. 'IVF4096,PQ64', or 'auto' (by size and memory budget).")] = None,
+    recall_target: Annotated[float | None, typer.Option(
+        "--recall-target", min=0.01, max=1.0, help="Tune nprobe to reach this recall@10 vs exact search.")] = None,
+) -> None:
     """Rebuild the vector index of the current model from the catalog."""
     with open_library_ctx(ctx) as lib:
-        count = lib.rebuild_index()
-    err.print(f"rebuilt the index: {count} vectors")
+        count = lib.rebuild_index(kind=kind, recall_target=recall_target)
+        kind_now = lib.status().index_kind
+    err.print(f"rebuilt the index: {count} vectors, {kind_now}")
 
 
 @models_app.command("list")
@@ -324,6 +362,3 @@ def main() -> None:
     """Console entry point."""
     app()
 
-
-if __name__ == "__main__":
-    main()

@@ -41,3 +41,11 @@ class IndexMismatchError(GlimpseError):
 
 class LibraryBusyError(GlimpseError):
     """Another process is indexing this library."""
+
+
+class FeatureUnavailableError(GlimpseError):
+    """A feature needs a part of glimpse (or an extra) that is not installed in this environment."""
+
+
+class ParityError(ModelError):
+    """An exported model does not reproduce the source model's embeddings within tolerance."""

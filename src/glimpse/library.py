@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
     from glimpse.pipeline import IndexReport, Progress
     from glimpse.spec import ModelSpec
-    from glimpse.vectors.faiss import FaissIndex
+    from glimpse.vectors.base import VectorIndex
 
 LIBRARY_ENV = "GLIMPSE_LIBRARY"
 INDEX_DIRNAME = "index"
@@ -55,11 +55,13 @@ class Hit:
     score: float
     width: int | None = None
     height: int | None = None
+    tags: tuple[tuple[str, float], ...] = ()  # (tag, score) from the catalog, best first
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = os.fsencode(self.path).decode("utf-8", "replace")
         data["score"] = round(float(self.score), 6)
+        data["tags"] = [{"tag": tag, "score": round(float(score), 6)} for tag, score in self.tags]
         return data
 
 
@@ -92,7 +94,7 @@ class Library:
     """An image library: catalog + vector indexes under one directory, bound to one model."""
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, model: str | None = None,
-                 *, device: str = "cpu") -> None:
+                 *, device: str = "cpu", store: str | None = None) -> None:
         from glimpse.registry import DEFAULT_MODEL
 
         self.directory = Path(directory).expanduser() if directory is not None else default_library_dir()
@@ -101,7 +103,9 @@ class Library:
         stored = self.catalog.get_meta("default_model")
         self.model_name = _resolve_model_name(model) if model else (stored or DEFAULT_MODEL)
         self.device = device
-        self._index: FaissIndex | None = None
+        #: vector store: None = embedded FAISS; a milvus:// / http:// URI or a *.db milvus-lite file
+        self.store = store
+        self._index: VectorIndex | None = None
 
     # -- model ---------------------------------------------------------------------------------------
     @cached_property
@@ -141,8 +145,12 @@ class Library:
         workers: int | None = None,
         max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
         progress: Progress | None = None,
+        memory_budget: int | None = None,
     ) -> IndexReport:
-        """Incrementally index files and folders; returns the run's report."""
+        """Incrementally index files and folders; returns the run's report.
+
+        ``memory_budget`` (bytes): the FAISS index kind is chosen to fit it (``vectors.select``).
+        """
         from glimpse.pipeline import Indexer
 
         roots = []
@@ -160,6 +168,10 @@ class Library:
                 self.catalog.set_meta("default_model", self.model_name)
             for root in roots:
                 self.catalog.add_root(root)
+            if memory_budget is not None:
+                from glimpse.vectors.select import update_policy
+
+                update_policy(self.catalog, spec.key, memory_budget=memory_budget)
             indexer = Indexer(self.catalog, self.encoder, batch_size=batch_size, workers=workers,
                               max_megapixels=max_megapixels, progress=progress)
             report = indexer.run(roots)
@@ -173,33 +185,45 @@ class Library:
         for leftover in (self.directory / INDEX_DIRNAME).glob("*.tmp"):
             leftover.unlink(missing_ok=True)
 
-    def _vector_index(self, *, save: bool) -> FaissIndex:
+    def _vector_index(self, *, save: bool) -> VectorIndex:
         """The current model's index, caught up with the catalog.
 
         Only writers (holding the indexing lock) save it; readers catch up in memory, so a search never
         races an indexing run for the files.
         """
-        from glimpse.vectors import open_index, sync_index
+        from glimpse.vectors import open_store, sync_index
 
         if self._index is None:
-            self._index = open_index(self.directory / INDEX_DIRNAME, self.catalog, self.spec.key, self.spec.dim,
-                                     save=save)
+            self._index = open_store(self.store, self.directory / INDEX_DIRNAME, self.catalog, self.spec.key,
+                                     self.spec.dim, save=save)
         elif sync_index(self._index, self.catalog) and save:
             self._index.save()
         return self._index
 
-    def rebuild_index(self) -> int:
-        """Rebuild the vector index of the current model from the catalog; returns its size."""
-        from glimpse.vectors import FaissIndex, rebuild_index
+    def rebuild_index(self, *, kind: str | None = None, recall_target: float | None = None) -> int:
+        """Rebuild the vector index of the current model from the catalog; returns its size.
 
-        index = rebuild_index(FaissIndex(self.directory / INDEX_DIRNAME, self.spec.key, self.spec.dim),
-                              self.catalog)
-        index.save()
-        self._index = index
-        return len(index)
+        ``kind``: a FAISS factory string (``"IVF4096,PQ64"``) or ``"auto"``; ``recall_target``: the
+        recall@10 the search parameters are tuned to. Both are remembered for later rebuilds.
+        """
+        from glimpse.vectors import rebuild_store
+
+        with self._writer_lock():
+            self._index = rebuild_store(self.store, self.directory / INDEX_DIRNAME, self.catalog, self.spec.key,
+                                        self.spec.dim, kind=kind, recall_target=recall_target)
+        return len(self._index)
 
     # -- queries -------------------------------------------------------------------------------------
-    def _search_vector(self, vector: np.ndarray, k: int, min_score: float | None) -> list[Hit]:
+    def _tag_filter(self, tags: Sequence[str] | None, no_tags: Sequence[str] | None) -> Any:
+        """A predicate on file ids for ``--tag`` (all required) / ``--no-tag`` (none allowed); None: no filter."""
+        if not tags and not no_tags:
+            return None
+        required = self.catalog.ids_with_tags(list(tags)) if tags else None
+        banned = self.catalog.ids_with_any_tag(list(no_tags)) if no_tags else set()
+        return lambda i: (required is None or i in required) and i not in banned
+
+    def _search_vector(self, vector: np.ndarray, k: int, min_score: float | None, *,
+                       tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None) -> list[Hit]:
         if k < 1:
             raise UserInputError(f"k must be at least 1, got {k}")
         index = self._vector_index(save=False)
@@ -208,14 +232,24 @@ class Library:
                 f"the library {self.directory} has no images indexed with {self.spec.name}; "
                 f"run `glimpse --model {self.spec.name} index PATH` first"
             )
-        result = index.search(vector[None, :], k)[0]
-        records = self.catalog.files_by_id(result.ids.tolist())
+        keep = self._tag_filter(tags, no_tags)
+        fetch = k
+        while True:  # with a tag filter, widen the search until k hits pass it (or the index is exhausted)
+            result = index.search(vector[None, :], fetch)[0]
+            found = [(i, s) for i, s in zip(result.ids.tolist(), result.scores.tolist(), strict=True)
+                     if keep is None or keep(i)]
+            if keep is None or len(found) >= k or fetch >= len(index):
+                break
+            fetch = min(len(index), fetch * 4)
+        found = found[:k]
+        records = self.catalog.files_by_id([i for i, _ in found])
+        tag_map = self.catalog.tags_of([i for i, _ in found])
         hits = []
-        for file_id, score in zip(result.ids.tolist(), result.scores.tolist(), strict=True):
+        for file_id, score in found:
             rec = records.get(file_id)
             if rec is None or (min_score is not None and score < min_score):
                 continue
-            hits.append(Hit(file_id, rec.path, float(score), rec.width, rec.height))
+            hits.append(Hit(file_id, rec.path, float(score), rec.width, rec.height, tuple(tag_map.get(file_id, ()))))
         return hits
 
     def _require_content(self) -> None:
@@ -232,13 +266,22 @@ class Library:
         return embed_terms(parse_query(query, list(images or [])), self.encoder)
 
     def search(self, query: str, k: int = 10, *, images: Sequence[str | os.PathLike[str]] | None = None,
-               min_score: float | None = None) -> list[Hit]:
-        """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms)."""
+               min_score: float | None = None, tags: Sequence[str] | None = None,
+               no_tags: Sequence[str] | None = None) -> list[Hit]:
+        """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms).
+
+        ``tags``: hits must carry all of these tags; ``no_tags``: hits must carry none of them.
+        """
         from glimpse.query import embed_terms, parse_query
 
         terms = parse_query(query, list(images or []))  # a malformed query fails before any model work
         self._require_content()
-        return self._search_vector(embed_terms(terms, self.encoder), k, min_score)
+        return self._search_vector(embed_terms(terms, self.encoder), k, min_score, tags=tags, no_tags=no_tags)
+
+    def search_vector(self, vector: np.ndarray, k: int = 10, *, min_score: float | None = None) -> list[Hit]:
+        """Best-first hits for an L2-normalised ``float32[d]`` query vector (e.g. built by the server)."""
+        self._require_content()
+        return self._search_vector(np.asarray(vector, dtype=np.float32), k, min_score)
 
     def image_vector(self, image: str | os.PathLike[str] | int) -> np.ndarray:
         """The stored vector of an indexed image (by id or path), else the image freshly encoded."""
@@ -285,12 +328,13 @@ class Library:
         models = self.catalog.models()
         key = None
         index_vectors = 0
+        index_kind = "faiss IDMap2,Flat (inner product)"
         try:
             key = self.spec.key
-            from glimpse.vectors.faiss import FaissIndex
+            from glimpse.vectors import describe_store
 
-            loaded = FaissIndex.load(self.directory / INDEX_DIRNAME, key, self.spec.dim)
-            index_vectors = len(loaded) if loaded is not None else 0
+            index_kind, index_vectors = describe_store(self.store, self.directory / INDEX_DIRNAME, self.catalog,
+                                                       key, self.spec.dim)
         except GlimpseError:
             pass  # status must work even when the model cannot be loaded here
         vectors = next((m["embeddings"] for m in models if m["key"] == key), 0)
@@ -303,7 +347,7 @@ class Library:
             errors=counts["error"],
             skipped=counts["skipped"],
             vectors=vectors,
-            index_kind="faiss IDMap2,Flat (inner product)",
+            index_kind=index_kind,
             index_vectors=index_vectors,
             models=models,
             recent_errors=[{"path": r.display_path, "reason": r.error or ""} for r in self.catalog.errors(limit=20)],
@@ -312,6 +356,8 @@ class Library:
     def close(self) -> None:
         if "encoder" in self.__dict__:
             self.encoder.close()
+        if hasattr(self._index, "close"):  # a Milvus store holds a client connection
+            self._index.close()
         self.catalog.close()
 
     def __enter__(self) -> Library:
@@ -322,6 +368,10 @@ class Library:
 
 
 def open_library(path: str | os.PathLike[str] | None = None, model: str | None = None, *,
-                 device: str = "cpu") -> Library:
-    """Open (creating if needed) the library at ``path`` bound to ``model`` (name or model directory)."""
-    return Library(path, model, device=device)
+                 device: str = "cpu", store: str | None = None) -> Library:
+    """Open (creating if needed) the library at ``path`` bound to ``model`` (name or model directory).
+
+    ``store``: the vector store — None for the embedded FAISS index, a ``milvus://`` URI or a milvus-lite
+    ``.db`` file for Milvus.
+    """
+    return Library(path, model, device=device, store=store)

@@ -448,7 +448,9 @@ def resolve_model_dir(name_or_path: str) -> Path:
     text = str(name_or_path).strip()
     local = Path(text).expanduser()
     if local.is_dir():
-        if not (_is_checkpoint(local) or (local / SPEC_FILENAME).is_file()):
+        from glimpse.encoders.immich import is_immich_dir
+
+        if not (_is_checkpoint(local) or (local / SPEC_FILENAME).is_file() or is_immich_dir(local)):
             raise ModelNotFoundError(
                 f"{local} is a directory but not a model checkpoint (expected config.json and "
                 "model.safetensors, or spec.json); pass a directory saved with save_pretrained or "
@@ -521,6 +523,10 @@ def load_spec(name_or_path: str) -> ModelSpec:
     if (directory / SPEC_FILENAME).is_file():
         # The directory may have been copied from elsewhere: the weights are where spec.json is now.
         return replace(ModelSpec.load(directory), source=str(directory))
+    from glimpse.encoders.immich import immich_spec, is_immich_dir
+
+    if is_immich_dir(directory):  # an ONNX model as the immich community publishes them
+        return immich_spec(directory, name=str(name_or_path))
     is_local = Path(str(name_or_path)).expanduser().is_dir()
     return spec_from_checkpoint(directory, name=None if is_local else str(name_or_path))
 
@@ -545,8 +551,7 @@ def load_encoder(name_or_path_or_spec: str | Path | ModelSpec, *, device: str = 
 
         return TorchEncoder(spec, checkpoint_dir(spec), device=device, batch_size=batch_size)
     if spec.runtime == "onnx":
-        raise ModelError(
-            f"model {spec.name!r} is an ONNX export, but the ONNX runtime backend is not installed yet; "
-            "use the original checkpoint (runtime 'torch') for now"
-        )
+        from glimpse.encoders.onnx import OnnxEncoder
+
+        return OnnxEncoder(spec, checkpoint_dir(spec), device=device, batch_size=batch_size)
     raise ModelError(f"model {spec.name!r} has unknown runtime {spec.runtime!r}; expected 'torch' or 'onnx'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,10 +11,11 @@ from glimpse.catalog import Catalog
 from glimpse.vectors.base import SearchResult, VectorIndex
 from glimpse.vectors.faiss import FaissIndex
 
-__all__ = ["FaissIndex", "SearchResult", "VectorIndex", "open_index", "rebuild_index", "sync_index"]
+__all__ = ["FaissIndex", "SearchResult", "VectorIndex", "describe_store", "is_milvus_store", "open_index",
+           "open_store", "rebuild_index", "rebuild_store", "sync_index"]
 
 
-def rebuild_index(index: FaissIndex, catalog: Catalog) -> FaissIndex:
+def rebuild_index(index: VectorIndex, catalog: Catalog) -> VectorIndex:
     """Refill ``index`` from every stored embedding of its model."""
     last = catalog.last_change()  # read before the vectors: later changes get replayed next time
     ids, vectors = catalog.embeddings(index.model_key)
@@ -24,7 +26,7 @@ def rebuild_index(index: FaissIndex, catalog: Catalog) -> FaissIndex:
     return index
 
 
-def sync_index(index: FaissIndex, catalog: Catalog) -> bool:
+def sync_index(index: VectorIndex, catalog: Catalog) -> bool:
     """Apply catalog changes newer than ``index.applied_change``; returns True if anything changed.
 
     Replay is state based: each touched file id gets the catalog's *current* vector (or is removed),
@@ -49,13 +51,96 @@ def sync_index(index: FaissIndex, catalog: Catalog) -> bool:
 
 
 def open_index(directory: Path, catalog: Catalog, model_key: str, dim: int, *, save: bool = True) -> FaissIndex:
-    """Load the index of ``model_key`` (rebuilding it if missing) and catch it up with the catalog."""
-    index = FaissIndex.load(directory, model_key, dim)
+    """Load the index of ``model_key`` (rebuilding it if missing) and catch it up with the catalog.
+
+    Writers (``save``) also let ``select.maintain`` switch the index kind or retrain it when the
+    collection outgrew it; readers memory-map big indexes and catch up in memory only.
+    """
+    from glimpse.vectors import select
+
+    index = FaissIndex.load(directory, model_key, dim, mmap=not save)
     if index is None:
-        index = rebuild_index(FaissIndex(directory, model_key, dim), catalog)
+        index, _ = select.rebuilt(FaissIndex(directory, model_key, dim), catalog)
         changed = True
     else:
         changed = sync_index(index, catalog)
+    if save:
+        better = select.maintain(index, catalog)
+        if better is not None:
+            index, changed = better, True
     if changed and save:
         index.save()
     return index
+
+
+def is_milvus_store(store: str | None) -> bool:
+    """``milvus://``/``http(s)://`` URIs (a server) and ``*.db`` files (milvus-lite) name a Milvus store."""
+    if not store or store == "faiss":
+        return False
+    return store.startswith(("milvus://", "http://", "https://")) or store.endswith(".db")
+
+
+def open_store(store: str | None, directory: Path, catalog: Catalog, model_key: str, dim: int, *,
+               save: bool = True) -> VectorIndex:
+    """The vector store of a library, caught up with its catalog.
+
+    ``store``: None or ``"faiss"`` — the embedded FAISS index under ``directory`` (the default); a
+    ``milvus://host:port`` / ``http://host:port`` URI — a Milvus server; a ``*.db`` path — milvus-lite.
+    """
+    if not is_milvus_store(store):
+        if store not in (None, "", "faiss"):
+            from glimpse.errors import UserInputError
+
+            raise UserInputError(
+                f"--store {store!r} is neither 'faiss', a milvus://HOST:PORT or http:// URI, nor a milvus-lite "
+                "file ending in .db"
+            )
+        return open_index(directory, catalog, model_key, dim, save=save)
+    from glimpse.vectors.milvus import MilvusIndex
+
+    uri = store if "://" in store else os.path.abspath(os.path.expanduser(store))
+    index = MilvusIndex(uri, catalog, model_key, dim)
+    if sync_index(index, catalog) and save:
+        index.save()
+    return index
+
+
+def rebuild_store(store: str | None, directory: Path, catalog: Catalog, model_key: str, dim: int, *,
+                  kind: str | None = None, recall_target: float | None = None) -> VectorIndex:
+    """Rebuild a library's vector store from the catalog and save it.
+
+    FAISS: ``kind`` (a factory string or ``"auto"``) and ``recall_target`` update the model's index
+    policy first (``select.IndexPolicy``), then the index is trained, filled and tuned to it. Milvus
+    manages its own index: the collection is refilled and ``kind`` must be left out.
+    """
+    from glimpse.vectors import select
+
+    if is_milvus_store(store):
+        if kind not in (None, "auto") or recall_target is not None:
+            from glimpse.errors import UserInputError
+
+            raise UserInputError("--kind and --recall-target tune the FAISS index; a Milvus store chooses its own")
+        index = open_store(store, directory, catalog, model_key, dim, save=False)
+        rebuild_index(index, catalog)
+        index.save()
+        return index
+    if kind is not None:
+        FaissIndex(directory, model_key, dim, kind.strip() if kind != "auto" else "Flat")  # refuses a bad kind now
+    policy = select.update_policy(catalog, model_key, kind=kind.strip() if kind else None, recall_target=recall_target)
+    index, _ = select.rebuilt(FaissIndex(directory, model_key, dim), catalog, policy)
+    index.save()
+    return index
+
+
+def describe_store(store: str | None, directory: Path, catalog: Catalog, model_key: str, dim: int
+                   ) -> tuple[str, int]:
+    """``(kind, vector count)`` of a library's store as it is persisted now (nothing is changed)."""
+    if is_milvus_store(store):
+        index = open_store(store, directory, catalog, model_key, dim, save=False)
+        return f"milvus {store} (collection {index.collection}, inner product)", len(index)
+    loaded = FaissIndex.load(directory, model_key, dim, mmap=True)
+    if loaded is None:
+        return "faiss (not built yet)", 0
+    params = f", {loaded.search_params}" if loaded.search_params else ""
+    wrapper = "IDMap2," if loaded.factory == "Flat" else ""
+    return f"faiss {wrapper}{loaded.factory} (inner product{params})", len(loaded)
