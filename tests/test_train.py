@@ -1,0 +1,154 @@
+"""CLIP training: the loss, augmentation, and short real runs whose output loads through glimpse's loader."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_photo
+from glimpse.errors import UserInputError
+
+torch = pytest.importorskip("torch")
+
+from glimpse.train import (  # noqa: E402 - after the torch skip
+    TrainOptions,
+    _augment,
+    caption_data,
+    contrastive_loss,
+    image_folder_data,
+    train_clip,
+)
+
+
+def _folder(root, classes=("red", "blue"), per_class=4):
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+    from PIL import Image
+
+    for name in classes:
+        for i in range(per_class):
+            # A solid colour with a little per-image texture: the class is learnable from a handful.
+            rng = np.random.default_rng(100 * list(colours).index(name) + i)
+            pixels = np.clip(np.array(colours[name]) + rng.integers(-25, 25, size=(32, 32, 3)), 0, 255)
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels.astype(np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_contrastive_loss_is_clip_loss_for_unique_groups_and_group_aware_otherwise():
+    g = torch.Generator().manual_seed(0)
+    image = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    text = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    scale = torch.tensor(10.0)
+    logits = scale * image @ text.t()
+    targets = torch.arange(4)
+    clip = (torch.nn.functional.cross_entropy(logits, targets) + torch.nn.functional.cross_entropy(logits.t(),
+                                                                                                   targets)) / 2
+    assert contrastive_loss(torch, image, text, torch.arange(4), scale).item() == pytest.approx(clip.item(), rel=1e-6)
+    # Samples 0 and 1 share a group: row 0's target is half on column 0, half on column 1.
+    groups = torch.tensor([0, 0, 1, 2])
+    soft = torch.tensor([[0.5, 0.5, 0, 0], [0.5, 0.5, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    by_hand = (-(soft * logits.log_softmax(1)).sum(1).mean() - (soft * logits.t().log_softmax(1)).sum(1).mean()) / 2
+    assert contrastive_loss(torch, image, text, groups, scale).item() == pytest.approx(by_hand.item(), rel=1e-6)
+
+
+def test_augment_shifts_and_flips_within_the_reflect_padding():
+    pixels = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    out = _augment(torch, pixels, torch.Generator().manual_seed(1), pad=2)
+    assert out.shape == pixels.shape
+    padded = torch.nn.functional.pad(pixels, (2, 2, 2, 2), mode="reflect")
+    for b in range(2):
+        # Each output is some 8x8 window of the padded image, possibly mirrored.
+        windows = [padded[b, :, y:y + 8, x:x + 8] for y in range(5) for x in range(5)]
+        assert any(torch.equal(out[b], w) or torch.equal(out[b], w.flip(2)) for w in windows)
+    again = _augment(torch, pixels, torch.Generator().manual_seed(1), pad=2)
+    assert torch.equal(out, again)
+
+
+def test_train_from_scratch_learns_and_loads_through_the_normal_loader(tmp_path):
+    from tiny_models import require_clip_tokenizer
+
+    tokenizer = require_clip_tokenizer()
+    data = image_folder_data(_folder(tmp_path / "data"), ["a photo of a {}.", "a {} thing."])
+    assert data.class_names == ["blue", "red"] and data.captions[0] == ["a photo of a blue.", "a blue thing."]
+    options = TrainOptions(epochs=12, batch_size=8, lr=2e-3, warmup=0.1, augment=False, seed=0)
+    report = train_clip(data, tmp_path / "out", config="tiny", tokenizer=tokenizer, options=options)
+    assert report.steps == 12 and len(report.step_losses) == 12
+    # The loss goes down: the last steps are clearly below the first ones.
+    assert np.mean(report.step_losses[-3:]) < np.mean(report.step_losses[:3]) - 0.05
+
+    from glimpse.registry import load_encoder, load_spec
+    from glimpse.zeroshot import ZeroShotClassifier
+
+    spec = load_spec(str(tmp_path / "out"))
+    assert spec.family == "clip" and spec.dim == 128 and spec.context_length == 32
+    assert (spec.preprocess.height, spec.preprocess.width) == (32, 32)
+    # From scratch, the preprocessing is normalised with the training images' own statistics.
+    assert spec.preprocess.mean[0] != pytest.approx(0.48145466)
+    encoder = load_encoder(spec)
+    from PIL import Image
+
+    vectors = encoder.encode_images([Image.open(p) for p in data.paths])
+    assert vectors.shape == (8, 128) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    clf = ZeroShotClassifier.build(encoder, ["blue", "red"], ["a photo of a {}."])
+    # 12 steps on two colours are enough to tell them apart.
+    assert (clf.probabilities(vectors).argmax(1) == np.array(data.groups)).mean() >= 0.75
+    report_file = json.loads((tmp_path / "out" / "train_report.json").read_text())
+    assert report_file["steps"] == 12 and report_file["config"]["config"] == "tiny"
+
+
+def test_fine_tune_a_checkpoint_on_caption_pairs(tmp_path, tiny_clip):
+    pairs = []
+    for i in range(6):
+        path = make_photo(tmp_path / "img" / f"{i}.jpg", seed=i, size=(40, 40))
+        pairs.append((str(path), f"photo number {i % 3}"))
+    data = caption_data(pairs)
+    assert data.groups == [0, 1, 2, 0, 1, 2]
+    report = train_clip(data, tmp_path / "ft", base=str(tiny_clip),
+                        options=TrainOptions(epochs=10, batch_size=6, lr=5e-3, augment=False))
+    assert np.mean(report.step_losses[-3:]) < np.mean(report.step_losses[:3])
+    from glimpse.registry import load_spec
+
+    base, tuned = load_spec(str(tiny_clip)), load_spec(str(tmp_path / "ft"))
+    assert tuned.preprocess == base.preprocess and tuned.dim == base.dim
+    assert tuned.key != base.key  # new weights, new key: vectors of the two never mix
+    assert (tmp_path / "ft" / "preprocessor_config.json").read_bytes() == \
+        (tiny_clip / "preprocessor_config.json").read_bytes()
+
+
+def test_train_errors(tmp_path):
+    data = caption_data([("a.jpg", "x"), ("b.jpg", "y")])
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "f").write_text("x")
+    with pytest.raises(UserInputError, match="not empty"):
+        train_clip(data, tmp_path / "full", tokenizer="t")
+    with pytest.raises(UserInputError, match="needs a tokenizer"):
+        train_clip(data, tmp_path / "o")
+    with pytest.raises(UserInputError, match="epochs"):
+        train_clip(data, tmp_path / "o", options=TrainOptions(epochs=0))
+    with pytest.raises(UserInputError, match="no image"):
+        caption_data([])
+
+
+def test_train_clip_cli_then_classify_with_the_new_model(tmp_path):
+    from typer.testing import CliRunner
+
+    from glimpse.cli import app
+    from tiny_models import require_clip_tokenizer
+
+    tokenizer = require_clip_tokenizer()
+    _folder(tmp_path / "data", per_class=3)
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "clip", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"),
+                                 "--tokenizer", str(tokenizer), "--epochs", "2", "--batch-size", "6",
+                                 "--max-steps", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["steps"] == 2 and summary["images"] == 6 and summary["groups"] == 2
+    result = runner.invoke(app, ["--library", str(tmp_path / "lib"), "--model", str(tmp_path / "m"), "classify",
+                                 str(tmp_path / "data"), "--labels", "red,blue", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 6
+    result = runner.invoke(app, ["train", "clip", "--out", str(tmp_path / "m2")])
+    assert result.exit_code == 1 and "exactly one of --data" in result.stderr
