@@ -1,0 +1,138 @@
+"""Read immich-style ONNX CLIP model directories (as the immich community publishes them on the hub).
+
+Layout::
+
+    config.json                    open_clip model config: embed_dim, vision_cfg.image_size, text_cfg.context_length
+    visual/model.onnx              image tower: float32[batch, 3, H, W] -> float32[batch, d]
+    visual/preprocess_cfg.json     size, mean, std, interpolation, resize_mode ("shortest" | "squash")
+    textual/model.onnx             text tower: int ids (+ attention mask) -> float32[batch, d]
+    textual/tokenizer.json         Hugging Face tokenizers file
+    textual/tokenizer_config.json  pad_token, model_max_length (optional)
+
+:func:`immich_spec` turns such a directory into a ``ModelSpec`` with runtime ``"onnx"``, so the ONNX
+backend runs it like a ``glimpse export`` directory. Only json and hashlib are imported here: this module
+is consulted while resolving every ``--model`` directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from glimpse.errors import ModelError
+from glimpse.spec import ModelSpec, Preprocess
+
+VISUAL = "visual/model.onnx"
+TEXTUAL = "textual/model.onnx"
+TOKENIZER = "textual/tokenizer.json"
+PREPROCESS = "visual/preprocess_cfg.json"
+_MIB = 1 << 20
+_INTERPOLATIONS = {"bicubic", "bilinear", "nearest", "lanczos", "box", "hamming"}
+
+
+def is_immich_dir(directory: str | Path) -> bool:
+    """True when ``directory`` has the immich layout (config.json and both towers' model.onnx)."""
+    directory = Path(directory)
+    return all((directory / name).is_file() for name in ("config.json", VISUAL, TEXTUAL))
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelError(f"immich-style model {path.parents[1] if path.parent.name else path.parent} lacks "
+                         f"{path.name}; download the complete model directory") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {path} ({exc}); re-download the model") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    return data
+
+
+def _preprocess(cfg: dict[str, Any], image_size: Any) -> Preprocess:
+    size = cfg.get("size", image_size or 224)
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[-1]))
+    mode = cfg.get("resize_mode", "shortest")
+    interpolation = str(cfg.get("interpolation", "bicubic")).lower()
+    if interpolation not in _INTERPOLATIONS:
+        raise ModelError(f"visual/preprocess_cfg.json: unsupported interpolation {interpolation!r}; "
+                         f"expected one of {sorted(_INTERPOLATIONS)}")
+    mean = tuple(float(x) for x in cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)))
+    std = tuple(float(x) for x in cfg.get("std", (0.26862954, 0.26130258, 0.27577711)))
+    if len(mean) != 3 or len(std) != 3:
+        raise ModelError(f"visual/preprocess_cfg.json: mean/std need 3 values, found {mean} / {std}")
+    common: dict[str, Any] = {"height": height, "width": width, "interpolation": interpolation,
+                              "mean": mean, "std": std}
+    if mode == "squash":
+        return Preprocess(resize="squash", crop=False, **common)
+    if mode == "shortest":
+        return Preprocess(resize="shortest", shortest_edge=min(height, width), crop=True, **common)
+    raise ModelError(f"visual/preprocess_cfg.json: resize_mode {mode!r} is not supported "
+                     "(expected 'shortest' or 'squash')")
+
+
+def _fingerprint(directory: Path) -> str:
+    """sha256 of the configs and, per tower, the size and first and last MiB of its model.onnx."""
+    digest = hashlib.sha256()
+    for name in ("config.json", PREPROCESS, VISUAL, TEXTUAL):
+        path = directory / name
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(_MIB)
+            handle.seek(max(size - _MIB, 0))
+            tail = handle.read(_MIB)
+        digest.update(f"{name}\0{size}\0".encode() + head + tail)
+    return digest.hexdigest()
+
+
+def _token(value: Any) -> str | None:
+    """A special token as tokenizer_config.json stores it: a string or ``{"content": ...}``."""
+    if isinstance(value, dict):
+        value = value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def immich_spec(directory: str | Path, name: str | None = None) -> ModelSpec:
+    """The ``ModelSpec`` (runtime ``"onnx"``) of the immich-style model in ``directory``."""
+    from glimpse.registry import slug
+
+    directory = Path(directory).expanduser().resolve()
+    config = _json(directory / "config.json")
+    if not isinstance(config.get("embed_dim"), int):
+        raise ModelError(f"{directory}/config.json has no integer embed_dim; is this an immich CLIP model?")
+    if not (directory / TOKENIZER).is_file():
+        raise ModelError(f"immich-style model {directory} lacks {TOKENIZER}; download the complete model")
+    vision = config.get("vision_cfg") or {}
+    text = config.get("text_cfg") or {}
+    pre_path = directory / PREPROCESS
+    preprocess = _preprocess(_json(pre_path) if pre_path.is_file() else {}, vision.get("image_size"))
+    tok_cfg_path = directory / "textual" / "tokenizer_config.json"
+    tok_cfg = _json(tok_cfg_path) if tok_cfg_path.is_file() else {}
+    special_path = directory / "textual" / "special_tokens_map.json"
+    special = _json(special_path) if special_path.is_file() else {}
+    pad_token = _token(tok_cfg.get("pad_token")) or _token(special.get("pad_token")) or "<|endoftext|>"
+    context_length = int(text.get("context_length") or tok_cfg.get("model_max_length") or 77)
+    label = name if name and not Path(name).expanduser().is_dir() else directory.name
+    siglip = "init_logit_bias" in config or "siglip" in label.lower()
+    multilingual = bool(re.search(r"xlm|multilingual|nllb|m-clip", label, re.IGNORECASE))
+    return ModelSpec(
+        name=label,
+        key=f"{slug(label)}-{_fingerprint(directory)[:10]}",
+        family="siglip" if siglip else "clip",
+        source=str(directory),
+        preprocess=preprocess,
+        dim=int(config["embed_dim"]),
+        context_length=context_length,
+        runtime="onnx",
+        languages=("multi",) if multilingual else ("en",),
+        logit_scale=100.0 if not siglip else float(config.get("init_logit_scale", 10.0)),
+        logit_bias=float(config.get("init_logit_bias", -10.0)) if siglip else None,
+        text_padding="max_length" if siglip else "longest",
+        extra={"onnx": {"visual": VISUAL, "textual": TEXTUAL, "tokenizer": TOKENIZER, "precision": "fp32",
+                        "pad_token": pad_token, "layout": "immich"}},
+    )

@@ -1,0 +1,107 @@
+"""A torch-free text tokenizer: a ``tokenizer.json`` (Hugging Face ``tokenizers``) applied as the model was trained.
+
+The ONNX runtime path must not import transformers, so the checkpoint's fast tokenizer is saved as
+``tokenizer.json`` at export time (see ``glimpse.encoders.export``) and applied here with the ``tokenizers``
+library alone. Truncation and padding follow the ``ModelSpec``: at most ``context_length`` ids (special
+tokens included), padded to the longest text of the batch (CLIP, Chinese CLIP) or always to
+``context_length`` (SigLIP, which pools the last position and so was trained on fixed-length text).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from glimpse.errors import ModelError, UserInputError
+
+TOKENIZER_FILENAME = "tokenizer.json"
+
+
+@dataclass(frozen=True)
+class TokenBatch:
+    """Token ids and attention mask of a batch: both ``int64[n, length]`` (mask: 1 = real token)."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+
+
+def _pad_id_from(data: dict) -> int | None:
+    """The padding id stored in a ``tokenizer.json`` (its padding section), if any."""
+    padding = data.get("padding")
+    if isinstance(padding, dict) and isinstance(padding.get("pad_id"), int):
+        return int(padding["pad_id"])
+    return None
+
+
+class TextTokenizer:
+    """Tokenizes texts for one model: ``tokenizer.json`` + context length + padding rule.
+
+    ``pad_id``: id used for padding; ``None`` takes the one the ``tokenizer.json`` declares, else the id
+    of ``pad_token`` in its vocabulary.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        context_length: int,
+        padding: Literal["longest", "max_length"] = "longest",
+        pad_id: int | None = None,
+        pad_token: str | None = None,
+    ) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise ModelError("the ONNX runtime needs the tokenizers package; pip install tokenizers") from exc
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            self._tok = Tokenizer.from_str(text)
+        except FileNotFoundError as exc:
+            raise ModelError(f"no {path.name} in {path.parent}; re-export the model with `glimpse export`") from exc
+        except Exception as exc:  # tokenizers raises plain Exception subclasses on bad JSON
+            raise ModelError(f"cannot read tokenizer {path} ({exc}); re-export the model") from exc
+        if context_length < 2:
+            raise ModelError(f"context_length must be at least 2, got {context_length}")
+        if pad_id is None:
+            pad_id = _pad_id_from(json.loads(text))
+        if pad_id is None and pad_token is not None:
+            pad_id = self._tok.token_to_id(pad_token)
+        if pad_id is None:
+            raise ModelError(
+                f"{path} declares no padding token and none was given; re-export the model with `glimpse export`"
+            )
+        self.path = path
+        self.context_length = int(context_length)
+        self.padding = padding
+        self.pad_id = int(pad_id)
+        # Our own truncation/padding rules replace whatever the file configured (e.g. immich's fixed 77).
+        self._tok.no_padding()
+        self._tok.enable_truncation(max_length=self.context_length)
+
+    def encode(self, texts: Sequence[str]) -> TokenBatch:
+        """Tokenize ``texts`` -> :class:`TokenBatch` with ``int64[n, L]`` arrays.
+
+        ``L`` is the longest text's length (``"longest"``) or ``context_length`` (``"max_length"``).
+        """
+        if isinstance(texts, str):
+            raise UserInputError("encode takes a list of strings, not one string")
+        encodings = self._tok.encode_batch(list(texts), add_special_tokens=True)
+        longest = max((len(e.ids) for e in encodings), default=0)
+        length = self.context_length if self.padding == "max_length" else max(longest, 1)
+        ids = np.full((len(encodings), length), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), length), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+        return TokenBatch(ids, mask)
+
+    def ids(self, text: str) -> list[int]:
+        """The ids of one text, unpadded (special tokens included, truncated to the context length)."""
+        return list(self._tok.encode(text, add_special_tokens=True).ids)
