@@ -1,0 +1,57 @@
+"""``glimpse serve``: the search page and HTTP API over a library (needs the ``server`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from glimpse.cli import err, handles_errors, options_of
+from glimpse.errors import FeatureUnavailableError
+
+
+@handles_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on. Anything but loopback needs --token.")
+                    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port to listen on.")] = 8000,
+    token: Annotated[str | None, typer.Option(
+        "--token", envvar="GLIMPSE_TOKEN",
+        help="Secret clients must send (Authorization: Bearer, or the page's login). Required off loopback.")] = None,
+    root: Annotated[list[Path] | None, typer.Option(
+        "--root", help="A folder the page may (re-)index, besides the library's roots (repeatable).")] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.1, help="Largest accepted upload.")] = 20.0,
+    max_megapixels: Annotated[float, typer.Option(
+        "--max-megapixels", min=0.1, help="Refuse uploaded or served images larger than this.")] = 100.0,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        "--cors-origin", help="Allow this origin to call the API from its pages (repeatable; none by default).")
+                           ] = None,
+) -> None:
+    """Serve the search page and HTTP API (http://127.0.0.1:8000 by default)."""
+    from glimpse.server.security import check_bind
+
+    check_bind(host, token)  # before loading anything: a refused start should be instant
+    try:
+        import uvicorn
+
+        from glimpse.server.app import create_app
+    except ImportError as exc:
+        raise FeatureUnavailableError(
+            f"the server needs the server extra ({exc.name} is missing): pip install 'glimpse[server]'"
+        ) from exc
+    opts = options_of(ctx)
+    from glimpse.library import default_library_dir
+
+    library = opts.library if opts.library is not None else default_library_dir()
+    app = create_app(library, opts.model, token, roots=[str(r) for r in root or []], device=opts.device,
+                     max_upload_bytes=int(max_upload_mb * 1_000_000), max_megapixels=max_megapixels,
+                     cors_origins=cors_origin or [])
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"glimpse serving {library} on http://{shown}:{port}" + (" (token required)" if token else ""))
+    uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,316 @@
+"""The FastAPI app: routes parse the request, call :class:`LibraryService`, and format JSON.
+
+Errors are JSON ``{"error": message}`` with a status code chosen from the GlimpseError type
+(see ``_STATUS``). Interactive API docs: ``/docs``; the schema: ``/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, File, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from glimpse.errors import (
+    FeatureUnavailableError,
+    GlimpseError,
+    ImageError,
+    ImageTooLargeError,
+    LibraryBusyError,
+    ModelError,
+    UserInputError,
+)
+from glimpse.images import DEFAULT_MAX_MEGAPIXELS
+from glimpse.library import EmptyLibraryError
+from glimpse.server.extensions import classify_available
+from glimpse.server.jobs import JobConflictError
+from glimpse.server.security import TOKEN_COOKIE, SecurityMiddleware, token_matches
+from glimpse.server.service import MAX_K, LibraryService, NotFoundError
+from glimpse.server.thumbs import DEFAULT_THUMB_SIZE
+
+STATIC_DIR = Path(__file__).parent / "static"
+DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
+
+# Most specific first: the first class an error is an instance of decides its status.
+_STATUS: tuple[tuple[type[GlimpseError], int], ...] = (
+    (NotFoundError, 404),
+    (JobConflictError, 409),
+    (LibraryBusyError, 409),
+    (EmptyLibraryError, 409),
+    (ImageTooLargeError, 413),
+    (ImageError, 415),
+    (FeatureUnavailableError, 501),
+    (UserInputError, 400),
+    (ModelError, 503),
+)
+
+
+def status_for(exc: GlimpseError) -> int:
+    return next((code for cls, code in _STATUS if isinstance(exc, cls)), 500)
+
+
+# -- documented shapes ---------------------------------------------------------------------------------
+class ErrorOut(BaseModel):
+    error: str = Field(description="What went wrong and what to do about it.")
+
+
+class ImageOut(BaseModel):
+    id: int
+    path: str
+    name: str
+    folder: str
+    width: int | None
+    height: int | None
+    format: str | None
+    size: int
+    thumbnail: str
+    file: str
+    tags: list[dict[str, Any]] | None = Field(None, description="Present when tagging is installed.")
+
+
+class HitOut(ImageOut):
+    score: float = Field(description="Cosine similarity, higher is better.")
+
+
+class SearchOut(BaseModel):
+    results: list[HitOut]
+    offset: int
+    k: int
+    more: bool = Field(description="True when another page exists at offset + k.")
+
+
+class JobOut(BaseModel):
+    id: str
+    state: str = Field(description="queued, running, done or failed")
+    roots: list[str]
+    total: int | None
+    done: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    report: dict[str, Any] | None
+    error: str | None
+    version: int
+
+
+class IndexIn(BaseModel):
+    roots: list[str] | None = Field(None, description="Roots to re-index (default: all the server knows).")
+
+
+class ClassifyIn(BaseModel):
+    ids: list[int] = Field(description="Indexed image ids (their stored vectors are used).", max_length=MAX_K)
+    labels: list[str] = Field(min_length=1, max_length=1000)
+    k: int = Field(5, ge=1, le=100)
+
+
+class LoginIn(BaseModel):
+    token: str
+
+
+# Query parameters shared by the search routes (module level: FastAPI resolves them by name).
+Lang = Annotated[str, Query(pattern="^(en|zh)$", description="Language of tag names.")]
+K = Annotated[int, Query(ge=1, le=MAX_K, description="Results per page.")]
+Offset = Annotated[int, Query(ge=0, le=10_000, description="Skip this many results (paging).")]
+MinScore = Annotated[float | None, Query(ge=-1, le=1, description="Drop results scoring below this.")]
+Tag = Annotated[list[str] | None, Query(description="Keep images carrying every tag (repeatable).")]
+Folder = Annotated[str | None, Query(description="Keep images inside this folder.")]
+
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413)}
+
+
+def _file_id(raw: str) -> int:
+    """Image ids are positive integers; anything else (``..``, paths, encodings) is simply not found."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
+        raise NotFoundError(f"no image with id {raw[:40]!r} is available")
+    return int(raw)
+
+
+def create_app(library_dir: str | os.PathLike[str], model: str | None = None, token: str | None = None, *,
+               roots: Sequence[str] = (), device: str = "cpu", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+               max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, thumb_size: int = DEFAULT_THUMB_SIZE,
+               cors_origins: Sequence[str] = (), index_batch_size: int = 32) -> FastAPI:
+    """The glimpse web app over the library at ``library_dir`` bound to ``model``.
+
+    ``token`` None: no authentication, and only loopback host names are answered (bind to loopback;
+    ``glimpse serve`` enforces it). ``roots``: extra folders ``POST /api/index`` may index.
+    ``cors_origins``: origins allowed to call the API from other pages (none by default).
+    """
+    service = LibraryService(library_dir, model, roots=list(roots), device=device, max_megapixels=max_megapixels,
+                             thumb_size=thumb_size, index_batch_size=index_batch_size)
+    service.warm_up()
+    app = FastAPI(title="glimpse", version="1", summary="Search your images by text or by image.",
+                  responses=ERRORS)
+    app.state.service = service
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_credentials=True,
+                           allow_methods=["GET", "POST"], allow_headers=["Authorization", "X-Glimpse-Token"])
+    app.add_middleware(SecurityMiddleware, token=token, max_body_bytes=max_upload_bytes,
+                       allowed_origins=cors_origins)
+    _add_error_handlers(app)
+    _add_routes(app, service, token)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.router.add_event_handler("shutdown", service.close)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GlimpseError)
+    async def glimpse_error(_: Request, exc: GlimpseError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=status_for(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if exc.status_code != 404 else "not found"
+        return JSONResponse({"error": str(message)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in exc.errors()]
+        return JSONResponse({"error": "invalid request: " + "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); see the server log"},
+                            status_code=500)
+
+
+def _add_routes(app: FastAPI, service: LibraryService, token: str | None) -> None:
+    def page_out(vector: Any, k: int, offset: int, min_score: float | None, folder: str | None,
+                 tag: list[str] | None, lang: str) -> dict[str, Any]:
+        page = service.search(vector, k=k, offset=offset, min_score=min_score, folder=folder, tags=tag)
+        return {"results": service.hit_dicts(page, lang), "offset": offset, "k": k, "more": page.more}
+
+    @app.get("/", include_in_schema=False)
+    def index_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, bool]:
+        """Liveness: the process answers (no authentication needed)."""
+        return {"ok": True}
+
+    @app.post("/api/login", tags=["meta"], status_code=204)
+    def login(body: LoginIn) -> Response:
+        """Check a token and keep it in an HttpOnly, SameSite=Strict cookie for the page."""
+        if token is None:
+            return Response(status_code=204)
+        if not token_matches(body.token, token):
+            return JSONResponse({"error": "wrong token; use the one the server was started with"}, status_code=401)
+        response = Response(status_code=204)
+        response.set_cookie(TOKEN_COOKIE, body.token, httponly=True, samesite="strict", path="/")
+        return response
+
+    @app.get("/api/status", tags=["library"])
+    def status() -> dict[str, Any]:
+        """Counts, model, index, roots, recent errors, the latest job, and which optional features exist."""
+        data = service.library.status().to_dict()
+        data["roots"] = service.roots()
+        latest = service.jobs.latest()
+        data["job"] = latest.to_dict() if latest is not None else None
+        data["features"] = {"tags": service.tags.available, "classify": classify_available()}
+        return data
+
+    @app.get("/api/search", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
+    def search(q: Annotated[str, Query(min_length=1, max_length=1000, description="Text query; "
+                                       "+a -b and w:term arithmetic as on the command line.")],
+               k: K = 20, offset: Offset = 0, min_score: MinScore = None, tag: Tag = None, folder: Folder = None,
+               lang: Lang = "en") -> dict[str, Any]:
+        """Images best matching a text query, best first."""
+        return page_out(service.text_vector(q), k, offset, min_score, folder, tag, lang)
+
+    @app.post("/api/search/image", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
+    def search_image(file: Annotated[UploadFile, File(description="An image file.")], k: K = 20, offset: Offset = 0,
+                     min_score: MinScore = None, tag: Tag = None, folder: Folder = None,
+                     lang: Lang = "en") -> dict[str, Any]:
+        """Images most like an uploaded image (size and megapixels limited)."""
+        vector = service.upload_vector(file.file.read())
+        return page_out(vector, k, offset, min_score, folder, tag, lang)
+
+    @app.get("/api/similar/{image_id}", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
+    def similar(image_id: str, k: K = 20, offset: Offset = 0, min_score: MinScore = None, tag: Tag = None,
+                folder: Folder = None, lang: Lang = "en") -> dict[str, Any]:
+        """Images most like an indexed one ("more like this"); the image itself comes first."""
+        vector = service.stored_vector(_file_id(image_id))
+        return page_out(vector, k, offset, min_score, folder, tag, lang)
+
+    @app.get("/api/images/{image_id}", tags=["images"], response_model=ImageOut, response_model_exclude_none=True)
+    def image_info(image_id: str, lang: Lang = "en") -> dict[str, Any]:
+        """Metadata of an indexed image."""
+        rec, _ = service.record(_file_id(image_id))
+        return service.describe(rec, lang)
+
+    @app.get("/api/images/{image_id}/thumbnail", tags=["images"], response_class=FileResponse)
+    def thumbnail(image_id: str) -> FileResponse:
+        """A cached JPEG thumbnail of an indexed image."""
+        rec, real = service.record(_file_id(image_id))
+        path = service.thumbs.get(rec, real)
+        return FileResponse(path, media_type="image/jpeg",
+                            headers={"cache-control": "private, max-age=86400"})
+
+    @app.get("/api/images/{image_id}/file", tags=["images"], response_class=FileResponse)
+    def image_file(image_id: str) -> FileResponse:
+        """The original file of an indexed image (only files inside indexed roots)."""
+        rec, real = service.record(_file_id(image_id))
+        media = f"image/{rec.format.lower()}" if rec.format else "application/octet-stream"
+        return FileResponse(real, media_type=media, headers={"cache-control": "private, max-age=3600",
+                                                             "content-security-policy": "sandbox"})
+
+    @app.get("/api/folders", tags=["library"])
+    def folders() -> list[dict[str, Any]]:
+        """Folders holding indexed images, with image counts (for the folder filter)."""
+        return service.folders()
+
+    @app.get("/api/tags", tags=["library"])
+    def tags(lang: Lang = "en", limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+        """Most common tags with counts; empty, with ``available: false``, when tagging is not installed."""
+        return {"available": service.tags.available, "tags": service.tags.facets(lang, limit)}
+
+    @app.post("/api/classify", tags=["search"], responses={501: {"model": ErrorOut}})
+    def classify(body: ClassifyIn) -> dict[str, Any]:
+        """Zero-shot classification of indexed images against labels (501 when not installed)."""
+        return {"results": service.classify(body.ids, body.labels, body.k)}
+
+    @app.post("/api/index", tags=["indexing"], status_code=202, response_model=JobOut)
+    def start_index(body: Annotated[IndexIn | None, Body()] = None) -> JSONResponse:
+        """Start re-indexing roots in the background; 409 while another job runs."""
+        job = service.start_index(body.roots if body else None)
+        return JSONResponse(job.to_dict(), status_code=202, headers={"location": f"/api/jobs/{job.id}"})
+
+    @app.get("/api/jobs/{job_id}", tags=["indexing"], response_model=JobOut)
+    def job_status(job_id: str) -> dict[str, Any]:
+        """Progress of an indexing job."""
+        job = service.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id[:40]!r}; jobs are kept in memory until the server restarts")
+        return job.to_dict()
+
+    @app.get("/api/jobs/{job_id}/events", tags=["indexing"], response_class=StreamingResponse)
+    async def job_events(job_id: str) -> StreamingResponse:
+        """Server-sent events: one ``progress`` event per change, the last one when the job ends."""
+        job = service.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no job {job_id[:40]!r}")
+
+        async def stream() -> AsyncIterator[str]:
+            last = -1
+            while True:
+                snap = job.to_dict()
+                if snap["version"] != last:
+                    last = snap["version"]
+                    yield f"event: progress\ndata: {json.dumps(snap)}\n\n"
+                if snap["state"] in ("done", "failed"):
+                    return
+                await asyncio.sleep(0.2)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})

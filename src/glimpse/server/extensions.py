@@ -1,0 +1,78 @@
+"""Optional features the page shows when their part of glimpse is installed: tags and zero-shot classify.
+
+The server never guesses: each feature is looked up once, and a missing one is reported as such
+(``GET /api/tags`` → ``[]`` with ``"available": false``; ``POST /api/classify`` → 501 with the reason).
+
+Tags come from the catalog's tag store (the tagging feature): ``tag_counts(limit) -> [(tag, count)]``,
+``tags_of(ids) -> {id: [(tag, score)]}`` and ``ids_with_tags(tags) -> set[int]`` (every tag required).
+Tags are shown as stored; ``lang`` is passed through for when the store keeps several languages.
+
+Zero-shot classification uses ``glimpse.zeroshot.ZeroShotClassifier.build(encoder, labels)`` and its
+``predict(vectors: float32[n, d], k) -> list[list[{"label", "score"}]]`` (best first, one list per vector).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from typing import Any
+
+from glimpse.catalog import Catalog
+from glimpse.errors import FeatureUnavailableError
+
+TAG_METHODS = ("tag_counts", "tags_of", "ids_with_tags")
+
+
+class Tags:
+    """Tag look-ups through the catalog, or nothing when tagging is not installed."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self.available = all(callable(getattr(catalog, name, None)) for name in TAG_METHODS)
+
+    def facets(self, lang: str, limit: int) -> list[dict[str, Any]]:
+        if not self.available:
+            return []
+        return [{"tag": tag, "count": int(n)} for tag, n in self._catalog.tag_counts(limit)]  # type: ignore[attr-defined]
+
+    def for_ids(self, ids: list[int], lang: str) -> dict[int, list[dict[str, Any]]]:
+        if not self.available or not ids:
+            return {}
+        found = self._catalog.tags_of(ids)  # type: ignore[attr-defined]
+        return {i: [{"tag": t, "score": round(float(s), 6)} for t, s in tags] for i, tags in found.items()}
+
+    def ids_with(self, tags: list[str]) -> set[int]:
+        if not self.available:
+            raise FeatureUnavailableError(
+                "filtering by tag needs image tags, and this glimpse has no tagging installed; "
+                "leave the tag filter out"
+            )
+        return set(self._catalog.ids_with_tags(tags))  # type: ignore[attr-defined]
+
+
+def zero_shot_classifier() -> Callable[..., Any]:
+    """``classify(encoder, vectors, labels, k)`` backed by ``glimpse.zeroshot``, or FeatureUnavailableError."""
+    if importlib.util.find_spec("glimpse.zeroshot") is None:
+        raise FeatureUnavailableError(
+            "zero-shot classification is not available in this glimpse (no glimpse.zeroshot module); "
+            "use search instead, or install a glimpse version that has `glimpse classify`"
+        )
+    classifier = getattr(importlib.import_module("glimpse.zeroshot"), "ZeroShotClassifier", None)
+    if classifier is None:
+        raise FeatureUnavailableError(
+            "glimpse.zeroshot has no ZeroShotClassifier; the server cannot classify with this version"
+        )
+
+    def classify(encoder: Any, vectors: Any, labels: list[str], k: int) -> list[list[dict[str, Any]]]:
+        return classifier.build(encoder, labels).predict(vectors, k)  # type: ignore[no-any-return]
+
+    return classify
+
+
+def classify_available() -> bool:
+    try:
+        zero_shot_classifier()
+    except FeatureUnavailableError:
+        return False
+    return True

@@ -1,0 +1,220 @@
+"""What the HTTP routes call: one Library shared by all request threads, made safe for them.
+
+FastAPI runs sync endpoints in a thread pool, so several requests use the library at once:
+
+* the Catalog guards its one SQLite connection with its own lock;
+* the in-memory FAISS index is *mutated* when a search catches it up with the catalog, so catch-up and
+  search run under ``_index_lock`` (a flat search of a library this server holds takes milliseconds);
+* Hugging Face fast tokenizers fail ("Already borrowed") when two threads tokenize at once, so text
+  encoding runs under ``_text_lock``; image encoding (a pure forward pass) needs no lock.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from glimpse.catalog import STATE_OK, FileRecord
+from glimpse.errors import UserInputError
+from glimpse.images import DEFAULT_MAX_MEGAPIXELS, decode_image
+from glimpse.library import Hit, Library, open_library
+from glimpse.server.extensions import Tags
+from glimpse.server.jobs import Job, JobManager
+from glimpse.server.security import servable_path
+from glimpse.server.thumbs import DEFAULT_THUMB_SIZE, ThumbnailCache
+
+MAX_K = 200
+MAX_OFFSET = 10_000
+
+
+class NotFoundError(UserInputError):
+    """The requested image does not exist or may not be served (the HTTP layer answers 404)."""
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of results: ``hits`` best first, ``more`` when a further page exists."""
+
+    hits: list[Hit]
+    offset: int
+    more: bool
+
+
+def _printable(path: str) -> str:
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
+class LibraryService:
+    """The server's view of one library bound to one model."""
+
+    def __init__(self, library_dir: str | os.PathLike[str], model: str | None, *, roots: list[str] | None = None,
+                 device: str = "cpu", max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+                 thumb_size: int = DEFAULT_THUMB_SIZE, index_batch_size: int = 32) -> None:
+        self.library: Library = open_library(library_dir, model, device=device)
+        self.configured_roots = [os.path.realpath(os.path.expanduser(r)) for r in roots or []]
+        for root in self.configured_roots:
+            if not os.path.isdir(root):
+                raise UserInputError(f"root {root} is not a folder; give folders the server may index")
+        self.max_megapixels = max_megapixels
+        self.index_batch_size = index_batch_size
+        self.thumbs = ThumbnailCache(self.library.directory, thumb_size, max_megapixels)
+        self.jobs = JobManager()
+        self.tags = Tags(self.library.catalog)
+        self._index_lock = threading.Lock()
+        self._text_lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the model now, so the first search does not pay for it."""
+        _ = self.library.encoder
+
+    def close(self) -> None:
+        self.jobs.wait_idle(timeout=60)
+        self.library.close()
+
+    # -- roots and files ---------------------------------------------------------------------------
+    def roots(self) -> list[str]:
+        """Folders the server may serve and re-index: those given at start plus the library's roots."""
+        known = set(self.configured_roots) | set(self.library.catalog.roots())
+        return sorted(known)
+
+    def record(self, file_id: int) -> tuple[FileRecord, str]:
+        """An indexed image and its servable real path, or NotFoundError."""
+        rec = self.library.catalog.files_by_id([file_id]).get(file_id)
+        real = servable_path(rec.path, self.roots()) if rec is not None and rec.state == STATE_OK else None
+        if rec is None or real is None:
+            raise NotFoundError(f"no image with id {file_id} is available")
+        return rec, real
+
+    def describe(self, rec: FileRecord, lang: str, tags: dict[int, list[dict[str, Any]]] | None = None
+                 ) -> dict[str, Any]:
+        path = _printable(rec.path)
+        data: dict[str, Any] = {
+            "id": rec.id, "path": path, "name": os.path.basename(path), "folder": os.path.dirname(path),
+            "width": rec.width, "height": rec.height, "format": rec.format, "size": rec.size,
+            "thumbnail": f"/api/images/{rec.id}/thumbnail", "file": f"/api/images/{rec.id}/file",
+        }
+        if self.tags.available:
+            data["tags"] = (tags if tags is not None else self.tags.for_ids([rec.id], lang)).get(rec.id, [])
+        return data
+
+    def folders(self) -> list[dict[str, Any]]:
+        """Folders holding indexed images, with counts, for the folder filter."""
+        counts: dict[str, int] = {}
+        for root in self.library.catalog.roots():
+            for rec in self.library.catalog.files_under(root).values():
+                if rec.state == STATE_OK:
+                    folder = os.path.dirname(rec.path)
+                    counts[folder] = counts.get(folder, 0) + 1
+        return [{"folder": _printable(f), "count": n} for f, n in sorted(counts.items())]
+
+    # -- query vectors -----------------------------------------------------------------------------
+    def text_vector(self, query: str) -> np.ndarray:
+        """``float32[d]`` of a text query. Every term is text: a client never names a server file."""
+        from glimpse.query import QueryTerm, embed_terms, parse_query
+
+        terms = [QueryTerm(t.weight, text=t.text if t.text is not None else str(t.image))
+                 for t in parse_query(query)]
+        with self._text_lock:
+            return embed_terms(terms, self.library.encoder)
+
+    def upload_vector(self, data: bytes) -> np.ndarray:
+        """``float32[d]`` of an uploaded image (size-checked from its header before decoding)."""
+        if not data:
+            raise UserInputError("the uploaded file is empty; pick an image file")
+        decoded = decode_image(data, min_side=self.library.spec.preprocess.min_side,
+                               max_megapixels=self.max_megapixels)
+        return self.library.encoder.encode_images([decoded.image])[0]
+
+    def stored_vector(self, file_id: int) -> np.ndarray:
+        self.record(file_id)
+        return self.library.image_vector(file_id)
+
+    def classify(self, ids: list[int], labels: list[str], k: int) -> list[dict[str, Any]]:
+        """Zero-shot labels of indexed images from their stored vectors (no re-encoding)."""
+        from glimpse.server.extensions import zero_shot_classifier
+
+        classify = zero_shot_classifier()
+        if not ids:
+            raise UserInputError("give at least one image id in 'ids'")
+        vectors = np.stack([self.stored_vector(i) for i in ids])
+        with self._text_lock:  # the labels are encoded as texts
+            results = classify(self.library.encoder, vectors, labels, k)
+        return [{"id": i, "labels": r} for i, r in zip(ids, results, strict=True)]
+
+    # -- searching ---------------------------------------------------------------------------------
+    def search(self, vector: np.ndarray, *, k: int, offset: int = 0, min_score: float | None = None,
+               folder: str | None = None, tags: list[str] | None = None) -> Page:
+        """Hits ``offset .. offset+k`` of ``vector``, keeping only servable images matching the filters."""
+        if not 1 <= k <= MAX_K:
+            raise UserInputError(f"k must be between 1 and {MAX_K}, got {k}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise UserInputError(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+        wanted_ids = self.tags.ids_with(tags) if tags else None
+        prefix = os.path.normpath(folder).rstrip(os.sep) + os.sep if folder else None
+        roots = self.roots()
+        total = self.library.catalog.count_embeddings(self.library.spec.key)
+        want = offset + k + 1  # one more than the page tells whether another page exists
+        fetch = want
+        while True:
+            limit = max(1, min(fetch, total))
+            with self._index_lock:
+                hits = self.library.search_vector(vector, limit, min_score=min_score)
+            kept = [h for h in hits
+                    if (wanted_ids is None or h.id in wanted_ids)
+                    and (prefix is None or h.path.startswith(prefix))
+                    and servable_path(h.path, roots) is not None]
+            # Filters drop hits: widen the search until the page is full or the library is exhausted.
+            if len(kept) >= want or limit >= total or len(hits) < limit:
+                break
+            fetch *= 4
+        return Page(kept[offset : offset + k], offset, len(kept) > offset + k)
+
+    def hit_dicts(self, page: Page, lang: str) -> list[dict[str, Any]]:
+        records = self.library.catalog.files_by_id([h.id for h in page.hits])
+        tags = self.tags.for_ids([h.id for h in page.hits], lang) if self.tags.available else None
+        out = []
+        for hit in page.hits:
+            data = self.describe(records[hit.id], lang, tags) if hit.id in records else hit.to_dict()
+            data["score"] = round(float(hit.score), 6)
+            out.append(data)
+        return out
+
+    # -- indexing ----------------------------------------------------------------------------------
+    def start_index(self, roots: list[str] | None) -> Job:
+        """Start re-indexing ``roots`` (default: all known roots) in the background."""
+        allowed = self.roots()
+        if roots:
+            chosen = [os.path.realpath(os.path.expanduser(r)) for r in roots]
+            unknown = [r for r in chosen if r not in allowed]
+            if unknown:
+                raise UserInputError(
+                    f"{unknown[0]} is not a root of this server; it may index only {allowed or 'no folders'} "
+                    "(start it with --root DIR to add one)"
+                )
+        else:
+            chosen = allowed
+        if not chosen:
+            raise UserInputError("no folders to index: start the server with --root DIR, or run `glimpse index DIR`")
+        return self.jobs.start(chosen, self._index_work(chosen))
+
+    def _index_work(self, roots: list[str]) -> Any:
+        shared = self.library
+
+        def work(job: Job) -> dict[str, Any]:
+            # Its own Library (catalog connection + vector index) so the writer never mutates what the
+            # request threads read; the loaded model is shared rather than loaded twice.
+            lib = Library(shared.directory, shared.model_name, device=shared.device)
+            lib.spec = shared.spec
+            lib.encoder = shared.encoder
+            try:
+                report = lib.index(roots, batch_size=self.index_batch_size, max_megapixels=self.max_megapixels,
+                                   progress=job)
+            finally:
+                lib.catalog.close()  # not lib.close(): that would close the encoder the server still uses
+            return report.to_dict()
+
+        return work
