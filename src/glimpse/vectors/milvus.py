@@ -1,0 +1,224 @@
+"""Milvus vector store: the same VectorIndex contract, served by Milvus (a server, a cluster, or milvus-lite).
+
+``MilvusIndex(uri, catalog, model_key, dim)``: a file path is milvus-lite (embedded, one process), a
+``milvus://host:port`` or ``http(s)://host:port`` URI is a Milvus server or cluster (token from
+``$GLIMPSE_MILVUS_TOKEN`` when it needs one). One collection per model key holds
+
+    id INT64 (catalog file id, primary key) | vector FLOAT_VECTOR[dim] | path VARCHAR | tags ARRAY<VARCHAR>
+
+so path-prefix and tag filters run inside Milvus (``search(..., path_prefix=, tags=)``). Like the FAISS
+index it is derived from the catalog: the id of the last catalog change it applied is stored as a
+collection property and ``vectors.sync_index`` replays newer changes (upserts and deletes) into it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from glimpse.catalog import Catalog, prefix_range
+from glimpse.errors import GlimpseError, IndexMismatchError, UserInputError
+from glimpse.vectors.base import SearchResult, VectorIndex
+
+APPLIED_PROPERTY = "glimpse.applied_change"
+TOKEN_ENV = "GLIMPSE_MILVUS_TOKEN"
+MAX_PATH = 4096
+MAX_TAGS = 256
+MAX_TAG_LENGTH = 256
+# Milvus refuses gRPC messages over 64 MB; insert batches aim at ~16 MB (≈ 8k rows of 512-d vectors),
+# which measured as fast as bigger ones while keeping the client's memory small.
+BATCH_BYTES = 16 * 2**20
+MAX_BATCH_ROWS = 10_000
+DELETE_BATCH = 10_000
+
+#: returns the tags of some file ids; absent ids have none
+TagSource = Callable[[Sequence[int]], dict[int, list[str]]]
+
+
+class MilvusError(GlimpseError):
+    """The Milvus store cannot be reached or refused an operation."""
+
+
+def collection_name(model_key: str) -> str:
+    """A valid Milvus collection name (letters, digits, underscores) for a model key."""
+    return "glimpse_" + re.sub(r"[^A-Za-z0-9_]", "_", model_key)[:200]
+
+
+def _string_literal(text: str) -> str:
+    """``text`` as a double-quoted Milvus string literal."""
+    return '"' + re.sub(r'([\\"])', r"\\\1", text) + '"'
+
+
+def filter_expression(path_prefix: str | None = None, tags: Sequence[str] = ()) -> str:
+    """A Milvus boolean expression: files inside directory ``path_prefix`` carrying every tag in ``tags``."""
+    parts = []
+    if path_prefix:
+        # A byte range, like the catalog's: no LIKE wildcards (% and _ are common in file names) to escape.
+        lo, hi = (bound.decode("utf-8", "replace") for bound in prefix_range(path_prefix))
+        parts.append(f"path >= {_string_literal(lo)} and path < {_string_literal(hi)}")
+    parts += [f"array_contains(tags, {_string_literal(tag)})" for tag in tags]
+    return " and ".join(parts)
+
+
+def _client_uri(uri: str) -> str:
+    if uri.startswith("milvus://"):
+        return "http://" + uri[len("milvus://"):]
+    return uri
+
+
+class MilvusIndex(VectorIndex):
+    """Inner-product search over one model's vectors in a Milvus collection."""
+
+    def __init__(self, uri: str, catalog: Catalog, model_key: str, dim: int, *, tag_source: TagSource | None = None,
+                 index_type: str = "AUTOINDEX") -> None:
+        """``tag_source``: where row tags come from (default: the catalog's tags of each file)."""
+        try:
+            from pymilvus import MilvusClient
+        except ImportError as exc:
+            raise UserInputError(
+                "a Milvus store needs pymilvus (and milvus-lite for a .db file): pip install 'glimpse[milvus]'"
+            ) from exc
+        self.uri = uri
+        self.catalog = catalog
+        self.model_key = model_key
+        self.dim = dim
+        self.collection = collection_name(model_key)
+        self.index_type = index_type
+        # Default: the catalog's tags (written by `glimpse tag`), as they are when a vector is upserted.
+        self.tag_source = tag_source or (lambda ids: {i: [t for t, _ in tags]
+                                                      for i, tags in catalog.tags_of(ids).items()})
+        self.applied_change = 0
+        try:
+            self._client = MilvusClient(_client_uri(uri), token=os.environ.get(TOKEN_ENV, ""))
+        except Exception as exc:  # pymilvus raises its own hierarchy and plain gRPC/OS errors
+            raise MilvusError(
+                f"cannot open the Milvus store {uri}: {exc}. For a server give milvus://HOST:19530 and check "
+                "that it is running; for milvus-lite give a writable file path ending in .db"
+            ) from exc
+        if self._client.has_collection(self.collection):
+            self._check_existing()
+        else:
+            self._create()
+
+    # -- collection ----------------------------------------------------------------------------------
+    def _create(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=self.dim)
+        schema.add_field("path", DataType.VARCHAR, max_length=MAX_PATH)
+        schema.add_field("tags", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=MAX_TAGS,
+                         max_length=MAX_TAG_LENGTH)
+        params = self._client.prepare_index_params()
+        params.add_index(field_name="vector", index_type=self.index_type, metric_type="IP")
+        # Strong consistency: a search right after indexing must see what was just written.
+        self._client.create_collection(self.collection, schema=schema, index_params=params,
+                                       consistency_level="Strong", properties={APPLIED_PROPERTY: "0"})
+        self.applied_change = 0
+
+    def _check_existing(self) -> None:
+        info = self._client.describe_collection(self.collection)
+        vector = next((f for f in info.get("fields", []) if f.get("name") == "vector"), None)
+        found = int((vector or {}).get("params", {}).get("dim", -1))
+        if found != self.dim:
+            raise IndexMismatchError(
+                f"the Milvus collection {self.collection} at {self.uri} holds vectors of dimension {found} but "
+                f"{self.model_key} gives {self.dim}; drop the collection or use another store"
+            )
+        self.applied_change = int(info.get("properties", {}).get(APPLIED_PROPERTY, 0))
+
+    def save(self) -> None:
+        """Record the applied change id; flushed so a server persists the segments first."""
+        self._client.flush(self.collection)
+        self._client.alter_collection_properties(self.collection,
+                                                 properties={APPLIED_PROPERTY: str(self.applied_change)})
+
+    def reset(self) -> None:
+        self._client.drop_collection(self.collection)
+        self._create()
+
+    # -- contents ------------------------------------------------------------------------------------
+    def _check(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise IndexMismatchError(
+                f"vectors of shape {list(vectors.shape)} do not fit the {self.model_key} collection "
+                f"of dimension {self.dim}"
+            )
+        return vectors
+
+    def _rows(self, ids: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
+        records = self.catalog.files_by_id(ids.tolist())
+        tags = self.tag_source(ids.tolist())
+        rows = []
+        for file_id, vector in zip(ids.tolist(), vectors, strict=True):
+            rec = records.get(file_id)
+            path = rec.display_path if rec is not None else ""
+            tag_list = [t[:MAX_TAG_LENGTH] for t in tags.get(file_id, [])][:MAX_TAGS]
+            rows.append({"id": file_id, "vector": vector.tolist(), "path": path[:MAX_PATH], "tags": tag_list})
+        return rows
+
+    def batch_rows(self) -> int:
+        """Rows per insert request: ~BATCH_BYTES of vectors and paths."""
+        return max(1, min(MAX_BATCH_ROWS, BATCH_BYTES // (4 * self.dim + 256)))
+
+    def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        vectors = self._check(vectors)
+        step = self.batch_rows()
+        for start in range(0, len(ids), step):
+            self._client.upsert(self.collection, self._rows(ids[start : start + step], vectors[start : start + step]))
+
+    def _present(self, ids: list[int]) -> list[int]:
+        marks = ",".join(str(i) for i in ids)
+        rows = self._client.query(self.collection, filter=f"id in [{marks}]", output_fields=["id"])
+        return [int(r["id"]) for r in rows]
+
+    def remove(self, ids: np.ndarray) -> int:
+        removed = 0
+        ids_list = [int(i) for i in np.asarray(ids, dtype=np.int64)]
+        for start in range(0, len(ids_list), DELETE_BATCH):
+            present = self._present(ids_list[start : start + DELETE_BATCH])
+            if present:
+                self._client.delete(self.collection, ids=present)
+                removed += len(present)
+        return removed
+
+    def search(self, queries: np.ndarray, k: int, *, path_prefix: str | None = None,
+               tags: Sequence[str] = ()) -> list[SearchResult]:
+        """Top-``k`` per query of ``float32[q, dim]``, best first, optionally filtered inside Milvus."""
+        queries = self._check(np.atleast_2d(queries))
+        if k < 1 or len(queries) == 0:
+            return [SearchResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in queries]
+        expression = filter_expression(path_prefix, tags)
+        hits = self._client.search(self.collection, data=queries.tolist(), limit=int(k), filter=expression,
+                                   search_params={"metric_type": "IP"}, output_fields=["id"])
+        results = []
+        for row in hits:
+            ids = np.array([int(h["id"]) for h in row], dtype=np.int64)
+            scores = np.array([float(h["distance"]) for h in row], dtype=np.float32)
+            order = np.argsort(-scores, kind="stable")
+            results.append(SearchResult(ids[order], scores[order]))
+        return results
+
+    def ids(self) -> np.ndarray:
+        """All ids in the collection, int64[n] (order unspecified)."""
+        out: list[int] = []
+        iterator = self._client.query_iterator(self.collection, batch_size=MAX_BATCH_ROWS, filter="id >= 0",
+                                               output_fields=["id"])
+        while batch := iterator.next():
+            out += [int(r["id"]) for r in batch]
+        iterator.close()
+        return np.array(out, dtype=np.int64)
+
+    def __len__(self) -> int:
+        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    def close(self) -> None:
+        self._client.close()

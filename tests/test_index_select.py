@@ -1,0 +1,258 @@
+"""FAISS index selection, in-place updates of IVF indexes, training, recall tuning, retraining, mmap."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from glimpse.catalog import Catalog, FileUpdate
+from glimpse.errors import IndexMismatchError, UserInputError
+from glimpse.vectors import faiss as faiss_mod
+from glimpse.vectors import open_index, select
+from glimpse.vectors.faiss import FaissIndex
+from glimpse.vectors.synthetic import clustered_embeddings
+
+DIM = 32
+KEY = "synthetic-32"
+
+
+def fill(catalog: Catalog, vectors: np.ndarray, start: int = 0) -> list[int]:
+    """Store vectors in the catalog as if images /x/<i>.jpg had been indexed; returns their file ids."""
+    catalog.register_model(KEY, "synthetic", DIM, {})
+    updates = [FileUpdate(path=f"/x/{start + i}.jpg", size=1, mtime_ns=1, state="ok", hash=f"h{start + i}",
+                          vector=v) for i, v in enumerate(vectors)]
+    return catalog.apply(updates, KEY)
+
+
+@pytest.fixture()
+def catalog(tmp_path):
+    cat = Catalog(tmp_path / "catalog.sqlite3")
+    yield cat
+    cat.close()
+
+
+def exact_top(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    order = np.argsort(-(queries @ vectors.T), axis=1)[:, :k]
+    return ids[order]
+
+
+# -- choosing ------------------------------------------------------------------------------------------
+def test_parse_bytes():
+    assert select.parse_bytes("2GB") == 2_000_000_000
+    assert select.parse_bytes("512MiB") == 512 * 2**20
+    assert select.parse_bytes("1.5g") == 1_500_000_000
+    assert select.parse_bytes(4096) == 4096
+    for bad in ("lots", "2 parsecs", "-1GB", "0"):
+        with pytest.raises(UserInputError):
+            select.parse_bytes(bad)
+
+
+def test_choose_factory_by_size_and_budget():
+    assert select.choose_factory(10_000, 512).factory == "Flat"
+    assert select.choose_factory(1_000_000, 512).factory == "IVF1024,SQ8"
+    roomy = select.choose_factory(1_000_000, 512, memory_budget=select.parse_bytes("4GB"))
+    assert roomy.factory == "IVF1024,Flat" and roomy.bytes <= 4e9
+    tight = select.choose_factory(1_000_000, 512, memory_budget=select.parse_bytes("300MB"))
+    assert tight.factory.startswith("IVF1024,PQ") and tight.bytes <= 300e6
+    # a flat index that does not fit the budget is not chosen even for a small collection
+    assert select.choose_factory(40_000, 512, memory_budget=20_000_000).factory != "Flat"
+    assert select.choose_factory(100_000_000, 512).factory == "IVF32768_HNSW32,SQ8"
+    with pytest.raises(UserInputError, match="memory budget"):
+        select.choose_factory(1_000_000, 512, memory_budget=1_000_000)
+
+
+def test_nlist_stays_trainable():
+    for n in (50, 1000, 50_000, 1_000_000):
+        nlist = select.nlist_for(n)
+        assert nlist * select.MIN_POINTS_PER_LIST <= n or nlist == 1
+    assert select.nlist_for(1_000_000) == 1024
+    assert select.nlist_for(100_000_000) == 32768
+
+
+# -- IVF index with stable ids -------------------------------------------------------------------------
+def test_ivf_add_remove_in_place_with_stable_ids(tmp_path):
+    vectors = clustered_embeddings(2000, DIM, clusters=20, seed=1)
+    ids = np.arange(2000, dtype=np.int64) * 7 + 3  # sparse ids, like catalog ids after deletions
+    index = FaissIndex(tmp_path, KEY, DIM, "IVF32,SQ8")
+    with pytest.raises(IndexMismatchError, match="not trained"):
+        index.upsert(ids[:5], vectors[:5])
+    select.train(index, vectors)
+    index.upsert(ids, vectors)
+    index.set_search_params("nprobe=32")  # all lists: exact up to SQ8 quantisation
+    assert len(index) == 2000
+    assert index.search(vectors[10:11], 1)[0].ids.tolist() == [ids[10]]
+
+    assert index.remove(ids[[10, 11, 12]]) == 3
+    assert index.remove(ids[[10]]) == 0  # already gone
+    assert len(index) == 1997
+    assert ids[10] not in index.search(vectors[10:11], 5)[0].ids.tolist()
+    # upsert replaces: id 17 now carries vector 500, and is found there only once
+    index.upsert(ids[[1]], vectors[[500]])
+    hits = index.search(vectors[500:501], 2)[0].ids.tolist()
+    assert set(hits) == {ids[1], ids[500]} and len(index) == 1997
+    assert sorted(index.ids().tolist()) == sorted(set(ids.tolist()) - set(ids[[10, 11, 12]].tolist()))
+
+    index.applied_change = 42
+    index.save()
+    loaded = FaissIndex.load(tmp_path, KEY, DIM)
+    assert loaded.factory == "IVF32,SQ8" and loaded.search_params == "nprobe=32"
+    assert loaded.trained_on == 2000 and loaded.applied_change == 42 and len(loaded) == 1997
+    assert loaded.search(vectors[500:501], 2)[0].ids.tolist() == hits
+
+
+def test_non_ivf_kinds_are_refused(tmp_path):
+    with pytest.raises(IndexMismatchError, match="not an IVF index"):
+        FaissIndex(tmp_path, KEY, DIM, "HNSW32")
+    with pytest.raises(IndexMismatchError, match="not a FAISS factory"):
+        FaissIndex(tmp_path, KEY, DIM, "IVFbanana")
+    index = FaissIndex(tmp_path, KEY, DIM, "IVF1024,Flat")
+    with pytest.raises(UserInputError, match="needs at least 1024 vectors"):
+        select.train(index, clustered_embeddings(100, DIM))
+
+
+def test_tune_reaches_recall_target_on_held_out_queries(tmp_path):
+    everything = clustered_embeddings(6300, DIM, clusters=40, seed=2)
+    vectors, held_out = everything[:6000], everything[6000:]  # same distribution, never indexed
+    ids = np.arange(6000, dtype=np.int64)
+    index = FaissIndex(tmp_path, KEY, DIM, "IVF64,Flat")
+    select.train(index, vectors)
+    index.upsert(ids, vectors)
+    tuning = select.tune(index, ids, vectors, recall_target=0.9)
+    nprobe = int(tuning.params.split("=")[1])
+    assert 1 < nprobe < 64  # one list is not enough, scanning every list is not needed
+    assert tuning.recall >= 0.9 and [p for p, _ in tuning.tried][-1] == tuning.params
+    assert all(r < 0.9 for _, r in tuning.tried[:-1])  # the smallest setting that reaches the target
+    # independent check on queries the tuner never saw
+    truth = exact_top(vectors, ids, held_out, 10)
+    found = np.stack([r.ids for r in index.search(held_out, 10)])
+    assert select.recall_at_k(found, truth) >= 0.87
+
+    # queries from elsewhere in the space (like text queries vs image embeddings) need their own tuning
+    far = clustered_embeddings(200, DIM, clusters=40, seed=77)
+    far_tuning = select.tune(index, ids, vectors, recall_target=0.9, query_vectors=far)
+    assert far_tuning.recall >= 0.9
+    far_found = np.stack([r.ids for r in index.search(far, 10)])
+    assert select.recall_at_k(far_found, exact_top(vectors, ids, far, 10)) == pytest.approx(far_tuning.recall)
+
+
+# -- maintenance through open_index --------------------------------------------------------------------
+def test_flat_becomes_ivf_then_retrains_when_grown(tmp_path, catalog):
+    directory = tmp_path / "index"
+    data = clustered_embeddings(5200, DIM, clusters=30, seed=3)
+    fill(catalog, data[:300])
+    select.save_policy(catalog, KEY, select.IndexPolicy(flat_limit=1000, recall_target=0.9))
+    index = open_index(directory, catalog, KEY, DIM)
+    assert index.factory == "Flat" and len(index) == 300
+
+    fill(catalog, data[300:1200], start=300)
+    index = open_index(directory, catalog, KEY, DIM)
+    assert index.factory == f"IVF{select.nlist_for(1200)},SQ8" and len(index) == 1200
+    assert index.trained_on == 1200 and index.search_params.startswith("nprobe=")
+    manifest = json.loads(index.manifest_path.read_text())
+    assert manifest["factory"] == index.factory and manifest["trained_on"] == 1200
+
+    # small growth and deletions are applied in place: same training
+    fill(catalog, data[1200:2000], start=1200)
+    catalog.delete_files([1, 2, 3])
+    index = open_index(directory, catalog, KEY, DIM)
+    assert index.trained_on == 1200 and len(index) == 1997 and not ({1, 2, 3} & set(index.ids().tolist()))
+    assert index.search(data[500:501], 1)[0].ids.tolist() == [501]  # file ids start at 1
+
+    # grown past 4x the trained regime: retrained on the current collection
+    fill(catalog, data[2000:5200], start=2000)
+    index = open_index(directory, catalog, KEY, DIM)
+    assert index.trained_on == 5197 and len(index) == 5197
+    assert index.factory == f"IVF{select.nlist_for(5197)},SQ8"
+
+    # shrinking to 700 (under the flat limit, not under half of it) keeps the IVF index; to 400 goes exact
+    catalog.delete_files(range(1, 4501))
+    assert open_index(directory, catalog, KEY, DIM).factory.startswith("IVF")
+    catalog.delete_files(range(4501, 4801))
+    index = open_index(directory, catalog, KEY, DIM)
+    assert index.factory == "Flat" and len(index) == 400
+
+
+def test_explicit_kind_and_policy_change_rebuild(tmp_path, catalog):
+    directory = tmp_path / "index"
+    fill(catalog, clustered_embeddings(1500, DIM, clusters=20, seed=4))
+    index = open_index(directory, catalog, KEY, DIM)
+    assert index.factory == "Flat"
+    select.update_policy(catalog, KEY, kind="IVF16,PQ8", recall_target=0.8)
+    index = open_index(directory, catalog, KEY, DIM)
+    assert index.factory == "IVF16,PQ8" and len(index) == 1500
+    assert index.chosen_by["kind"] == "IVF16,PQ8"
+    # unchanged policy: the next open keeps the index (no retraining on every open)
+    again = open_index(directory, catalog, KEY, DIM)
+    assert again.search_params == index.search_params and again.trained_on == 1500
+    select.update_policy(catalog, KEY, kind="auto")
+    assert open_index(directory, catalog, KEY, DIM).factory == "Flat"
+
+
+def test_mmap_loading_is_read_only_until_changed(tmp_path, catalog, monkeypatch):
+    directory = tmp_path / "index"
+    data = clustered_embeddings(1300, DIM, clusters=20, seed=5)
+    fill(catalog, data[:1200])
+    select.save_policy(catalog, KEY, select.IndexPolicy(flat_limit=1000))
+    writer = open_index(directory, catalog, KEY, DIM)
+    assert writer.factory.startswith("IVF")
+    monkeypatch.setattr(faiss_mod, "MMAP_MIN_BYTES", 0)
+    reader = FaissIndex.load(directory, KEY, DIM, mmap=True)
+    assert reader._mapped and reader.search_params == writer.search_params
+    assert reader.search(data[7:8], 3)[0].ids.tolist() == writer.search(data[7:8], 3)[0].ids.tolist()
+    # a reader that has to catch up reads the file fully first, then changes only its memory copy
+    fill(catalog, data[1200:], start=1200)
+    reader = open_index(directory, catalog, KEY, DIM, save=False)
+    assert not reader._mapped and len(reader) == 1300
+    assert reader.search(data[1250:1251], 1)[0].ids.tolist() == [1251]
+    assert len(FaissIndex.load(directory, KEY, DIM)) == 1200  # the file is untouched by a reader
+
+
+# -- the CLI -------------------------------------------------------------------------------------------
+def test_cli_memory_budget_and_rebuild_kind(tmp_path, tiny_clip):
+    from typer.testing import CliRunner
+
+    from conftest import make_photos
+    from glimpse.cli import app
+
+    make_photos(tmp_path / "photos", 12)
+    base = ["--library", str(tmp_path / "lib"), "--model", str(tiny_clip)]
+    runner = CliRunner()
+    result = runner.invoke(app, [*base, "index", str(tmp_path / "photos"), "--memory-budget", "2GB", "--json"])
+    assert result.exit_code == 0, result.output
+    catalog = Catalog(tmp_path / "lib" / "catalog.sqlite3")
+    key = json.loads(result.stdout)["model_key"]
+    assert select.load_policy(catalog, key).memory_budget == 2_000_000_000
+    status = json.loads(runner.invoke(app, [*base, "status", "--json"]).stdout)
+    assert status["index_kind"].startswith("faiss IDMap2,Flat")
+
+    result = runner.invoke(app, [*base, "rebuild-index", "--kind", "IVF2,Flat", "--recall-target", "0.9"])
+    assert result.exit_code == 0, result.output
+    assert "IVF2,Flat" in result.stderr and "nprobe=" in result.stderr
+    policy = select.load_policy(catalog, key)
+    assert (policy.kind, policy.recall_target) == ("IVF2,Flat", 0.9)
+    hits = json.loads(runner.invoke(app, [*base, "search", "a photo", "-k", "12", "--json"]).stdout)
+    assert len(hits) == 12  # nprobe tuned on 12 vectors in 2 lists reaches every list it needs
+    catalog.close()
+
+    bad = runner.invoke(app, [*base, "rebuild-index", "--kind", "HNSW32"])
+    assert bad.exit_code == 1 and "not an IVF index" in bad.stderr
+    bad = runner.invoke(app, [*base, "index", str(tmp_path / "photos"), "--memory-budget", "lots"])
+    assert bad.exit_code == 1 and "is not a size" in bad.stderr
+
+
+def test_bench_scale_command_measures_all_methods():
+    from typer.testing import CliRunner
+
+    from glimpse.cli import app
+
+    result = CliRunner().invoke(app, ["bench-scale", "--n", "2000", "--dim", "16", "--recall-target", "0.9",
+                                      "--flat-limit", "1000", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["method"]: r for r in json.loads(result.stdout)}
+    assert set(rows) == {"faiss ann", "faiss exact", "numpy brute force"}
+    assert rows["faiss exact"]["recall_at_10"] == 1.0 == rows["numpy brute force"]["recall_at_10"]
+    assert rows["faiss ann"]["factory"].startswith("IVF") and rows["faiss ann"]["params"].startswith("nprobe=")
+    assert 0.8 <= rows["faiss ann"]["recall_at_10"] <= 1.0
+    assert rows["faiss ann"]["index_bytes"] < rows["faiss exact"]["index_bytes"]  # SQ8 codes vs float32

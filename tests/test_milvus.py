@@ -1,0 +1,145 @@
+"""The Milvus store, for real on milvus-lite: same contract as FAISS, filters pushed down, change-log sync."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pymilvus")
+pytest.importorskip("milvus_lite")
+
+from typer.testing import CliRunner
+
+from conftest import make_photos
+from glimpse.catalog import Catalog, FileUpdate
+from glimpse.errors import IndexMismatchError
+from glimpse.vectors import open_store, sync_index
+from glimpse.vectors.milvus import MilvusIndex, filter_expression
+from glimpse.vectors.synthetic import clustered_embeddings
+
+DIM = 16
+KEY = "synthetic-16"
+
+
+def test_filter_expression_is_a_directory_range_and_quotes_strings():
+    assert filter_expression() == ""
+    assert filter_expression("/photos/b_0") == 'path >= "/photos/b_0/" and path < "/photos/b_00"'
+    assert filter_expression("/a%/", ["dog", 'say "hi"']) == (
+        'path >= "/a%/" and path < "/a%0" and array_contains(tags, "dog") and array_contains(tags, "say \\"hi\\"")'
+    )
+
+
+@pytest.fixture()
+def filled(tmp_path):
+    """A catalog with 60 vectors: files /photos/b_0/*.jpg, /photos/bx0/*.jpg and /other/*.jpg."""
+    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    catalog.register_model(KEY, "synthetic", DIM, {})
+    vectors = clustered_embeddings(60, DIM, clusters=4, seed=3)
+    folders = ["/photos/b_0", "/photos/bx0", "/other"]
+    updates = [FileUpdate(path=f"{folders[i % 3]}/{i}.jpg", size=1, mtime_ns=1, state="ok", hash=f"h{i}", vector=v)
+               for i, v in enumerate(vectors)]
+    ids = np.array(catalog.apply(updates, KEY), dtype=np.int64)
+    yield catalog, ids, vectors
+    catalog.close()
+
+
+def test_milvus_lite_index_contract_and_filters(tmp_path, filled):
+    catalog, ids, vectors = filled
+    db = str(tmp_path / "store.db")
+    tags = {int(i): (["dog"] if n % 2 == 0 else ["cat"]) for n, i in enumerate(ids)}
+    index = MilvusIndex(db, catalog, KEY, DIM, tag_source=lambda wanted: {i: tags[i] for i in wanted if i in tags})
+    assert len(index) == 0 and index.applied_change == 0
+    index.upsert(ids, vectors)
+    assert len(index) == 60 and sorted(index.ids().tolist()) == ids.tolist()
+
+    exact = np.argsort(-(vectors @ vectors[5]))[:5]
+    result = index.search(vectors[5:6], 5)[0]
+    assert result.ids.tolist() == ids[exact].tolist()
+    assert np.allclose(result.scores, (vectors @ vectors[5])[exact], atol=1e-5)
+    assert list(result.scores) == sorted(result.scores, reverse=True)
+
+    # the prefix is a directory, and "_" in it is not a wildcard (b_0 must not match bx0)
+    in_b0 = set(ids[0::3].tolist())
+    hits = index.search(vectors[1:2], 60, path_prefix="/photos/b_0")[0].ids.tolist()
+    assert set(hits) == in_b0
+    dogs_in_b0 = {i for i in in_b0 if tags[i] == ["dog"]}
+    assert set(index.search(vectors[1:2], 60, path_prefix="/photos/b_0/", tags=["dog"])[0].ids.tolist()) == dogs_in_b0
+
+    # upsert replaces, remove counts only what was there
+    index.upsert(ids[:1], vectors[40:41])
+    assert len(index) == 60 and set(index.search(vectors[40:41], 2)[0].ids.tolist()) == {ids[0], ids[40]}
+    assert index.remove(np.array([ids[2], ids[3], 999_999])) == 2
+    assert len(index) == 58 and ids[2] not in index.search(vectors[2:3], 5)[0].ids.tolist()
+
+    index.applied_change = 17
+    index.save()
+    index.close()
+    again = MilvusIndex(db, catalog, KEY, DIM)
+    assert again.applied_change == 17 and len(again) == 58
+    again.close()
+    with pytest.raises(IndexMismatchError, match="dimension 16"):
+        MilvusIndex(db, catalog, KEY, DIM * 2)
+
+
+def test_milvus_follows_the_catalog_change_log(tmp_path, filled):
+    catalog, ids, vectors = filled
+    catalog.put_tags([(int(ids[0]), "h0", [("beach", 0.9), ("dog", 0.4)])], source="clip")
+    db = str(tmp_path / "store.db")
+    index = open_store(db, tmp_path / "index", catalog, KEY, DIM)
+    assert isinstance(index, MilvusIndex) and len(index) == 60
+    assert index.applied_change == catalog.last_change()
+    # the catalog's tags travel with the vectors and filter inside Milvus
+    assert index.search(vectors[30:31], 60, tags=["beach"])[0].ids.tolist() == [ids[0]]
+    catalog.delete_files(ids[:10].tolist())
+    moved = np.roll(vectors[10:20], 1, axis=0)  # ten files re-encoded with new content
+    catalog.apply([FileUpdate(path=f"/new/{i}.jpg", size=1, mtime_ns=1, state="ok", hash=f"n{i}", vector=v)
+                   for i, v in enumerate(moved)], KEY)
+    assert sync_index(index, catalog)
+    assert len(index) == 60 == catalog.count_embeddings(KEY)
+    assert not set(ids[:10].tolist()) & set(index.ids().tolist())
+    assert not sync_index(index, catalog)  # caught up: nothing to do
+    index.save()
+    index.close()
+    reopened = open_store(db, tmp_path / "index", catalog, KEY, DIM)
+    assert reopened.applied_change == catalog.last_change() and len(reopened) == 60
+    reopened.close()
+
+
+def test_library_on_milvus_lite_matches_faiss(tmp_path, tiny_clip):
+    import glimpse
+
+    make_photos(tmp_path / "photos" / "a", 6)
+    make_photos(tmp_path / "photos" / "b", 6, start=6)
+    db = str(tmp_path / "lib.milvus.db")
+    with glimpse.open_library(tmp_path / "lib_m", model=str(tiny_clip), store=db) as on_milvus, \
+            glimpse.open_library(tmp_path / "lib_f", model=str(tiny_clip)) as on_faiss:
+        on_milvus.index([tmp_path / "photos"])
+        on_faiss.index([tmp_path / "photos"])
+        for query in ("a red square", "blue sky"):
+            m = on_milvus.search(query, k=5)
+            f = on_faiss.search(query, k=5)
+            assert [h.path for h in m] == [h.path for h in f]
+            assert np.allclose([h.score for h in m], [h.score for h in f], atol=1e-5)
+        status = on_milvus.status()
+        assert status.index_kind.startswith("milvus") and status.index_vectors == 12
+        on_milvus.remove([tmp_path / "photos" / "a"])
+        hits = on_milvus.search("a red square", k=12)
+        assert len(hits) == 6 and all("/photos/b/" in h.path for h in hits)
+
+
+def test_cli_store_option_routes_to_milvus(tmp_path, tiny_clip):
+    from glimpse.cli import app
+
+    make_photos(tmp_path / "photos", 4)
+    db = str(tmp_path / "cli.db")
+    base = ["--library", str(tmp_path / "lib"), "--model", str(tiny_clip), "--store", db]
+    runner = CliRunner()
+    result = runner.invoke(app, [*base, "index", str(tmp_path / "photos"), "--json"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [*base, "search", "a photo", "-k", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 3
+    bad = runner.invoke(app, ["--library", str(tmp_path / "lib"), "--store", "redis://x", "status"])
+    assert bad.exit_code == 1 and "milvus://HOST:PORT" in bad.stderr
