@@ -78,7 +78,7 @@ def test_coco128_labels_map_to_vocabulary_tags():
     assert "computer mouse" in data.classes and "mouse" not in data.classes
     assert data.targets[:, data.classes.index("person")].sum() > 0
     vocab = load_vocabulary()
-    # Every COCO class is a tag of the built-in vocabulary, so `glimpse eval-tags coco128` measures all 80.
+    # Every COCO class is a tag of the built-in vocabulary, so `glimpse eval tags coco128` measures all 80.
     assert [c for c in data.classes if vocab.index_of(c) is None] == []
     assert set(COCO_TAG_NAMES.values()) <= set(data.classes)
 
@@ -121,7 +121,7 @@ def test_evaluate_tagger_scores_readable_images_on_known_classes(labelled, tiny_
 
 def test_eval_tags_and_calibration_commands(labelled, tmp_path, tiny_clip, small_vocab):
     base = ("--model", str(tiny_clip))
-    code, out = run(*base, "eval-tags", str(labelled), "--json")
+    code, out = run(*base, "eval", "tags", str(labelled), "--json")
     assert code == 0, out
     before = json.loads(out)
     assert before["images"] == 6 and set(before["per_class"]) == {"dog", "cat", "car"}
@@ -134,7 +134,7 @@ def test_eval_tags_and_calibration_commands(labelled, tmp_path, tiny_clip, small
     assert set(saved["thresholds"]) == {"dog", "cat", "car"} and saved["source"] == before["source"]
     assert {n: r["threshold"] for n, r in report["tags"].items()} == saved["thresholds"]
 
-    code, out = run(*base, "eval-tags", str(labelled), "--calibrated", str(thresholds), "--json")
+    code, out = run(*base, "eval", "tags", str(labelled), "--calibrated", str(thresholds), "--json")
     after = json.loads(out)
     for name, row in after["per_class"].items():
         assert row["threshold"] == pytest.approx(saved["thresholds"][name], abs=1e-6)
@@ -155,4 +155,4 @@ def test_eval_tags_and_calibration_commands(labelled, tmp_path, tiny_clip, small
         assert tag["threshold"] == pytest.approx(saved["thresholds"][tag["tag"]], abs=1e-6)
 
     assert run(*base, "tag-calibrate", str(labelled), "--out", str(tmp_path))[0] == 1
-    assert run(*base, "eval-tags", str(tmp_path / "nothing"))[0] == 1
+    assert run(*base, "eval", "tags", str(tmp_path / "nothing"))[0] == 1

@@ -138,7 +138,13 @@ def register(app: typer.Typer) -> None:
         for item in counts:
             out.print(f"{item['count']:>7}  {item['tag']}", markup=False)
 
-    @app.command("eval-tags")
+    # `glimpse eval tags`: lives in the `eval` group of glimpse.commands.understand when that group exists.
+    try:
+        from glimpse.commands.understand import eval_app as eval_group
+    except ImportError:
+        eval_group = None
+
+    @(eval_group.command("tags") if eval_group is not None else app.command("eval-tags"))
     @handles_errors
     def eval_tags(
         ctx: typer.Context,
