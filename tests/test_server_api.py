@@ -224,3 +224,20 @@ def test_searches_keep_working_while_indexing(tmp_path, tiny_clip):
         assert get_json(served, "/api/status")["images"] == 46
     finally:
         served.stop()
+
+
+def test_tag_labels_follow_the_language(tmp_path):
+    # The page's EN/中文 toggle: tags are stored by English name (the filter key) and shown in the asked language.
+    from glimpse.catalog import STATE_OK, Catalog, FileUpdate
+    from glimpse.server.extensions import Tags
+
+    catalog = Catalog(tmp_path / "catalog.sqlite3")
+    (file_id,) = catalog.apply([FileUpdate("/r/a.jpg", 1, 1, STATE_OK, hash="h")], "m")
+    catalog.put_tags([(file_id, "h", [("dog", 0.9), ("beach", 0.7), ("not-in-vocab", 0.6)])], source="clip:m")
+    tags = Tags(catalog)
+    zh = {t["tag"]: t["label"] for t in tags.for_ids([file_id], "zh")[file_id]}
+    assert zh == {"dog": "狗", "beach": "海滩", "not-in-vocab": "not-in-vocab"}
+    en = {t["tag"]: t["label"] for t in tags.for_ids([file_id], "en")[file_id]}
+    assert en == {"dog": "dog", "beach": "beach", "not-in-vocab": "not-in-vocab"}
+    assert {f["label"] for f in tags.facets("zh", 10)} == {"狗", "海滩", "not-in-vocab"}
+    catalog.close()

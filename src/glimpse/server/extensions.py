@@ -5,7 +5,9 @@ The server never guesses: each feature is looked up once, and a missing one is r
 
 Tags come from the catalog's tag store (the tagging feature): ``tag_counts(limit) -> [(tag, count)]``,
 ``tags_of(ids) -> {id: [(tag, score)]}`` and ``ids_with_tags(tags) -> set[int]`` (every tag required).
-Tags are shown as stored; ``lang`` is passed through for when the store keeps several languages.
+Tags are stored under their English name (the filter key). With ``lang="zh"`` each tag also carries a
+``label``: its Chinese name from the built-in bilingual vocabulary (the English name when the vocabulary
+has none, e.g. an open-set tag).
 
 Zero-shot classification uses ``glimpse.zeroshot.ZeroShotClassifier.build(encoder, labels)`` and its
 ``predict(vectors: float32[n, d], k) -> list[list[{"label", "score"}]]`` (best first, one list per vector).
@@ -30,17 +32,28 @@ class Tags:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
         self.available = all(callable(getattr(catalog, name, None)) for name in TAG_METHODS)
+        self._chinese: dict[str, str] | None = None
+
+    def label(self, tag: str, lang: str) -> str:
+        """How ``tag`` (stored English name) is shown in ``lang``."""
+        if lang != "zh":
+            return tag
+        if self._chinese is None:
+            self._chinese = _chinese_names()
+        return self._chinese.get(tag.lower(), tag)
 
     def facets(self, lang: str, limit: int) -> list[dict[str, Any]]:
         if not self.available:
             return []
-        return [{"tag": tag, "count": int(n)} for tag, n in self._catalog.tag_counts(limit)]  # type: ignore[attr-defined]
+        counts = self._catalog.tag_counts(limit)  # type: ignore[attr-defined]
+        return [{"tag": tag, "label": self.label(tag, lang), "count": int(n)} for tag, n in counts]
 
     def for_ids(self, ids: list[int], lang: str) -> dict[int, list[dict[str, Any]]]:
         if not self.available or not ids:
             return {}
         found = self._catalog.tags_of(ids)  # type: ignore[attr-defined]
-        return {i: [{"tag": t, "score": round(float(s), 6)} for t, s in tags] for i, tags in found.items()}
+        return {i: [{"tag": t, "label": self.label(t, lang), "score": round(float(s), 6)} for t, s in tags]
+                for i, tags in found.items()}
 
     def ids_with(self, tags: list[str]) -> set[int]:
         if not self.available:
@@ -49,6 +62,22 @@ class Tags:
                 "leave the tag filter out"
             )
         return set(self._catalog.ids_with_tags(tags))  # type: ignore[attr-defined]
+
+
+def _chinese_names() -> dict[str, str]:
+    """English tag name (lower case) → its first Chinese name, from the built-in vocabulary if installed."""
+    if importlib.util.find_spec("glimpse.tagging.vocab") is None:
+        return {}
+    from glimpse.tagging.base import split_chinese
+    from glimpse.tagging.vocab import load_vocabulary
+
+    vocab = load_vocabulary()
+    names: dict[str, str] = {}
+    for en, zh in zip(vocab.names, vocab.chinese or [], strict=False):
+        first, _aliases = split_chinese(zh)
+        if first:
+            names.setdefault(en.lower(), first)
+    return names
 
 
 def zero_shot_classifier() -> Callable[..., Any]:

@@ -107,7 +107,7 @@ function renderHits(hits) {
 }
 
 function describe(hit) {
-  const tags = (hit.tags || []).slice(0, 5).map((t) => t.tag).join(", ");
+  const tags = (hit.tags || []).slice(0, 5).map((t) => t.label || t.tag).join(", ");
   return tags ? `${hit.name}: ${tags}` : hit.name;
 }
 
@@ -130,7 +130,7 @@ async function openViewer(id) {
   $("viewer-tags").replaceChildren(...tags.map((t) => {
     const span = document.createElement("span");
     span.className = "tag";
-    span.textContent = t.tag;
+    span.textContent = t.label || t.tag;
     return span;
   }));
   $("viewer-open").href = info.file;
@@ -172,7 +172,7 @@ async function loadTags() {
   if (!answer.available) return;
   const select = $("tag");
   const current = select.value;
-  select.replaceChildren(new Option("Any tag", ""), ...answer.tags.map((t) => new Option(`${t.tag} (${t.count})`, t.tag)));
+  select.replaceChildren(new Option("Any tag", ""), ...answer.tags.map((t) => new Option(`${t.label || t.tag} (${t.count})`, t.tag)));
   select.value = current;
 }
 
