@@ -241,3 +241,13 @@ def test_tag_labels_follow_the_language(tmp_path):
     assert en == {"dog": "dog", "beach": "beach", "not-in-vocab": "not-in-vocab"}
     assert {f["label"] for f in tags.facets("zh", 10)} == {"狗", "海滩", "not-in-vocab"}
     catalog.close()
+
+
+def test_api_docs_are_served_without_a_cdn(server):
+    # There is no internet: the interactive docs must load Swagger UI from this server, not from a CDN.
+    page = call(server, "GET", "/docs")
+    assert page.status == 200
+    html = page.body.decode()
+    assert "/docs-assets/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
+    script = call(server, "GET", "/docs-assets/swagger-ui-bundle.js")
+    assert script.status == 200 and len(script.body) > 100_000

@@ -147,8 +147,10 @@ def create_app(library_dir: str | os.PathLike[str], model: str | None = None, to
     service = LibraryService(library_dir, model, roots=list(roots), device=device, max_megapixels=max_megapixels,
                              thumb_size=thumb_size, index_batch_size=index_batch_size)
     service.warm_up()
+    # docs_url=None: FastAPI's default /docs page loads Swagger UI from a CDN, which an offline machine
+    # cannot reach; _add_api_docs serves it from the swagger-ui-bundle package instead.
     app = FastAPI(title="glimpse", version="1", summary="Search your images by text or by image.",
-                  responses=ERRORS)
+                  responses=ERRORS, docs_url=None, redoc_url=None)
     app.state.service = service
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
@@ -160,8 +162,27 @@ def create_app(library_dir: str | os.PathLike[str], model: str | None = None, to
     _add_error_handlers(app)
     _add_routes(app, service, token)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_api_docs(app)
     app.router.add_event_handler("shutdown", service.close)
     return app
+
+
+def _add_api_docs(app: FastAPI) -> None:
+    """Interactive API docs at ``/docs`` from local files (the swagger-ui-bundle package), when installed."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        return  # /openapi.json still documents every route
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.responses import HTMLResponse
+
+    app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="glimpse API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="")
 
 
 def _add_error_handlers(app: FastAPI) -> None:
