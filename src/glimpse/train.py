@@ -1,4 +1,4 @@
-"""Contrastive (CLIP) training and fine-tuning with transformers' ``CLIPModel`` (torch extra).
+"""Contrastive (CLIP) training and fine-tuning of CLIP, Chinese CLIP and SigLIP checkpoints (torch extra).
 
     report = train_clip("cifar10/train", "my-clip", config="tiny", tokenizer="clip-tokenizer/")
     # my-clip/ is a Hugging Face checkpoint: glimpse --model my-clip index|classify|eval|export ...
@@ -8,6 +8,11 @@ image–caption pairs. The loss is CLIP's symmetric cross-entropy over the batch
 matrix, except that samples of one *group* (one class, or one identical caption) are all positives of
 each other: with 10 classes in a 256 batch, plain CLIP targets would call 25 same-class captions
 "wrong" for every image and fight the signal.
+
+Fine-tuning keeps the base's family: ``CLIPModel`` and ``ChineseCLIPModel`` (BERT tokenizer) train with
+that group-aware softmax loss; ``SiglipModel`` trains as SigLIP was trained, with the pairwise sigmoid
+loss using its learned ``logit_scale`` *and* ``logit_bias`` (same-group pairs are the positives) and
+text padded to its fixed length. Training from scratch (a size config) builds a CLIPModel.
 
 Images are preprocessed once with the model's own ``Preprocess`` (the exact pixels glimpse feeds the
 model at index time) and kept in RAM as ``float32[n, 3, H, W]``; augmentation (random shift with reflect
@@ -243,18 +248,54 @@ def contrastive_loss(torch: Any, image_emb: Any, text_emb: Any, groups: Any, log
     return (loss_i + loss_t) / 2
 
 
+def sigmoid_loss(torch: Any, image_emb: Any, text_emb: Any, groups: Any, logit_scale: Any, logit_bias: Any) -> Any:
+    """SigLIP's pairwise sigmoid loss with group-aware labels.
+
+    ``image_emb``/``text_emb``: L2-normalised ``float32[b, d]``; ``groups``: ``int64[b]``; ``logit_scale``
+    (already exponentiated) and ``logit_bias``: scalars or ``float32[1]``. Every pair ``(i, j)`` is a
+    binary problem with logit ``scale * <image_i, text_j> + bias`` and label +1 when ``groups[i] ==
+    groups[j]``, else -1; the loss is ``-sum(log sigmoid(label * logit)) / b`` (SigLIP's normalisation).
+    """
+    logits = logit_scale * image_emb @ text_emb.t() + logit_bias
+    labels = 2.0 * (groups[:, None] == groups[None, :]).float() - 1.0
+    return -torch.nn.functional.logsigmoid(labels * logits).sum() / logits.shape[0]
+
+
 def _features(output: Any) -> Any:
     return output.pooler_output if hasattr(output, "pooler_output") else output
 
 
-def _zero_shot_top1(torch: Any, model: Any, tokenizer: Any, pixels: np.ndarray, labels: np.ndarray,
-                    prompts: list[list[str]], context_length: int) -> float:
+@dataclass
+class _TextSide:
+    """How captions become text embeddings for one model family (as ``TorchEncoder`` does at query time)."""
+
+    tokenizer: Any
+    family: str
+    context_length: int
+    padding: str  # "longest" or "max_length" (SigLIP pools the last position: fixed-length text)
+
+    def embed(self, torch: Any, model: Any, texts: list[str]) -> Any:
+        """L2-normalised ``float32[len(texts), d]`` text embeddings (with gradients when enabled)."""
+        from glimpse.encoders.torch import tokenize_for_model
+
+        inputs = tokenize_for_model(self.tokenizer, texts, family=self.family, padding=self.padding,
+                                    context_length=self.context_length)
+        return torch.nn.functional.normalize(_features(model.get_text_features(**inputs)), dim=-1)
+
+
+def _batch_loss(torch: Any, model: Any, family: str, image_emb: Any, text_emb: Any, groups: Any) -> Any:
+    if family == "siglip":
+        return sigmoid_loss(torch, image_emb, text_emb, groups, model.logit_scale.exp(), model.logit_bias)
+    return contrastive_loss(torch, image_emb, text_emb, groups, model.logit_scale.exp().clamp(max=100))
+
+
+def _zero_shot_top1(torch: Any, model: Any, text_side: _TextSide, pixels: np.ndarray, labels: np.ndarray,
+                    prompts: list[list[str]]) -> float:
     """Top-1 accuracy of ``pixels`` against class prompt ensembles, with the model being trained."""
     model.eval()
     with torch.inference_mode():
         flat = [p for per_class in prompts for p in per_class]
-        tokens = tokenizer(flat, padding="longest", truncation=True, max_length=context_length, return_tensors="pt")
-        text = torch.nn.functional.normalize(_features(model.get_text_features(**tokens)), dim=-1)
+        text = text_side.embed(torch, model, flat)
         text = torch.nn.functional.normalize(text.view(len(prompts), -1, text.shape[-1]).mean(1), dim=-1)
         correct = 0
         for start in range(0, len(pixels), 512):
@@ -276,11 +317,12 @@ def train_clip(
     eval_folder: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> TrainReport:
-    """Train a CLIPModel on ``data`` and save a Hugging Face checkpoint directory to ``out``.
+    """Train a CLIP-family model on ``data`` and save a Hugging Face checkpoint directory to ``out``.
 
-    ``base``: a registry name or checkpoint directory to fine-tune (its tokenizer and preprocessing are
-    kept); without it a new model of size ``config`` is trained from scratch with ``tokenizer`` (a
-    directory holding a tokenizer) and the training images' own per-channel mean/std.
+    ``base``: a registry name or checkpoint directory to fine-tune, of family clip, chinese_clip or siglip
+    (its model class, tokenizer, text padding, preprocessing and loss are kept); without it a new CLIP
+    model of size ``config`` is trained from scratch with ``tokenizer`` (a directory holding a tokenizer)
+    and the training images' own per-channel mean/std.
     ``eval_folder``: an ImageFolder scored zero-shot after every epoch (the report's ``eval_top1``).
     """
     opts = options or TrainOptions()
@@ -303,19 +345,23 @@ def train_clip(
     random.seed(opts.seed)
 
     if base is not None:
+        from glimpse.encoders.torch import _MODEL_CLASSES
         from glimpse.registry import load_spec, resolve_model_dir
 
         spec = load_spec(base)
-        if spec.family != "clip":
-            raise UserInputError(f"fine-tuning supports CLIP checkpoints; {base} is a {spec.family} model")
+        class_name = _MODEL_CLASSES.get(spec.family)
+        if class_name is None:
+            raise UserInputError(f"fine-tuning supports families {sorted(_MODEL_CLASSES)}; {base} is "
+                                 f"{spec.family!r}")
         base_dir = resolve_model_dir(base)
         try:
-            model = transformers.CLIPModel.from_pretrained(str(base_dir), local_files_only=True)
+            model = getattr(transformers, class_name).from_pretrained(str(base_dir), local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise ModelError(f"cannot load {base} as a CLIPModel to fine-tune ({exc}); pass a transformers "
+            raise ModelError(f"cannot load {base} as a {class_name} to fine-tune ({exc}); pass a transformers "
                              "checkpoint directory or registry name (not an ONNX export)") from exc
         context_length = spec.context_length
         tok = _load_tokenizer(transformers, tokenizer or base_dir, context_length)
+        text_side = _TextSide(tok, spec.family, context_length, spec.text_padding)
         pre = spec.preprocess
         processor_source: Path | None = base_dir / "preprocessor_config.json"
         size_info: dict[str, Any] = {"base": str(base)}
@@ -327,6 +373,7 @@ def train_clip(
         context_length = int(SIZE_CONFIGS.get(config, {}).get("text", {}).get("max_position_embeddings", 77))
         tok = _load_tokenizer(transformers, tokenizer, context_length)
         model, image_size = _new_model(transformers, tok, config)
+        text_side = _TextSide(tok, "clip", context_length, "longest")
         # From scratch, normalise with the data's own statistics (streamed, so any folder size works).
         stats = _stats_of(data.paths, image_size, channel_stats)
         pre = _preprocess_for(image_size, stats[0], stats[1])
@@ -376,17 +423,18 @@ def train_clip(
             chosen = [random.choice(data.captions[i]) for i in idx.tolist()]
             unique = sorted(set(chosen))
             where = torch.tensor([unique.index(c) for c in chosen])
-            tokens = tok(unique, padding="longest", truncation=True, max_length=context_length, return_tensors="pt")
             image_emb = torch.nn.functional.normalize(_features(model.get_image_features(pixel_values=batch)), dim=-1)
-            text_emb = torch.nn.functional.normalize(_features(model.get_text_features(**tokens)), dim=-1)[where]
-            loss = contrastive_loss(torch, image_emb, text_emb, groups[idx], model.logit_scale.exp().clamp(max=100))
+            text_emb = text_side.embed(torch, model, unique)[where]
+            loss = _batch_loss(torch, model, text_side.family, image_emb, text_emb, groups[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, math.log(100))
+            if text_side.family != "siglip":
+                # CLIP caps its temperature at 100; SigLIP has no cap (its pretrained scales may exceed 100).
+                with torch.no_grad():
+                    model.logit_scale.clamp_(0, math.log(100))
             value = float(loss.detach())
             losses.append(value)
             step_losses.append(value)
@@ -396,7 +444,7 @@ def train_clip(
         epoch_losses.append(float(np.mean(losses)))
         message = f"epoch {epoch + 1}/{opts.epochs}: loss {epoch_losses[-1]:.4f}, {time.perf_counter() - start:.0f} s"
         if eval_set is not None:
-            eval_top1.append(_zero_shot_top1(torch, model, tok, *eval_set, context_length))
+            eval_top1.append(_zero_shot_top1(torch, model, text_side, *eval_set))
             message += f", zero-shot top-1 {eval_top1[-1]:.3f}"
         log(message)
         if step >= total_steps:

@@ -28,6 +28,21 @@ def _features(output: Any) -> Any:
     return output
 
 
+def tokenize_for_model(tokenizer: Any, texts: list[str], *, family: str, padding: str,
+                       context_length: int) -> dict[str, Any]:
+    """Token tensors exactly as the model family was trained with (used at query time and in training).
+
+    ``padding``: "longest" or "max_length" (SigLIP pools the last position: fixed-length text).
+    """
+    encoded = tokenizer(texts, padding="max_length" if padding == "max_length" else "longest", truncation=True,
+                        max_length=context_length, return_tensors="pt")
+    if family == "siglip":
+        # SigLIP was trained without a text attention mask (it pools the last, padded position);
+        # transformers 5's tokenizer returns a mask that would change the embedding, so drop it.
+        return {"input_ids": encoded["input_ids"]}
+    return dict(encoded)
+
+
 class TorchEncoder(Encoder):
     """Encoder running a transformers checkpoint directory with torch.
 
@@ -77,18 +92,8 @@ class TorchEncoder(Encoder):
 
     def _tokenize(self, texts: list[str]) -> dict[str, Any]:
         spec = self.spec
-        encoded = self.tokenizer(
-            texts,
-            padding="max_length" if spec.text_padding == "max_length" else "longest",
-            truncation=True,
-            max_length=spec.context_length,
-            return_tensors="pt",
-        )
-        if spec.family == "siglip":
-            # SigLIP was trained without a text attention mask (it pools the last, padded position);
-            # transformers 5's tokenizer returns a mask that would change the embedding, so drop it.
-            return {"input_ids": encoded["input_ids"]}
-        return dict(encoded)
+        return tokenize_for_model(self.tokenizer, texts, family=spec.family, padding=spec.text_padding,
+                                  context_length=spec.context_length)
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
