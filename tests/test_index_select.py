@@ -137,6 +137,85 @@ def test_tune_reaches_recall_target_on_held_out_queries(tmp_path):
     assert select.recall_at_k(far_found, exact_top(vectors, ids, far, 10)) == pytest.approx(far_tuning.recall)
 
 
+def text_like(vectors: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``float32[n, d]`` queries shaped like CLIP text embeddings next to image ones: each leans towards
+    an image's topic, but all share an offset away from the image cloud (the modality gap)."""
+    rng = np.random.default_rng(seed)
+    gap = np.random.default_rng(5).normal(size=vectors.shape[1])
+    gap /= np.linalg.norm(gap)
+    rows = 0.35 * vectors[rng.choice(len(vectors), n)] + gap + 0.25 * rng.normal(size=(n, vectors.shape[1])) / 6
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_build_tunes_for_text_queries_too(tmp_path):
+    vectors = clustered_embeddings(6000, DIM, clusters=40, seed=2)
+    ids = np.arange(6000, dtype=np.int64)
+    probes, fresh = text_like(vectors, 256, seed=1), text_like(vectors, 300, seed=2)  # tuning / unseen queries
+    truth = exact_top(vectors, ids, fresh, 10)
+    policy = select.IndexPolicy(recall_target=0.95)
+
+    image_only = FaissIndex(tmp_path, KEY, DIM, "IVF64,Flat")
+    select.build(image_only, ids, vectors, policy)
+    gap_recall = select.recall_at_k(np.stack([r.ids for r in image_only.search(fresh, 10)]), truth)
+    assert gap_recall < 0.9  # the problem: tuned on image-like queries, text-like ones miss their neighbours
+
+    calls = []
+    index = FaissIndex(tmp_path, KEY, DIM, "IVF64,Flat")
+    tuning = select.build(index, ids, vectors, policy, lambda: calls.append(1) or probes)
+    assert calls == [1]
+    assert set(tuning.recall_by_set) == {"held_out", "text"} and min(tuning.recall_by_set.values()) >= 0.95
+    assert tuning.recall == min(tuning.recall_by_set.values())
+    assert int(index.search_params.split("=")[1]) > int(image_only.search_params.split("=")[1])
+    # measured independently: the tuning prompts themselves and text-like queries the tuner never saw
+    probe_found = np.stack([r.ids for r in index.search(probes, 10)])
+    assert select.recall_at_k(probe_found, exact_top(vectors, ids, probes, 10)) == pytest.approx(
+        tuning.recall_by_set["text"])
+    assert select.recall_at_k(np.stack([r.ids for r in index.search(fresh, 10)]), truth) >= 0.95
+
+    # a flat index is exact: the (model-loading) text probe provider is never called
+    flat = FaissIndex(tmp_path, KEY, DIM, "Flat")
+    select.build(flat, ids, vectors, policy, lambda: pytest.fail("probes encoded for a flat index"))
+
+
+def test_probe_prompts_are_fixed_and_bilingual():
+    from glimpse.vectors.text_probes import PROBES, probe_prompts
+
+    english = probe_prompts(("en",))
+    assert len(english) == len(set(english)) == PROBES and english == probe_prompts(("en",))
+    assert not any("\u4e00" <= ch <= "\u9fff" for prompt in english for ch in prompt)
+    both = probe_prompts(("en", "zh"))
+    chinese = [p for p in both if any("\u4e00" <= ch <= "\u9fff" for ch in p)]
+    assert len(both) == PROBES and len(chinese) == PROBES // 4
+
+
+def test_library_tunes_its_ivf_index_for_text_queries(open_lib):
+    """A library's IVF index reaches the recall target for text queries embedded by its own model."""
+    from glimpse.vectors.text_probes import text_probe_vectors
+
+    lib = open_lib()
+    spec = lib.spec
+    data = clustered_embeddings(3000, spec.dim, clusters=30, seed=4)
+    probes = text_probe_vectors(lib.encoder)  # not cached: no directory given
+    # the image vectors sit around the text prompts' region, apart from it by a gap, like CLIP's
+    shifted = data + 1.5 * probes.mean(axis=0)
+    vectors = (shifted / np.linalg.norm(shifted, axis=1, keepdims=True)).astype(np.float32)
+    lib.catalog.register_model(spec.key, spec.name, spec.dim, spec.to_dict())
+    lib.catalog.apply([FileUpdate(path=f"/x/{i}.jpg", size=1, mtime_ns=1, state="ok", hash=f"h{i}", vector=v)
+                       for i, v in enumerate(vectors)], spec.key)
+    select.save_policy(lib.catalog, spec.key, select.IndexPolicy(flat_limit=1000, recall_target=0.95))
+
+    lib.rebuild_index()
+    index = lib._index
+    assert index.factory.startswith("IVF") and index.search_params.startswith("nprobe=")
+    cached = list((lib.directory / "index").glob(f"*{spec.key}*.textprobes-*.npy"))
+    assert len(cached) == 1 and np.array_equal(np.load(cached[0]), probes)
+    ids, stored = lib.catalog.embeddings(spec.key)
+    texts = lib.encoder.encode_texts([f"holiday snapshot number {i}" for i in range(100)])  # never tuned on
+    for queries in (probes, texts):
+        found = np.stack([r.ids for r in index.search(queries, 10)])
+        assert select.recall_at_k(found, exact_top(stored, ids, queries, 10)) >= 0.95
+
+
 # -- maintenance through open_index --------------------------------------------------------------------
 def test_flat_becomes_ivf_then_retrains_when_grown(tmp_path, catalog):
     directory = tmp_path / "index"

@@ -195,10 +195,16 @@ class Library:
 
         if self._index is None:
             self._index = open_store(self.store, self.directory / INDEX_DIRNAME, self.catalog, self.spec.key,
-                                     self.spec.dim, save=save)
+                                     self.spec.dim, save=save, text_queries=self._text_probes)
         elif sync_index(self._index, self.catalog) and save:
             self._index.save()
         return self._index
+
+    def _text_probes(self) -> np.ndarray:
+        """Embedded generic text prompts ``float32[q, d]`` an IVF index tunes ``nprobe`` for (cached)."""
+        from glimpse.vectors.text_probes import text_probe_vectors
+
+        return text_probe_vectors(self.encoder, self.directory / INDEX_DIRNAME)
 
     def rebuild_index(self, *, kind: str | None = None, recall_target: float | None = None) -> int:
         """Rebuild the vector index of the current model from the catalog; returns its size.
@@ -210,7 +216,8 @@ class Library:
 
         with self._writer_lock():
             self._index = rebuild_store(self.store, self.directory / INDEX_DIRNAME, self.catalog, self.spec.key,
-                                        self.spec.dim, kind=kind, recall_target=recall_target)
+                                        self.spec.dim, kind=kind, recall_target=recall_target,
+                                        text_queries=self._text_probes)
         return len(self._index)
 
     # -- queries -------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,22 +51,24 @@ def sync_index(index: VectorIndex, catalog: Catalog) -> bool:
     return changed
 
 
-def open_index(directory: Path, catalog: Catalog, model_key: str, dim: int, *, save: bool = True) -> FaissIndex:
+def open_index(directory: Path, catalog: Catalog, model_key: str, dim: int, *, save: bool = True,
+               text_queries: Callable[[], np.ndarray] | None = None) -> FaissIndex:
     """Load the index of ``model_key`` (rebuilding it if missing) and catch it up with the catalog.
 
     Writers (``save``) also let ``select.maintain`` switch the index kind or retrain it when the
     collection outgrew it; readers memory-map big indexes and catch up in memory only.
+    ``text_queries``: embedded text prompts an IVF index is tuned for too (``select.build``).
     """
     from glimpse.vectors import select
 
     index = FaissIndex.load(directory, model_key, dim, mmap=not save)
     if index is None:
-        index, _ = select.rebuilt(FaissIndex(directory, model_key, dim), catalog)
+        index, _ = select.rebuilt(FaissIndex(directory, model_key, dim), catalog, text_queries=text_queries)
         changed = True
     else:
         changed = sync_index(index, catalog)
     if save:
-        better = select.maintain(index, catalog)
+        better = select.maintain(index, catalog, text_queries)
         if better is not None:
             index, changed = better, True
     if changed and save:
@@ -81,7 +84,7 @@ def is_milvus_store(store: str | None) -> bool:
 
 
 def open_store(store: str | None, directory: Path, catalog: Catalog, model_key: str, dim: int, *,
-               save: bool = True) -> VectorIndex:
+               save: bool = True, text_queries: Callable[[], np.ndarray] | None = None) -> VectorIndex:
     """The vector store of a library, caught up with its catalog.
 
     ``store``: None or ``"faiss"`` — the embedded FAISS index under ``directory`` (the default); a
@@ -95,7 +98,7 @@ def open_store(store: str | None, directory: Path, catalog: Catalog, model_key: 
                 f"--store {store!r} is neither 'faiss', a milvus://HOST:PORT or http:// URI, nor a milvus-lite "
                 "file ending in .db"
             )
-        return open_index(directory, catalog, model_key, dim, save=save)
+        return open_index(directory, catalog, model_key, dim, save=save, text_queries=text_queries)
     from glimpse.vectors.milvus import MilvusIndex
 
     uri = store if "://" in store else os.path.abspath(os.path.expanduser(store))
@@ -106,7 +109,8 @@ def open_store(store: str | None, directory: Path, catalog: Catalog, model_key: 
 
 
 def rebuild_store(store: str | None, directory: Path, catalog: Catalog, model_key: str, dim: int, *,
-                  kind: str | None = None, recall_target: float | None = None) -> VectorIndex:
+                  kind: str | None = None, recall_target: float | None = None,
+                  text_queries: Callable[[], np.ndarray] | None = None) -> VectorIndex:
     """Rebuild a library's vector store from the catalog and save it.
 
     FAISS: ``kind`` (a factory string or ``"auto"``) and ``recall_target`` update the model's index
@@ -127,7 +131,7 @@ def rebuild_store(store: str | None, directory: Path, catalog: Catalog, model_ke
     if kind is not None:
         FaissIndex(directory, model_key, dim, kind.strip() if kind != "auto" else "Flat")  # refuses a bad kind now
     policy = select.update_policy(catalog, model_key, kind=kind.strip() if kind else None, recall_target=recall_target)
-    index, _ = select.rebuilt(FaissIndex(directory, model_key, dim), catalog, policy)
+    index, _ = select.rebuilt(FaissIndex(directory, model_key, dim), catalog, policy, text_queries)
     index.save()
     return index
 

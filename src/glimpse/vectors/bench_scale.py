@@ -79,10 +79,14 @@ def numpy_topk(vectors: np.ndarray, q: np.ndarray, k: int = 10) -> np.ndarray:
 def measure(n: int, *, dim: int = 512, queries: int = 200, recall_target: float = 0.95,
             methods: tuple[str, ...] = ("ann", "flat", "numpy"), memory_budget: int | None = None,
             model: str | None = None, work_dir: str | None = None, seed: int = 0,
-            extra_queries: np.ndarray | None = None, flat_limit: int = select.FLAT_LIMIT) -> list[ScaleResult]:
+            extra_queries: np.ndarray | None = None, flat_limit: int = select.FLAT_LIMIT,
+            text_probes: np.ndarray | None = None) -> list[ScaleResult]:
     """Measure each method on ``n`` synthetic vectors; ``model`` (a glimpse model) adds a serving run
     of the ANN index that encodes each query text with it. Held-out queries are never indexed.
-    ``extra_queries`` float32[q, dim]: more queries (real text embeddings) whose recall is reported too."""
+    ``extra_queries`` float32[q, dim]: more queries (real text embeddings) whose recall is reported too.
+    ``text_probes`` float32[p, dim]: embedded generic prompts (``vectors.text_probes``) the ANN index is
+    tuned for as well, as a library does; keep them distinct from ``extra_queries`` so recall is measured
+    on texts the tuner never saw."""
     data = clustered_embeddings(n + queries, dim, seed=seed)
     vectors, held_out = data[:n], data[n:]
     del data
@@ -112,7 +116,7 @@ def measure(n: int, *, dim: int = 512, queries: int = 200, recall_target: float 
                 factory = select.choose_factory(n, dim, memory_budget, flat_limit=flat_limit).factory
                 index = FaissIndex(work, KEY, dim, factory)
                 policy = select.IndexPolicy(recall_target=recall_target, flat_limit=flat_limit)
-                select.build(index, ids, vectors, policy)
+                select.build(index, ids, vectors, policy, None if text_probes is None else lambda: text_probes)
             build_s = time.perf_counter() - started
             p50, p99, found = _timed(lambda q, index=index: index.search(q, 10)[0].ids, held_out)
             index.save()

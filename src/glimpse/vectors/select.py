@@ -6,7 +6,8 @@
   query to its lists stays cheap).
 * ``train``: trains an empty IVF index on a random sample of the stored embeddings.
 * ``tune``: picks the smallest ``nprobe`` whose recall@k against exact search, measured on held-out
-  queries, reaches the recall target.
+  queries — and on embedded text prompts when the caller supplies them (``text_queries``) — reaches the
+  recall target.
 * ``maintain``: called after the index caught up with the catalog; switches kind when the collection
   crossed the flat limit, when the policy changed, or when it grew past the trained regime (retrain).
 
@@ -19,7 +20,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -203,11 +205,13 @@ def train(index: FaissIndex, vectors: np.ndarray, *, seed: int = 0) -> int:
 
 @dataclass(frozen=True)
 class Tuning:
-    """Result of ``tune``: the parameters set, the recall@k they reach, and every setting tried."""
+    """Result of ``tune``: the parameters set, the recall@k they reach (the lowest over the query sets),
+    every setting tried with that recall, and the recall of each query set at the chosen setting."""
 
     params: str
     recall: float
     tried: list[tuple[str, float]]
+    recall_by_set: dict[str, float] = field(default_factory=dict)
 
 
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
@@ -226,8 +230,28 @@ def _drop_self(rows: np.ndarray, own: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class _QuerySet:
+    """Tuning queries ``float32[q, d]``, the stored id each must not find (-1: none), exact top-k ids."""
+
+    name: str
+    vectors: np.ndarray
+    own: np.ndarray
+    truth: np.ndarray
+
+
+def _query_set(name: str, q: np.ndarray, own: np.ndarray, ids: np.ndarray, vectors: np.ndarray, k: int) -> _QuerySet:
+    import faiss
+
+    q = np.ascontiguousarray(q, dtype=np.float32)
+    _, exact_rows = faiss.knn(q, np.ascontiguousarray(vectors, dtype=np.float32), k + 1,
+                              metric=faiss.METRIC_INNER_PRODUCT)
+    return _QuerySet(name, q, own, _drop_self(ids[exact_rows], own, k))
+
+
 def tune(index: FaissIndex, ids: np.ndarray, vectors: np.ndarray, recall_target: float = DEFAULT_RECALL_TARGET,
-         *, k: int = 10, queries: int = 200, seed: int = 0, query_vectors: np.ndarray | None = None) -> Tuning:
+         *, k: int = 10, queries: int = 200, seed: int = 0, query_vectors: np.ndarray | None = None,
+         extra_queries: np.ndarray | None = None) -> Tuning:
     """Smallest ``nprobe`` reaching ``recall_target`` recall@k vs exact search over ``(ids, vectors)``.
 
     ``ids`` int64[n] and ``vectors`` float32[n, d] must be what the index holds. Queries are held out
@@ -235,8 +259,10 @@ def tune(index: FaissIndex, ids: np.ndarray, vectors: np.ndarray, recall_target:
     exact and the approximate answer, so they follow the collection's distribution without finding
     themselves. When no setting reaches the target the most thorough one is kept and its recall reported.
 
-    ``query_vectors`` float32[q, d]: tune on these instead (e.g. embedded sample text queries — text
-    embeddings sit apart from image embeddings in CLIP space, and need a larger nprobe than image ones).
+    ``query_vectors`` float32[q, d]: tune on these instead of the held-out sample.
+    ``extra_queries`` float32[q, d]: a second query set that must reach the target too — embedded text
+    prompts: text embeddings sit apart from image embeddings in CLIP space (the modality gap), so an
+    ``nprobe`` tuned on image-like queries alone probes too few lists for text queries.
     """
     import faiss
 
@@ -248,32 +274,37 @@ def tune(index: FaissIndex, ids: np.ndarray, vectors: np.ndarray, recall_target:
         index.set_search_params("")
         return Tuning("", 1.0, [])
     if query_vectors is not None:
-        q = np.ascontiguousarray(query_vectors, dtype=np.float32)
-        own = np.full(len(q), -1, dtype=np.int64)  # not stored vectors: nothing to leave out
+        sets = [_query_set("queries", query_vectors, np.full(len(query_vectors), -1, dtype=np.int64), ids, vectors, k)]
     else:
         rows = _sample(len(ids), min(queries, len(ids)), seed + 1)
-        q, own = np.ascontiguousarray(vectors[rows], dtype=np.float32), ids[rows]
-    _, exact_rows = faiss.knn(q, np.ascontiguousarray(vectors, dtype=np.float32), k + 1,
-                              metric=faiss.METRIC_INNER_PRODUCT)
-    truth = _drop_self(ids[exact_rows], own, k)
+        sets = [_query_set("held_out", vectors[rows], ids[rows], ids, vectors, k)]
+    if extra_queries is not None and len(extra_queries):
+        if extra_queries.ndim != 2 or extra_queries.shape[1] != vectors.shape[1]:
+            raise UserInputError(f"tuning queries must be float32[q, {vectors.shape[1]}], got {extra_queries.shape}")
+        # not stored vectors: nothing to leave out
+        sets.append(_query_set("text", extra_queries, np.full(len(extra_queries), -1, dtype=np.int64), ids, vectors, k))
     nlist = faiss.extract_index_ivf(index.native).nlist
     tried: list[tuple[str, float]] = []
+    by_set: list[dict[str, float]] = []
     nprobe = 1
     while True:
         params = f"nprobe={nprobe}"
         if "HNSW" in index.factory:  # the HNSW quantizer must return at least nprobe lists
             params += f",quantizer_efSearch={max(2 * nprobe, 64)}"
         index.set_search_params(params)
-        found = _drop_self(np.stack([np.pad(r.ids, (0, k + 1 - len(r.ids)), constant_values=-1)
-                                     for r in index.search(q, k + 1)]), own, k)
-        recall = recall_at_k(found, truth)
-        tried.append((params, recall))
-        if recall >= recall_target or nprobe >= nlist:
+        recalls = {}
+        for qs in sets:
+            found = _drop_self(np.stack([np.pad(r.ids, (0, k + 1 - len(r.ids)), constant_values=-1)
+                                         for r in index.search(qs.vectors, k + 1)]), qs.own, k)
+            recalls[qs.name] = recall_at_k(found, qs.truth)
+        tried.append((params, min(recalls.values())))
+        by_set.append(recalls)
+        if tried[-1][1] >= recall_target or nprobe >= nlist:
             break
         nprobe = min(nprobe * 2, nlist)
-    best = tried[-1] if tried[-1][1] >= recall_target else max(tried, key=lambda t: t[1])
-    index.set_search_params(best[0])
-    return Tuning(best[0], best[1], tried)
+    best = len(tried) - 1 if tried[-1][1] >= recall_target else max(range(len(tried)), key=lambda i: tried[i][1])
+    index.set_search_params(tried[best][0])
+    return Tuning(tried[best][0], tried[best][1], tried, by_set[best])
 
 
 # -- keeping an index right for its collection -------------------------------------------------------
@@ -303,31 +334,43 @@ def needs_rebuild(index: FaissIndex, policy: IndexPolicy, n: int) -> bool:
     return grown or shrunk or (policy.kind != "auto" and want != index.factory)
 
 
-def build(index: FaissIndex, ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy) -> Tuning:
-    """Train (if IVF) and fill an empty ``index`` with ``(ids, vectors)``, then tune it to the policy."""
+#: Supplies embedded text prompts float32[q, d] for tuning; called only when an IVF index gets tuned, so a
+#: small (flat) library never loads its model for it.
+TextQueries = Callable[[], np.ndarray]
+
+
+def build(index: FaissIndex, ids: np.ndarray, vectors: np.ndarray, policy: IndexPolicy,
+          text_queries: TextQueries | None = None) -> Tuning:
+    """Train (if IVF) and fill an empty ``index`` with ``(ids, vectors)``, then tune it to the policy.
+
+    ``text_queries``: when given, ``nprobe`` is tuned so that these text query vectors reach the recall
+    target as well as held-out image vectors do.
+    """
     train(index, vectors)
     if len(ids):
         index.upsert(ids, vectors)
     index.chosen_by = asdict(policy)
-    return tune(index, ids, vectors, policy.recall_target)
+    extra = text_queries() if text_queries is not None and not is_flat(index.factory) and len(ids) else None
+    return tune(index, ids, vectors, policy.recall_target, extra_queries=extra)
 
 
-def rebuilt(index: FaissIndex, catalog: Catalog, policy: IndexPolicy | None = None) -> tuple[FaissIndex, Tuning]:
+def rebuilt(index: FaissIndex, catalog: Catalog, policy: IndexPolicy | None = None,
+            text_queries: TextQueries | None = None) -> tuple[FaissIndex, Tuning]:
     """A new index of the policy's factory, trained, filled from the catalog and tuned (not saved)."""
     policy = policy or load_policy(catalog, index.model_key)
     last = catalog.last_change()  # read before the vectors: later changes are replayed next time
     ids, vectors = catalog.embeddings(index.model_key)
     fresh = FaissIndex(index.directory, index.model_key, index.dim, wanted_factory(policy, len(ids), index.dim))
-    tuning = build(fresh, ids, vectors, policy)
+    tuning = build(fresh, ids, vectors, policy, text_queries)
     fresh.applied_change = last
     return fresh, tuning
 
 
-def maintain(index: FaissIndex, catalog: Catalog) -> FaissIndex | None:
+def maintain(index: FaissIndex, catalog: Catalog, text_queries: TextQueries | None = None) -> FaissIndex | None:
     """A rebuilt index when ``index`` no longer suits its collection and policy, else None."""
     policy = load_policy(catalog, index.model_key)
     if not index.chosen_by and policy == IndexPolicy() and len(index) < policy.flat_limit and is_flat(index.factory):
         return None  # the common small-library case: nothing to decide
     if not needs_rebuild(index, policy, len(index)):
         return None
-    return rebuilt(index, catalog, policy)[0]
+    return rebuilt(index, catalog, policy, text_queries)[0]
