@@ -99,3 +99,13 @@ def test_failure_reasons_are_printed_verbatim(run, tmp_path):
     assert "broken.jpg: empty file" in result.stderr
     assert "phone.heic" in result.stderr
     assert "glimpse[heic]" in result.stderr or "HEIF" in result.stderr
+
+
+def test_similar_to_a_non_image_names_the_file(run, tmp_path):
+    make_photos(tmp_path / "pics", 2)
+    assert run("index", str(tmp_path / "pics")).exit_code == 0
+    notes = tmp_path / "notes.txt"
+    notes.write_text("just text")
+    result = run("similar", str(notes))
+    assert result.exit_code == 1
+    assert f"{notes}: not an image" in result.stderr

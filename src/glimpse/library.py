@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog
-from glimpse.errors import GlimpseError, LibraryBusyError, UserInputError
+from glimpse.errors import GlimpseError, ImageError, LibraryBusyError, UserInputError
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, open_image
 
 if TYPE_CHECKING:
@@ -305,7 +305,10 @@ class Library:
                 return vectors[0]
         if not os.path.isfile(path):
             raise UserInputError(f"{image} is not a file; give an image path or an indexed image id")
-        decoded = open_image(path, min_side=self.spec.preprocess.min_side)
+        try:
+            decoded = open_image(path, min_side=self.spec.preprocess.min_side)
+        except ImageError as exc:
+            raise type(exc)(f"{image}: {exc}") from exc  # the reason alone does not say which file
         return self.encoder.encode_images([decoded.image])[0]
 
     def similar(self, image: str | os.PathLike[str] | int, k: int = 10, *,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from glimpse.encoders.base import Encoder, l2_normalize
-from glimpse.errors import UserInputError
+from glimpse.errors import ImageError, UserInputError
 from glimpse.images import IMAGE_EXTENSIONS, open_image
 
 _SPLIT = re.compile(r"\s+(?=[+-]\S)")
@@ -76,7 +76,12 @@ def embed_terms(terms: list[QueryTerm], encoder: Encoder) -> np.ndarray:
     texts = [t.text for t in terms if t.text is not None]
     text_vectors = iter(encoder.encode_texts(texts)) if texts else iter(())
     image_terms = [t for t in terms if t.image is not None]
-    images = [open_image(t.image, min_side=encoder.spec.preprocess.min_side).image for t in image_terms]
+    images = []
+    for term in image_terms:
+        try:
+            images.append(open_image(term.image, min_side=encoder.spec.preprocess.min_side).image)
+        except ImageError as exc:
+            raise type(exc)(f"query image {term.image}: {exc}") from exc
     image_vectors = iter(encoder.encode_images(images)) if images else iter(())
     total = np.zeros(encoder.dim, dtype=np.float32)
     for term in terms:
