@@ -88,8 +88,8 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, default=Path(tempfile.gettempdir()) / "glimpse-b32-shaped")
     parser.add_argument("--machine", default="2-core CPU, no GPU",
                         help="How the machine was loaded during the run, recorded in the JSON.")
-    parser.add_argument("--serve-model", type=Path, default=None,
-                        help="Model the serving process loads (e.g. the ONNX export of --model-dir).")
+    parser.add_argument("--serve-model", type=Path, nargs="+", default=None,
+                        help="Models serving processes load (e.g. the ONNX and int8 ONNX exports of --model-dir).")
     parser.add_argument("--methods", nargs="+", default=["ann", "flat", "numpy"], choices=["ann", "flat", "numpy"])
     parser.add_argument("--no-text-tuning", action="store_true",
                         help="Tune nprobe on image-like held-out queries only (the behaviour before text probes).")
@@ -103,7 +103,7 @@ def main() -> None:
 
     model, text_queries, probes = b32_text_queries(args.model_dir)
     if args.serve_model:
-        model = str(args.serve_model)
+        model = [str(m) for m in args.serve_model]
     results = []
     for n in args.sizes:
         # exact/numpy baselines at every size; the serving subprocess only for the ANN index

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,9 @@ class ScaleResult:
     #: recall@10 on caller-given query vectors (e.g. real text embeddings), NaN when none were given
     recall_queries_at_10: float = float("nan")
     serving: dict[str, Any] = field(default_factory=dict)
+    #: serving runs per model (first: ``serving``), each with the index as a search process loads it
+    #: (``"mmap"``: memory-mapped when big) and, for a memory-mapped one, read into RAM (``"read"``)
+    serving_by_model: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,11 +81,11 @@ def numpy_topk(vectors: np.ndarray, q: np.ndarray, k: int = 10) -> np.ndarray:
 
 def measure(n: int, *, dim: int = 512, queries: int = 200, recall_target: float = 0.95,
             methods: tuple[str, ...] = ("ann", "flat", "numpy"), memory_budget: int | None = None,
-            model: str | None = None, work_dir: str | None = None, seed: int = 0,
+            model: str | Sequence[str] | None = None, work_dir: str | None = None, seed: int = 0,
             extra_queries: np.ndarray | None = None, flat_limit: int = select.FLAT_LIMIT,
             text_probes: np.ndarray | None = None) -> list[ScaleResult]:
-    """Measure each method on ``n`` synthetic vectors; ``model`` (a glimpse model) adds a serving run
-    of the ANN index that encodes each query text with it. Held-out queries are never indexed.
+    """Measure each method on ``n`` synthetic vectors; ``model`` (a glimpse model, or several) adds a
+    serving run of the ANN index per model that encodes each query text with it. Held-out queries are never indexed.
     ``extra_queries`` float32[q, dim]: more queries (real text embeddings) whose recall is reported too.
     ``text_probes`` float32[p, dim]: embedded generic prompts (``vectors.text_probes``) the ANN index is
     tuned for as well, as a library does; keep them distinct from ``extra_queries`` so recall is measured
@@ -124,8 +127,12 @@ def measure(n: int, *, dim: int = 512, queries: int = 200, recall_target: float 
                                  index.index_path.stat().st_size, p50, p99, _recall(found, truth), index.search_params)
             if extra_truth is not None:
                 result.recall_queries_at_10 = _recall([r.ids for r in index.search(extra_queries, 10)], extra_truth)
-            if method != "flat" and model:
-                result.serving = serve_in_subprocess(work, dim, model)
+            for served in ([] if method == "flat" or not model else [model] if isinstance(model, str) else model):
+                runs = {"mmap": serve_in_subprocess(work, dim, served)}
+                if runs["mmap"].get("mmap"):
+                    runs["read"] = serve_in_subprocess(work, dim, served, mmap=False)
+                result.serving = result.serving or runs["mmap"]
+                result.serving_by_model[served] = runs
             results.append(result)
             del index
     finally:
@@ -134,10 +141,12 @@ def measure(n: int, *, dim: int = 512, queries: int = 200, recall_target: float 
     return results
 
 
-def serve_in_subprocess(directory: Path, dim: int, model: str, rounds: int = 100) -> dict[str, Any]:
-    """Resident memory and per-query latency of a fresh search process (text encoding included)."""
+def serve_in_subprocess(directory: Path, dim: int, model: str, rounds: int = 100, *, mmap: bool = True
+                        ) -> dict[str, Any]:
+    """Resident memory and per-query latency of a fresh search process (text encoding included).
+    ``mmap``: load the index as a search process does (memory-mapped when big), else read it into RAM."""
     out = subprocess.run([sys.executable, "-m", "glimpse.vectors.bench_scale", "serve", str(directory), str(dim),
-                          model, str(rounds)], capture_output=True, text=True, check=False,
+                          model, str(rounds), "mmap" if mmap else "read"], capture_output=True, text=True, check=False,
                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if out.returncode != 0:
         return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
@@ -152,10 +161,10 @@ def _rss_peak() -> int:
     return 0
 
 
-def _serve(directory: str, dim: int, model: str, rounds: int) -> dict[str, Any]:
+def _serve(directory: str, dim: int, model: str, rounds: int, mmap: bool = True) -> dict[str, Any]:
     from glimpse.registry import load_encoder
 
-    index = FaissIndex.load(Path(directory), KEY, dim, mmap=True)
+    index = FaissIndex.load(Path(directory), KEY, dim, mmap=mmap)
     if index is None:
         raise SystemExit(f"no index in {directory}")
     encoder = load_encoder(model)
@@ -179,5 +188,5 @@ def _serve(directory: str, dim: int, model: str, rounds: int) -> dict[str, Any]:
             "encoder": type(encoder).__name__}
 
 
-if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "serve":
-    print(json.dumps(_serve(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]))))
+if __name__ == "__main__" and len(sys.argv) == 7 and sys.argv[1] == "serve":
+    print(json.dumps(_serve(sys.argv[2], int(sys.argv[3]), sys.argv[4], int(sys.argv[5]), sys.argv[6] == "mmap")))
