@@ -3,6 +3,7 @@
 For the GPU figures issues 3 and 5 ask for. Runs on a CUDA machine with torch + transformers:
 
     python benchmarks/gpu_throughput.py --images DIR [--n 4096] [--batch 256] [--workers 16]
+    python benchmarks/gpu_throughput.py --images DIR --sweep     # encoder alone, fp16/fp32 x batch sizes
 
 1. ViT-B/32-shaped CLIP image tower, random weights (speed does not depend on them), fp16 on the GPU.
    * encoder alone: random pixels already on the GPU (the ceiling);
@@ -47,20 +48,22 @@ def load_pixels(path: str) -> np.ndarray:
     return preprocess_image(decoded.image, PRE).astype(np.float16)
 
 
-def clip_tower():
+def clip_tower(dtype_name: str = "float16"):
     import torch
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     config = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
                               patch_size=32, image_size=224, projection_dim=512, hidden_act="quick_gelu")
     torch.manual_seed(0)
-    return CLIPVisionModelWithProjection(config).to("cuda", dtype=torch.float16).eval()
+    return CLIPVisionModelWithProjection(config).to("cuda", dtype=getattr(torch, dtype_name)).eval()
 
 
 def encoder_alone(model, batch: int) -> None:
+    """The encoder's ceiling: random pixels already on the GPU, in the model's dtype."""
     import torch
 
-    pixels = torch.randn(batch, 3, 224, 224, device="cuda", dtype=torch.float16)
+    dtype = next(model.parameters()).dtype
+    pixels = torch.randn(batch, 3, 224, 224, device="cuda", dtype=dtype)
     with torch.inference_mode():
         for _ in range(3):
             model(pixel_values=pixels)
@@ -69,8 +72,18 @@ def encoder_alone(model, batch: int) -> None:
         start = time.perf_counter()
         for _ in range(rounds):
             model(pixel_values=pixels).image_embeds.float().cpu()
+        torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    emit(bench="clip-b32 encoder alone", dtype="float16", batch=batch, images_per_s=round(batch * rounds / seconds))
+    emit(bench="clip-b32 encoder alone", dtype=str(dtype).removeprefix("torch."), batch=batch,
+         images_per_s=round(batch * rounds / seconds))
+
+
+def encoder_sweep() -> None:
+    """fp16 and fp32 at batch 64 / 256 / 1024 (the per-GPU rates in docs/SCALING.md)."""
+    for dtype_name in ("float16", "float32"):
+        model = clip_tower(dtype_name)
+        for batch in (64, 256, 1024):
+            encoder_alone(model, batch)
 
 
 def end_to_end(model, files: list[str], batch: int, pool: Executor, label: str) -> None:
@@ -233,10 +246,14 @@ def main() -> None:
     parser.add_argument("--skip-ram", action="store_true")
     parser.add_argument("--skip-cpu-decode", action="store_true")
     parser.add_argument("--gpu-decode", action="store_true", help="also measure nvJPEG decode via torchvision")
+    parser.add_argument("--sweep", action="store_true", help="only the encoder alone: fp16/fp32 x batch 64/256/1024")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device")
     emit(gpu=torch.cuda.get_device_name(0), torch=torch.__version__, cpus=os.cpu_count(), workers=args.workers)
+    if args.sweep:
+        encoder_sweep()
+        return
     sources = sorted(str(p) for p in args.images.glob("*.jpg"))
     files = [sources[i % len(sources)] for i in range(args.n)]
     model = clip_tower()

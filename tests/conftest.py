@@ -74,3 +74,19 @@ def open_lib(tmp_path, tiny_clip):
     yield _open
     for lib in opened:
         lib.close()
+
+
+@pytest.fixture(scope="session")
+def fx(tmp_path_factory, tiny_clip):
+    """The server tests' library: generated photos in two folders, a symlink out of the root, indexed."""
+    from server_harness import session_fixture
+
+    return session_fixture(tmp_path_factory, tiny_clip)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, tiny_clip, pytestconfig):
+    """The real app on uvicorn (127.0.0.1, random port), no token, started once per test session."""
+    from server_harness import session_server
+
+    return session_server("open", tmp_path_factory, tiny_clip, pytestconfig)

@@ -11,22 +11,12 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from server_harness import GUARDED_OPTIONS, TOKEN, session_fixture, session_server  # noqa: E402
+from server_harness import GUARDED_OPTIONS, TOKEN, session_server  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture(scope="session")
-def fx(tmp_path_factory, tiny_clip):
-    return session_fixture(tmp_path_factory, tiny_clip)
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, tiny_clip, pytestconfig):
-    return session_server("open", tmp_path_factory, tiny_clip, pytestconfig)
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from conftest import make_photos
-from server_harness import call, get_json, multipart, post_json, serve, session_fixture, session_server
-
-
-@pytest.fixture(scope="session")
-def fx(tmp_path_factory, tiny_clip):
-    return session_fixture(tmp_path_factory, tiny_clip)
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, tiny_clip, pytestconfig):
-    return session_server("open", tmp_path_factory, tiny_clip, pytestconfig)
+from server_harness import call, get_json, multipart, post_json, serve
 
 
 def search(server, q, **params):

@@ -18,21 +18,10 @@ from server_harness import (
     call,
     multipart,
     post_json,
-    session_fixture,
     session_server,
 )
 
 LIMIT_BYTES = GUARDED_LIMIT_BYTES
-
-
-@pytest.fixture(scope="session")
-def fx(tmp_path_factory, tiny_clip):
-    return session_fixture(tmp_path_factory, tiny_clip)
-
-
-@pytest.fixture(scope="session")
-def server(tmp_path_factory, tiny_clip, pytestconfig):
-    return session_server("open", tmp_path_factory, tiny_clip, pytestconfig)
 
 
 @pytest.fixture(scope="session")
