@@ -90,3 +90,11 @@ def server(tmp_path_factory, tiny_clip, pytestconfig):
     from server_harness import session_server
 
     return session_server("open", tmp_path_factory, tiny_clip, pytestconfig)
+
+
+@pytest.fixture()
+def small_vocab(tmp_path, monkeypatch):
+    """The CLIP tagger's vocabulary is a small slice of the built-in one (see tests/tagging_helpers.py)."""
+    from tagging_helpers import use_small_vocabulary
+
+    return use_small_vocabulary(tmp_path, monkeypatch)

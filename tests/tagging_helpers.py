@@ -38,3 +38,19 @@ def use_small_vocabulary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
     monkeypatch.setenv(VOCABULARY_ENV, str(path))
     monkeypatch.setenv("GLIMPSE_LIBRARY", str(tmp_path / "default-library"))
     return path
+
+
+_runner = None
+
+
+def run(*args: str) -> tuple[int, str]:
+    """Run the ``glimpse`` CLI in-process; returns (exit code, stdout)."""
+    global _runner
+    from typer.testing import CliRunner
+
+    from glimpse.cli import app
+
+    _runner = _runner or CliRunner()
+    result = _runner.invoke(app, list(args))
+    return result.exit_code, result.stdout
+

@@ -6,27 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from conftest import make_photo, shared_data
-from glimpse.cli import app
 from glimpse.errors import UserInputError
 from glimpse.tagging.evaluate_tags import evaluate_tagger, tag_metrics
 from glimpse.tagging.labelled import COCO_TAG_NAMES, read_labelled, read_tsv_labels
 from glimpse.tagging.vocab import load_vocabulary
-from tagging_helpers import use_small_vocabulary
-
-runner = CliRunner()
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout
-
-
-@pytest.fixture()
-def small_vocab(tmp_path, monkeypatch):
-    return use_small_vocabulary(tmp_path, monkeypatch)
+from tagging_helpers import run
 
 
 def test_tag_metrics_hand_computed():

@@ -7,27 +7,13 @@ import sqlite3
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 from conftest import make_photo, make_photos
 from glimpse.catalog import SCHEMA_VERSION, Catalog
-from glimpse.cli import app
 from glimpse.errors import UserInputError
 from glimpse.tagging.calibrate import best_f1_threshold, calibrate
 from glimpse.tagging.vocab import CATEGORIES, load_vocabulary, parse_vocabulary
-from tagging_helpers import use_small_vocabulary
-
-runner = CliRunner()
-
-
-def run(*args: str) -> tuple[int, str]:
-    result = runner.invoke(app, list(args))
-    return result.exit_code, result.stdout
-
-
-@pytest.fixture()
-def small_vocab(tmp_path, monkeypatch):
-    return use_small_vocabulary(tmp_path, monkeypatch)
+from tagging_helpers import run
 
 
 def test_builtin_vocabulary_is_bilingual_and_categorised(monkeypatch):

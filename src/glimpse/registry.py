@@ -277,6 +277,7 @@ def preprocess_from_processor(config: dict[str, Any], family: str) -> Preprocess
         raise ModelError(f"unsupported resample {resample!r} in preprocessor_config.json (expected 0-5)")
     if len(mean) != 3 or len(std) != 3:
         raise ModelError(f"image_mean/image_std must have 3 values, found {mean} / {std}")
+    common: dict[str, Any] = {"interpolation": interpolation, "mean": mean, "std": std, "rescale": rescale}
 
     if shortest:
         edge = _pair(size, 224)[0]
@@ -286,34 +287,14 @@ def preprocess_from_processor(config: dict[str, Any], family: str) -> Preprocess
                 "variable input sizes; glimpse supports shortest-edge + crop or a fixed (height, width)"
             )
         height, width = _pair(config.get("crop_size"), 224)
-        return Preprocess(
-            height=height,
-            width=width,
-            resize="shortest",
-            shortest_edge=edge,
-            crop=True,
-            interpolation=interpolation,  # type: ignore[arg-type]
-            mean=mean,  # type: ignore[arg-type]
-            std=std,  # type: ignore[arg-type]
-            rescale=rescale,
-        )
+        return Preprocess(height=height, width=width, resize="shortest", shortest_edge=edge, crop=True, **common)
     height, width = _pair(size, 224)
     if crop and _pair(config.get("crop_size"), height) != (height, width):
         raise ModelError(
             f"preprocessor_config.json resizes to {height}x{width} then crops to {config.get('crop_size')}; "
             "glimpse supports a squash resize only without a further crop"
         )
-    return Preprocess(
-        height=height,
-        width=width,
-        resize="squash",
-        shortest_edge=None,
-        crop=False,
-        interpolation=interpolation,  # type: ignore[arg-type]
-        mean=mean,  # type: ignore[arg-type]
-        std=std,  # type: ignore[arg-type]
-        rescale=rescale,
-    )
+    return Preprocess(height=height, width=width, resize="squash", shortest_edge=None, crop=False, **common)
 
 
 def _tokenizer_max_length(directory: Path) -> int | None:
