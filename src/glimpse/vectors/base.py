@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glimpse.errors import IndexMismatchError
+
 
 @dataclass(frozen=True)
 class SearchResult:
@@ -26,6 +28,16 @@ class VectorIndex(ABC):
     model_key: str
     dim: int
     applied_change: int
+
+    def _check(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors`` as C-contiguous ``float32[n, dim]``; anything else is an IndexMismatchError."""
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise IndexMismatchError(
+                f"vectors of shape {list(vectors.shape)} do not fit the {self.model_key} index "
+                f"of dimension {self.dim}"
+            )
+        return vectors
 
     @abstractmethod
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:

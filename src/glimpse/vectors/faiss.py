@@ -177,15 +177,6 @@ class FaissIndex(VectorIndex):
         )
 
     # -- contents ----------------------------------------------------------------------------------
-    def _check(self, vectors: np.ndarray) -> np.ndarray:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise IndexMismatchError(
-                f"vectors of shape {list(vectors.shape)} do not fit the {self.model_key} index "
-                f"of dimension {self.dim}"
-            )
-        return vectors
-
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         vectors = self._check(vectors)

@@ -143,15 +143,6 @@ class MilvusIndex(VectorIndex):
         self._create()
 
     # -- contents ------------------------------------------------------------------------------------
-    def _check(self, vectors: np.ndarray) -> np.ndarray:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise IndexMismatchError(
-                f"vectors of shape {list(vectors.shape)} do not fit the {self.model_key} collection "
-                f"of dimension {self.dim}"
-            )
-        return vectors
-
     def _rows(self, ids: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
         records = self.catalog.files_by_id(ids.tolist())
         tags = self.tag_source(ids.tolist())
