@@ -203,8 +203,15 @@ def test_searches_keep_working_while_indexing(tmp_path, tiny_clip):
             t.join()
         assert events.status == 200 and events.headers["content-type"].startswith("text/event-stream")
         snapshots = [json.loads(line[6:]) for line in events.body.decode().splitlines() if line.startswith("data: ")]
-        assert snapshots[-1]["state"] == "done" and snapshots[-1]["report"]["added"] == 40
-        assert any(s["state"] == "running" and s["total"] == 40 for s in snapshots)
+        final = snapshots[-1]
+        assert final["state"] == "done" and final["report"]["added"] == 40
+        assert final["total"] == final["done"] == 40
+        # With the tiny model the job may finish before the stream connects; any live snapshot seen has
+        # its total unknown (still scanning) or 40, and progress never runs backwards.
+        running = [s for s in snapshots if s["state"] == "running"]
+        assert all(s["total"] in (None, 40) for s in running)
+        progress = [s["done"] for s in running if s["total"] == 40]
+        assert progress == sorted(progress) and all(0 <= d <= 40 for d in progress)
         assert statuses and set(statuses) == {200}
         job = get_json(served, f"/api/jobs/{job_id}")
         assert job["done"] == 40 and job["error"] is None
