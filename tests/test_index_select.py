@@ -313,6 +313,32 @@ def test_mmap_loading_is_read_only_until_changed(tmp_path, catalog, monkeypatch)
     assert len(FaissIndex.load(directory, KEY, DIM)) == 1200  # the file is untouched by a reader
 
 
+def test_mapped_lists_are_zero_copy_and_big_single_queries_split_lists(tmp_path, catalog, monkeypatch):
+    """A mapped IVF index scans its lists in place (no OnDiskInvertedLists copy); a single query that scans
+    many codes shares the lists out between threads and finds what one thread finds."""
+    import faiss
+
+    directory = tmp_path / "index"
+    data = clustered_embeddings(1600, DIM, clusters=20, seed=11)
+    fill(catalog, data[:1500])
+    select.save_policy(catalog, KEY, select.IndexPolicy(flat_limit=1000))
+    open_index(directory, catalog, KEY, DIM)
+    monkeypatch.setattr(faiss_mod, "MMAP_MIN_BYTES", 0)
+    reader = FaissIndex.load(directory, KEY, DIM, mmap=True)
+    ivf = faiss.extract_index_ivf(reader.native)
+    assert reader._mapped and type(faiss.downcast_InvertedLists(ivf.invlists)).__name__ == "ArrayInvertedLists"
+    queries = data[1500:]
+    batched = [r.ids.tolist() for r in reader.search(queries, 10)]  # queries shared out (parallel_mode 0)
+    assert ivf.parallel_mode == 0
+    monkeypatch.setattr(faiss_mod, "PARALLEL_SCAN_MIN", 1)
+    faiss.omp_set_num_threads(2)
+    single = [reader.search(q[None, :], 10)[0].ids.tolist() for q in queries]
+    assert ivf.parallel_mode == 1  # the lists of one query were shared out
+    assert single == batched
+    monkeypatch.setattr(faiss_mod, "PARALLEL_SCAN_MIN", 10**12)
+    assert [reader.search(q[None, :], 10)[0].ids.tolist() for q in queries] == batched
+
+
 # -- the CLI -------------------------------------------------------------------------------------------
 def test_cli_memory_budget_and_rebuild_kind(tmp_path, tiny_clip):
     from typer.testing import CliRunner
