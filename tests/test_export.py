@@ -33,6 +33,19 @@ def test_export_writes_files_spec_and_parity(tiny_clip, clip_fp32):
     assert report["tokenizer_mismatches"] == []
 
 
+@pytest.mark.parametrize("graph", ["visual.onnx", "textual.onnx"])
+def test_export_keeps_weights_as_external_data(clip_fp32, graph):
+    """Weights live in ``<graph>.data`` (memory-mapped by onnxruntime), readable by anyone who can read the graph."""
+    import onnx
+
+    model = onnx.load(str(clip_fp32 / graph), load_external_data=False)
+    big = [t for t in model.graph.initializer if np.prod(t.dims) * 4 > 4096]
+    assert big and all(t.data_location == onnx.TensorProto.EXTERNAL for t in big)
+    assert {e.value for t in big for e in t.external_data if e.key == "location"} == {f"{graph}.data"}
+    data = clip_fp32 / f"{graph}.data"
+    assert data.stat().st_mode & 0o777 == (clip_fp32 / graph).stat().st_mode & 0o777
+
+
 def test_exported_encoder_matches_torch_on_fresh_inputs(tiny_clip, clip_fp32):
     torch_enc, onnx_enc = load_encoder(str(tiny_clip)), load_encoder(str(clip_fp32))
     assert type(onnx_enc).__name__ == "OnnxEncoder"

@@ -235,6 +235,7 @@ def test_bundle_runner_needs_only_onnxruntime_numpy_pillow(clip_onnx, tmp_path):
     bundle = clip_onnx / "bundle"
     assert {"image_encoder.onnx", "text_encoder.onnx", "tokenizer.json", "feature_matmul.onnx", "texts.txt",
             "texts_ids.json", "config.json", "run.py"} <= {p.name for p in bundle.iterdir()}
+    assert not list(bundle.glob("*.data"))  # self-contained graphs, as NPU converters take them
     import shutil
 
     work = tmp_path / "bundle"

@@ -53,6 +53,19 @@ def feature_matmul_model() -> object:
     return model
 
 
+def _self_contained(src: Path, dst: Path) -> None:
+    """Copy the graph ``src`` (weights inline or in external data) to one file ``dst``, as NPU converters
+    and edge runtimes expect; only a graph past protobuf's 2 GB limit keeps its weights in ``<dst>.data``."""
+    import onnx
+
+    model = onnx.load(str(src))
+    if sum(len(t.raw_data) for t in model.graph.initializer) < 2**31 - 2**24:
+        onnx.save(model, str(dst))
+    else:
+        onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=dst.name + ".data")
+
+
 def write_bundle(model_dir: str | Path, out: str | Path, texts: tuple[str, ...] = SAMPLE_TEXTS) -> Path:
     """Write the edge bundle of the ONNX model in ``model_dir`` (a ``glimpse export`` output) into ``out``."""
     import onnx
@@ -67,8 +80,8 @@ def write_bundle(model_dir: str | Path, out: str | Path, texts: tuple[str, ...] 
     files = onnx_files(spec, spec.source)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(files["visual"], out / "image_encoder.onnx")
-    shutil.copy2(files["textual"], out / "text_encoder.onnx")
+    _self_contained(files["visual"], out / "image_encoder.onnx")
+    _self_contained(files["textual"], out / "text_encoder.onnx")
     shutil.copy2(files["tokenizer"], out / "tokenizer.json")
     onnx.save(feature_matmul_model(), str(out / "feature_matmul.onnx"))
     info = spec.extra.get("onnx", {})

@@ -4,6 +4,7 @@
 
     visual.onnx      float32[batch, 3, H, W] -> float32[batch, d]   (unnormalised image features)
     textual.onnx     int64[batch, seq] token ids (+ attention mask)  -> float32[batch, d]
+    *.onnx.data      each graph's weights (ONNX external data: memory-mapped by onnxruntime)
     tokenizer.json   the checkpoint's fast tokenizer (SigLIP's SentencePiece one converted, canonicaliser included)
     spec.json        the source spec with runtime "onnx", the file names and the precision
     parity.json      per-sample cosine and max |diff| vs torch on generated images + multilingual texts
@@ -124,6 +125,26 @@ def export_towers(encoder: TorchEncoder, directory: Path, *, opset: int = OPSET)
     return names
 
 
+def store_external(src: Path, dst: Path | None = None) -> Path:
+    """Write the graph ``src`` to ``dst`` (default: in place) with its weights in ``<dst name>.data`` beside it.
+
+    ONNX external data is what onnxruntime memory-maps: a session starts several times faster (no protobuf
+    parse of hundreds of MB), and weights it does not repack, such as a text tower's token-embedding table
+    (100 MB in ViT-B/32), stay on disk except for the rows a query touches. It also lifts protobuf's 2 GB
+    limit for big towers. ``src`` may already use external data (torch writes it for towers over 2 GB).
+    """
+    import onnx
+
+    dst = dst or src
+    model = onnx.load(str(src))  # weights read into memory, so writing over src is safe
+    data = dst.with_name(dst.name + ".data")
+    data.unlink(missing_ok=True)  # the writer appends
+    onnx.save_model(model, str(dst), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    data.chmod(dst.stat().st_mode & 0o777)  # onnx creates it owner-only; a shared model dir needs the graph's mode
+    return dst
+
+
 # -- tokenizer -----------------------------------------------------------------------------------------
 def _siglip_tokenizer(tokenizer: Any) -> Any:
     """SigLIP's SentencePiece tokenizer as a ``tokenizers.Tokenizer``, its text canonicaliser included.
@@ -180,11 +201,14 @@ def tokenizer_mismatches(encoder: TorchEncoder, onnx_encoder: OnnxEncoder, texts
 
 # -- spec ----------------------------------------------------------------------------------------------
 def _files_digest(directory: Path, names: Sequence[str]) -> str:
+    """sha256 over the graphs ``names`` in ``directory`` and their external weight files (``<name>.data``)."""
     digest = hashlib.sha256()
     for name in names:
-        with (directory / name).open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        for path in (directory / name, directory / f"{name}.data"):
+            if path.exists() or path.name == name:
+                with path.open("rb") as handle:
+                    for block in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(block)
     return digest.hexdigest()
 
 
@@ -327,16 +351,18 @@ def export_model(
         recipe: dict[str, Any] = {}
         if precision == "fp32":
             for name in (VISUAL, TEXTUAL):
-                os.replace(fp32 / name, final / name)
+                store_external(fp32 / name, final / name)
         elif precision == "fp16":
             from glimpse.encoders.quantize import convert_fp16
 
             for name in (VISUAL, TEXTUAL):
-                convert_fp16(fp32 / name, final / name)
+                store_external(convert_fp16(fp32 / name, final / name))
             recipe = {"fp16": "weights and compute fp16; Softmax/Pow/ReduceMean/Sqrt/Div/Erf kept fp32"}
         else:
             recipe = _quantize_int8(final, fp32, torch_enc, spec, images, texts, ref_img, ref_txt,
                                     calib_pixels, say)
+            for name in (VISUAL, TEXTUAL):
+                store_external(final / name)
         spec = onnx_spec(source, final, torch_enc, precision, text_inputs, recipe)
         onnx_enc = OnnxEncoder(spec, final)
         report = ParityReport(precision, THRESHOLDS[precision],
