@@ -66,6 +66,20 @@ def test_onnx_is_the_runtime_of_an_exported_dir(tiny_clip, clip_onnx):
     assert encoder._sessions.keys() == {"textual"}  # a text query never loads the image tower
 
 
+def test_prefetched_image_tower_gives_the_same_vectors(clip_onnx):
+    from glimpse.encoders.parity import generated_images
+
+    images = generated_images(3, seed=4)
+    encoder = load_encoder(str(clip_onnx))
+    encoder.prefetch_image_tower()
+    prefetched = encoder.encode_images(images)  # waits for the background session, does not build a second
+    assert encoder._prefetch is not None
+    encoder._prefetch.join()
+    assert set(encoder._sessions) == {"visual"}
+    np.testing.assert_array_equal(prefetched, load_encoder(str(clip_onnx)).encode_images(images))
+    encoder.close()
+
+
 def test_unknown_or_missing_device_is_a_clear_error(clip_onnx):
     with pytest.raises(ModelError, match="unknown device"):
         load_encoder(str(clip_onnx), device="abacus")
@@ -82,6 +96,7 @@ def test_missing_graph_file_is_a_model_error(clip_onnx, tmp_path):
     shutil.copytree(clip_onnx, copy)
     (copy / "visual.onnx").unlink()
     encoder = load_encoder(str(copy))
+    encoder.prefetch_image_tower()  # the background load fails quietly; the encode below says why
     assert encoder.encode_texts(["still fine"]).shape[0] == 1
     with pytest.raises(ModelError, match=r"visual\.onnx is missing"):
         encoder.encode_images(__import__("glimpse.encoders.parity", fromlist=["x"]).generated_images(1))

@@ -314,6 +314,8 @@ class Indexer:
         self._pending: list[Prepared] = []
         self._moved: list[FileRecord] = []  # deleted rows re-linked to a new path in this run
         self._encoding_count = 0  # queued images that still need the encoder
+        if work.tasks:
+            self.encoder.prefetch_image_tower()  # session set-up overlaps the first decodes
         self.progress.start(len(work.tasks))
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="glimpse-decode") as pool:

@@ -87,6 +87,12 @@ class Encoder(ABC):
         self.texts_encoded += len(texts)
         return self._finish(out, len(texts))
 
+    def prefetch_image_tower(self) -> None:  # noqa: B027 - optional hook
+        """Start loading what image encoding needs in the background, so it overlaps the first decodes.
+
+        Backends that load lazily override this; errors surface at the first ``encode_pixels``.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release backend resources (sessions, threads)."""
 

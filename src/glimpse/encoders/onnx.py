@@ -11,6 +11,7 @@ spin while idle, so the decode threads of the indexer get the cores whenever the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -154,6 +155,7 @@ class OnnxEncoder(Encoder):
         self._sessions: dict[str, Any] = {}
         self._tokenizer: TextTokenizer | None = None
         self._lock = threading.Lock()
+        self._prefetch: threading.Thread | None = None
 
     # -- lazy resources ------------------------------------------------------------------------------
     def session(self, part: str) -> Any:
@@ -162,6 +164,18 @@ class OnnxEncoder(Encoder):
             if part not in self._sessions:
                 self._sessions[part] = make_session(self.files[part], device=self.device, threads=self.threads)
             return self._sessions[part]
+
+    def prefetch_image_tower(self) -> None:
+        """Create the image session on a background thread (``session`` serialises with it)."""
+
+        def create() -> None:
+            # A failure is raised again, with its message, by the first encode that needs the session.
+            with contextlib.suppress(ModelError):
+                self.session("visual")
+
+        if "visual" not in self._sessions and self._prefetch is None:
+            self._prefetch = threading.Thread(target=create, name="glimpse-onnx-load", daemon=True)
+            self._prefetch.start()
 
     @property
     def tokenizer(self) -> TextTokenizer:
@@ -209,5 +223,7 @@ class OnnxEncoder(Encoder):
 
     def close(self) -> None:
         """Drop the sessions so their memory can be freed."""
+        if self._prefetch is not None:
+            self._prefetch.join()  # never free a session while it is being built
         with self._lock:
             self._sessions.clear()
