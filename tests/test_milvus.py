@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +18,9 @@ from conftest import make_photos
 from glimpse.catalog import Catalog, FileUpdate
 from glimpse.errors import IndexMismatchError
 from glimpse.vectors import open_store, sync_index
-from glimpse.vectors.milvus import MilvusIndex, filter_expression
+from glimpse.vectors.milvus import FILTERS_PROPERTY, MAX_TAGS, MilvusIndex, filter_expression, fold_tag
 from glimpse.vectors.synthetic import clustered_embeddings
+from test_search_filters import expected_ids, far_query, filter_cases, make_filter_photos, put_test_tags
 
 DIM = 16
 KEY = "synthetic-16"
@@ -28,6 +31,11 @@ def test_filter_expression_is_a_directory_range_and_quotes_strings():
     assert filter_expression("/photos/b_0") == 'path >= "/photos/b_0/" and path < "/photos/b_00"'
     assert filter_expression("/a%/", ["dog", 'say "hi"']) == (
         'path >= "/a%/" and path < "/a%0" and array_contains(tags, "dog") and array_contains(tags, "say \\"hi\\"")'
+    )
+    # several folders are alternatives; tags fold to ASCII lower case like the stored ones; no_tags exclude
+    assert filter_expression(["/a", "/b"], ["Dog"], ["CAT", "Éclair"]) == (
+        '((path >= "/a/" and path < "/a0") or (path >= "/b/" and path < "/b0")) and array_contains(tags, "dog") '
+        'and not array_contains(tags, "cat") and not array_contains(tags, "Éclair")'
     )
 
 
@@ -143,3 +151,95 @@ def test_cli_store_option_routes_to_milvus(tmp_path, tiny_clip):
     assert len(json.loads(result.stdout)) == 3
     bad = runner.invoke(app, ["--library", str(tmp_path / "lib"), "--store", "redis://x", "status"])
     assert bad.exit_code == 1 and "milvus://HOST:PORT" in bad.stderr
+
+
+def spy_on_search(index: MilvusIndex, monkeypatch) -> list[tuple[int, dict]]:
+    """Record ``(k, filters)`` of every search the store runs (the real search still runs)."""
+    calls: list[tuple[int, dict]] = []
+    real = index.search
+
+    def search(queries, k, **filters):
+        calls.append((k, {name: value for name, value in filters.items() if value}))
+        return real(queries, k, **filters)
+
+    monkeypatch.setattr(index, "search", search)
+    return calls
+
+
+def test_library_filters_run_inside_milvus(tmp_path, tiny_clip, monkeypatch):
+    import glimpse
+
+    root = Path(os.path.realpath(tmp_path / "photos"))
+    photos = make_filter_photos(root, tmp_path / "outside")
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip), store=str(tmp_path / "lib.db")) as lib:
+        lib.index([root])
+        files = put_test_tags(lib.catalog, photos)  # tagged after the vectors reached Milvus: the rows follow
+        calls = spy_on_search(lib._vector_index(save=False), monkeypatch)
+        query = lib.query_vector("a photo")
+        for filters in filter_cases(root):
+            want = expected_ids(lib, files, query, **filters)
+            for k in (2, 50):
+                calls.clear()
+                assert [h.id for h in lib.search_vector(query, k, **filters)] == want[:k], (filters, k)
+                if b"\xe9" in os.fsencode(filters.get("folder", "")) or "\ufffd" in str(filters.get("folder", "")):
+                    continue  # stored paths cannot tell these folders apart: Library filters, exactly
+                assert len(calls) == 1 and calls[0][0] == k and calls[0][1], (filters, calls)  # one filtered search
+
+        # matches ranked far below k are found by one filtered search of k, not by widening
+        sub = root / "a" / "b" / "sub"
+        far, wanted = far_query(lib, files, sub)
+        assert not wanted & {h.id for h in lib.search_vector(far, 10)}
+        calls.clear()
+        assert {h.id for h in lib.search_vector(far, 2, folder=sub)} == wanted
+        assert calls == [(2, {"path_prefix": [str(sub)]})]
+        hits = lib.search("a photo", k=50, tags=["DOG"], no_tags=["cat"], folder=root / "a")
+        assert [h.id for h in hits] == expected_ids(lib, files, query, tags=["dog"], no_tags=["cat"], folder=root / "a")
+
+
+def test_milvus_rows_follow_moves_and_old_collections_fall_back(tmp_path, tiny_clip, monkeypatch):
+    import glimpse
+
+    root = Path(os.path.realpath(tmp_path / "photos"))
+    make_photos(root / "a", 3)
+    moving = make_photos(root / "b", 3, start=3)[0]
+    store = str(tmp_path / "lib.db")
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip), store=store) as lib:
+        lib.index([root])
+        moved_id = lib.catalog.file_by_path(str(moving)).id
+        moving.rename(root / "a" / "moved.jpg")
+        assert lib.index([root]).moved == 1
+        calls = spy_on_search(lib._vector_index(save=False), monkeypatch)
+        in_a = {h.id for h in lib.search("a photo", k=10, folder=root / "a")}
+        assert moved_id in in_a and len(in_a) == 4 and calls[-1][1]  # filtered inside Milvus, on the new path
+        assert moved_id not in {h.id for h in lib.search("a photo", k=10, folder=root / "b")}
+        index = lib._vector_index(save=False)
+        index._client.drop_collection_properties(index.collection, property_keys=[FILTERS_PROPERTY])
+    # a collection from before filterable rows: the library filters, until rebuild-index refills it
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip), store=store) as lib:
+        calls = spy_on_search(lib._vector_index(save=False), monkeypatch)
+        assert {h.id for h in lib.search("a photo", k=10, folder=root / "a")} == in_a
+        assert calls and not any(filters for _, filters in calls)
+        lib.rebuild_index()
+        assert lib._vector_index(save=False).filterable
+
+
+def test_tagging_leaves_milvus_caught_up(tmp_path, tiny_clip, small_vocab):
+    """After `index --tags` the collection already holds the tags (no later search has to replay them)."""
+    import glimpse
+    from glimpse.tagging.library_tags import tag_library
+
+    make_photos(tmp_path / "photos", 5)
+    db = str(tmp_path / "tags.db")
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip), store=db) as lib:
+        lib.index([tmp_path / "photos"])
+        before = lib.catalog.last_change()
+        report = tag_library(lib, threshold=0.0)  # every vocabulary tag passes: each file gets tags
+        assert report.tagged == 5 and lib.catalog.last_change() > before
+        # the best-scored MAX_TAGS of each file (tags_of lists them best first)
+        catalog_tags = {i: sorted(fold_tag(t) for t, _ in tags[:MAX_TAGS]) for i, tags in lib.catalog.tags_of(
+            lib.catalog.ids_with_embedding(lib.spec.key)).items()}
+        fresh = MilvusIndex(db, lib.catalog, lib.spec.key, lib.spec.dim)
+        assert fresh.applied_change == lib.catalog.last_change()
+        rows = fresh._client.query(fresh.collection, filter="id >= 0", output_fields=["id", "tags"])
+        assert len(rows) == 5 and {int(r["id"]): sorted(r["tags"]) for r in rows} == catalog_tags
+        fresh.close()

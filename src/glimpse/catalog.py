@@ -42,6 +42,9 @@ VECTOR_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 OP_UPSERT = "upsert"  # an embedding of model_key was written for file_id
 OP_DELETE = "delete"  # file_id is gone (all models)
+# model_key of an upsert that changed only what a store may keep beside the vector (the path after a move,
+# the tags after tagging): stores holding that metadata (Milvus) replay it, vector-only ones (FAISS) skip it.
+METADATA_CHANGE = "#metadata"
 
 _SCHEMA_V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -358,6 +361,12 @@ class Catalog:
         records = (_row_to_record(r) for r in rows)
         return {rec.path: rec for rec in records}
 
+    def ids_under(self, prefix: str) -> set[int]:
+        """Ids of the files inside directory ``prefix`` (a range scan of the path index; no paths are loaded)."""
+        lo, hi = prefix_range(prefix)
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT id FROM files WHERE path >= ? AND path < ?", (lo, hi))}
+
     def file_by_path(self, path: str) -> FileRecord | None:
         with self._lock:
             row = self._db.execute(
@@ -426,6 +435,7 @@ class Catalog:
                         db.execute("DELETE FROM files WHERE id = ?", (stale[0],))
                         _log_change(db, stale[0], None, OP_DELETE, now)
                     db.execute("UPDATE files SET path = ? WHERE id = ?", (key, up.move_from))
+                    _log_change(db, up.move_from, METADATA_CHANGE, OP_UPSERT, now)
                 row = (key, up.size, up.mtime_ns, up.hash, up.width, up.height, up.format, up.state,
                        up.error, now)
                 file_id = db.execute(
@@ -502,12 +512,16 @@ class Catalog:
             row = self._db.execute("SELECT MAX(id) FROM changes").fetchone()
         return int(row[0] or 0)
 
-    def changed_since(self, change_id: int, model_key: str) -> tuple[int, set[int]]:
-        """File ids touched (for ``model_key`` or all models) after ``change_id``, and the newest id."""
+    def changed_since(self, change_id: int, model_key: str, *, metadata: bool = False) -> tuple[int, set[int]]:
+        """File ids touched (for ``model_key`` or all models) after ``change_id``, and the newest id.
+
+        ``metadata``: also the ids whose path or tags changed (``METADATA_CHANGE``), for stores that keep them.
+        """
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, file_id FROM changes WHERE id > ? AND (model_key IS NULL OR model_key = ?)",
-                (change_id, model_key),
+                "SELECT id, file_id FROM changes WHERE id > ? AND (model_key IS NULL OR model_key = ? "
+                "OR (? AND model_key = ?))",
+                (change_id, model_key, metadata, METADATA_CHANGE),
             ).fetchall()
             last = self._db.execute("SELECT MAX(id) FROM changes").fetchone()[0] or 0
         return int(last), {r[1] for r in rows}
@@ -564,6 +578,7 @@ class Catalog:
 
     def put_tags(self, results: Sequence[tuple[int, str | None, Sequence[tuple[str, float]]]], source: str) -> None:
         """Replace ``source``'s tags of each ``(file_id, content hash, [(tag, score)])`` in one transaction."""
+        now = time.time()
         with self.transaction() as db:
             for file_id, content_hash, tags in results:
                 db.execute("DELETE FROM tags WHERE file_id = ? AND source = ?", (file_id, source))
@@ -571,6 +586,7 @@ class Catalog:
                                [(file_id, source, tag, float(score)) for tag, score in tags])
                 db.execute("INSERT OR REPLACE INTO tagged (file_id, source, hash) VALUES (?, ?, ?)",
                            (file_id, source, content_hash))
+                _log_change(db, file_id, METADATA_CHANGE, OP_UPSERT, now)
 
     def ids_with_tags(self, tags: Sequence[str]) -> set[int]:
         """Ids of files carrying every one of ``tags`` (any source)."""

@@ -221,6 +221,14 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
         out.print(f"{data['score']:.4f}  {data['path']}", markup=False)
 
 
+# Result filters shared by `search` and `similar` (Library.search / Library.similar take the same ones).
+TagFilter = Annotated[list[str] | None, typer.Option(
+    "--tag", help="Only images with this tag (repeatable; all are required).")]
+NoTagFilter = Annotated[list[str] | None, typer.Option("--no-tag", help="No images with this tag (repeatable).")]
+FolderFilter = Annotated[Path | None, typer.Option(
+    "--folder", file_okay=False, help="Only images inside this folder (its subfolders included).")]
+
+
 @app.command()
 @handles_errors
 def search(
@@ -232,14 +240,14 @@ def search(
     image: Annotated[list[Path] | None, typer.Option("--image", "-i", help="Add an image term (repeatable).")] = None,
     min_score: Annotated[float | None, typer.Option("--min-score", help="Drop results scoring below this.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")] = False,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="Only images with this tag (repeatable).")] = None,
-    no_tag: Annotated[list[str] | None, typer.Option("--no-tag", help="No images with this tag (repeatable).")
-                      ] = None,
+    tag: TagFilter = None,
+    no_tag: NoTagFilter = None,
+    folder: FolderFilter = None,
 ) -> None:
     """Search the library by text, by image, or both."""
     with open_library_ctx(ctx) as lib:
         hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score, tags=tag,
-                          no_tags=no_tag)
+                          no_tags=no_tag, folder=folder)
     print_hits(hits, as_json)
 
 
@@ -251,11 +259,14 @@ def similar(
     k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
     min_score: Annotated[float | None, typer.Option("--min-score", help="Drop results scoring below this.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")] = False,
+    tag: TagFilter = None,
+    no_tag: NoTagFilter = None,
+    folder: FolderFilter = None,
 ) -> None:
     """Find the images most like IMAGE."""
     target: str | int = int(image) if image.isdigit() and not os.path.exists(image) else image
     with open_library_ctx(ctx) as lib:
-        hits = lib.similar(target, k, min_score=min_score)
+        hits = lib.similar(target, k, min_score=min_score, tags=tag, no_tags=no_tag, folder=folder)
     print_hits(hits, as_json)
 
 

@@ -84,6 +84,19 @@ class LibraryStatus:
         return asdict(self)
 
 
+def folder_prefixes(folder: str | os.PathLike[str] | None) -> tuple[str, ...]:
+    """The directories a folder filter keeps images inside: ``folder`` made absolute, and resolved.
+
+    Roots are stored resolved but the paths below them as walked (through directory symlinks), so a
+    folder given through a symlink, or one reached through a symlink inside a root, matches either way.
+    Each is a directory: "/a/b" keeps "/a/b/x.jpg", not "/a/bc/x.jpg". Empty for no folder.
+    """
+    if folder is None or os.fspath(folder) in ("", b""):
+        return ()
+    expanded = os.path.expanduser(os.fsdecode(os.fspath(folder)))
+    return tuple(dict.fromkeys((os.path.abspath(expanded), os.path.realpath(expanded))))
+
+
 def _resolve_model_name(model: str) -> str:
     """Local model directories are remembered by absolute path; names stay names."""
     expanded = os.path.expanduser(model)
@@ -185,6 +198,15 @@ class Library:
         for leftover in (self.directory / INDEX_DIRNAME).glob("*.tmp"):
             leftover.unlink(missing_ok=True)
 
+    def save_vector_index(self) -> None:
+        """Catch the vector store up with the catalog and save it (takes the writer lock).
+
+        For after catalog-only changes such as tagging: a store that keeps tags (Milvus) then holds them,
+        and later searches do not each replay the same changes.
+        """
+        with self._writer_lock():
+            self._vector_index(save=True)
+
     def _vector_index(self, *, save: bool) -> VectorIndex:
         """The current model's index, caught up with the catalog.
 
@@ -221,16 +243,22 @@ class Library:
         return len(self._index)
 
     # -- queries -------------------------------------------------------------------------------------
-    def _tag_filter(self, tags: Sequence[str] | None, no_tags: Sequence[str] | None) -> Any:
-        """A predicate on file ids for ``--tag`` (all required) / ``--no-tag`` (none allowed); None: no filter."""
-        if not tags and not no_tags:
+    def _id_filter(self, tags: Sequence[str], no_tags: Sequence[str], prefixes: Sequence[str]) -> Any:
+        """A predicate on file ids: inside one of ``prefixes`` (if any), carrying every tag of ``tags`` and
+        none of ``no_tags``; None when nothing is filtered."""
+        if not tags and not no_tags and not prefixes:
             return None
         required = self.catalog.ids_with_tags(list(tags)) if tags else None
+        if prefixes:  # id range scans of the path index: no paths are loaded
+            inside = set().union(*(self.catalog.ids_under(p) for p in prefixes))
+            required = inside if required is None else required & inside
         banned = self.catalog.ids_with_any_tag(list(no_tags)) if no_tags else set()
         return lambda i: (required is None or i in required) and i not in banned
 
     def _search_vector(self, vector: np.ndarray, k: int, min_score: float | None, *,
-                       tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None) -> list[Hit]:
+                       tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
+                       folder: str | os.PathLike[str] | None = None) -> list[Hit]:
+        """Best-first hits of ``float32[d]`` ``vector``; filters go to the store where it can apply them."""
         if k < 1:
             raise UserInputError(f"k must be at least 1, got {k}")
         index = self._vector_index(save=False)
@@ -239,15 +267,22 @@ class Library:
                 f"the library {self.directory} has no images indexed with {self.spec.name}; "
                 f"run `glimpse --model {self.spec.name} index PATH` first"
             )
-        keep = self._tag_filter(tags, no_tags)
-        fetch = k
-        while True:  # with a tag filter, widen the search until k hits pass it (or the index is exhausted)
-            result = index.search(vector[None, :], fetch)[0]
-            found = [(i, s) for i, s in zip(result.ids.tolist(), result.scores.tolist(), strict=True)
-                     if keep is None or keep(i)]
-            if keep is None or len(found) >= k or fetch >= len(index):
-                break
-            fetch = min(len(index), fetch * 4)
+        tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
+        found: list[tuple[int, float]] | None = None
+        if tags or no_tags or prefixes:
+            pushed = index.search_filtered(vector[None, :], k, path_prefixes=prefixes, tags=tags, no_tags=no_tags)
+            if pushed is not None:
+                found = list(zip(pushed[0].ids.tolist(), pushed[0].scores.tolist(), strict=True))
+        if found is None:
+            keep = self._id_filter(tags, no_tags, prefixes)
+            fetch = k
+            while True:  # with a filter, widen the search until k hits pass it (or the index is exhausted)
+                result = index.search(vector[None, :], fetch)[0]
+                found = [(i, s) for i, s in zip(result.ids.tolist(), result.scores.tolist(), strict=True)
+                         if keep is None or keep(i)]
+                if keep is None or len(found) >= k or fetch >= len(index):
+                    break
+                fetch = min(len(index), fetch * 4)
         found = found[:k]
         records = self.catalog.files_by_id([i for i, _ in found])
         tag_map = self.catalog.tags_of([i for i, _ in found])
@@ -274,21 +309,31 @@ class Library:
 
     def search(self, query: str, k: int = 10, *, images: Sequence[str | os.PathLike[str]] | None = None,
                min_score: float | None = None, tags: Sequence[str] | None = None,
-               no_tags: Sequence[str] | None = None) -> list[Hit]:
+               no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None) -> list[Hit]:
         """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms).
 
-        ``tags``: hits must carry all of these tags; ``no_tags``: hits must carry none of them.
+        ``tags``: hits must carry all of these tags; ``no_tags``: hits must carry none of them (tags compare
+        ASCII case-insensitively); ``folder``: hits must lie inside this folder (see ``folder_prefixes``).
+        Up to ``k`` hits pass the filters: a store that can filter (Milvus) does it inside its search,
+        otherwise the search widens until ``k`` hits pass or the index is exhausted.
         """
         from glimpse.query import embed_terms, parse_query
 
         terms = parse_query(query, list(images or []))  # a malformed query fails before any model work
         self._require_content()
-        return self._search_vector(embed_terms(terms, self.encoder), k, min_score, tags=tags, no_tags=no_tags)
+        return self._search_vector(embed_terms(terms, self.encoder), k, min_score, tags=tags, no_tags=no_tags,
+                                   folder=folder)
 
-    def search_vector(self, vector: np.ndarray, k: int = 10, *, min_score: float | None = None) -> list[Hit]:
-        """Best-first hits for an L2-normalised ``float32[d]`` query vector (e.g. built by the server)."""
+    def search_vector(self, vector: np.ndarray, k: int = 10, *, min_score: float | None = None,
+                      tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
+                      folder: str | os.PathLike[str] | None = None) -> list[Hit]:
+        """Best-first hits for an L2-normalised ``float32[d]`` query vector (e.g. built by the server).
+
+        Filters as in ``search``.
+        """
         self._require_content()
-        return self._search_vector(np.asarray(vector, dtype=np.float32), k, min_score)
+        return self._search_vector(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags, no_tags=no_tags,
+                                   folder=folder)
 
     def image_vector(self, image: str | os.PathLike[str] | int) -> np.ndarray:
         """The stored vector of an indexed image (by id or path), else the image freshly encoded."""
@@ -311,11 +356,13 @@ class Library:
             raise type(exc)(f"{image}: {exc}") from exc  # the reason alone does not say which file
         return self.encoder.encode_images([decoded.image])[0]
 
-    def similar(self, image: str | os.PathLike[str] | int, k: int = 10, *,
-                min_score: float | None = None) -> list[Hit]:
-        """Images most like ``image`` (a path or an indexed id), best first; an indexed image finds itself."""
+    def similar(self, image: str | os.PathLike[str] | int, k: int = 10, *, min_score: float | None = None,
+                tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
+                folder: str | os.PathLike[str] | None = None) -> list[Hit]:
+        """Images most like ``image`` (a path or an indexed id), best first; an indexed image finds itself
+        (when it passes the filters, which are those of ``search``)."""
         self._require_content()
-        return self._search_vector(self.image_vector(image), k, min_score)
+        return self._search_vector(self.image_vector(image), k, min_score, tags=tags, no_tags=no_tags, folder=folder)
 
     # -- maintenance ---------------------------------------------------------------------------------
     def remove(self, paths: Sequence[str | os.PathLike[str]]) -> int:

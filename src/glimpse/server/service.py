@@ -148,13 +148,17 @@ class LibraryService:
     # -- searching ---------------------------------------------------------------------------------
     def search(self, vector: np.ndarray, *, k: int, offset: int = 0, min_score: float | None = None,
                folder: str | None = None, tags: list[str] | None = None) -> Page:
-        """Hits ``offset .. offset+k`` of ``vector``, keeping only servable images matching the filters."""
+        """Hits ``offset .. offset+k`` of ``vector``, keeping only servable images matching the filters.
+
+        The folder and tag filters are the library's (inside the vector store where it can filter); only the
+        servable check is applied here.
+        """
         if not 1 <= k <= MAX_K:
             raise UserInputError(f"k must be between 1 and {MAX_K}, got {k}")
         if not 0 <= offset <= MAX_OFFSET:
             raise UserInputError(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
-        wanted_ids = self.tags.ids_with(tags) if tags else None
-        prefix = os.path.normpath(folder).rstrip(os.sep) + os.sep if folder else None
+        if tags and not self.tags.available:
+            self.tags.ids_with(tags)  # raises FeatureUnavailableError, saying why
         roots = self.roots()
         total = self.library.catalog.count_embeddings(self.library.spec.key)
         want = offset + k + 1  # one more than the page tells whether another page exists
@@ -162,12 +166,10 @@ class LibraryService:
         while True:
             limit = max(1, min(fetch, total))
             with self._index_lock:
-                hits = self.library.search_vector(vector, limit, min_score=min_score)
-            kept = [h for h in hits
-                    if (wanted_ids is None or h.id in wanted_ids)
-                    and (prefix is None or h.path.startswith(prefix))
-                    and servable_path(h.path, roots) is not None]
-            # Filters drop hits: widen the search until the page is full or the library is exhausted.
+                hits = self.library.search_vector(vector, limit, min_score=min_score, tags=tags or None,
+                                                  folder=folder or None)
+            kept = [h for h in hits if servable_path(h.path, roots) is not None]
+            # Unservable hits are dropped: widen the search until the page is full or the matches are exhausted.
             if len(kept) >= want or limit >= total or len(hits) < limit:
                 break
             fetch *= 4

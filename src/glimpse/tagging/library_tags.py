@@ -6,13 +6,14 @@ run after adding or changing a few images tags just those.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glimpse.errors import ImageError
+from glimpse.errors import ImageError, LibraryBusyError
 from glimpse.images import open_image
 from glimpse.preprocess import preprocess_image
 from glimpse.tagging.base import Tagger, select
@@ -111,4 +112,8 @@ def tag_library(library: Any, *, batch_size: int = 1024, **options: Any) -> TagR
                           for i, tags in zip(have.tolist(), results, strict=True)], tagger.source)
         report.tagged += len(have)
         report.tags += sum(len(t) for t in results)
+    if report.tagged:
+        # A store that filters by tags (Milvus) takes them in now; if another process is indexing, it will.
+        with contextlib.suppress(LibraryBusyError):
+            library.save_vector_index()
     return report

@@ -34,7 +34,7 @@ def sync_index(index: VectorIndex, catalog: Catalog) -> bool:
     so replaying a change twice is harmless. If the count still disagrees with the catalog (a damaged
     or foreign index), the index is rebuilt.
     """
-    last, touched = catalog.changed_since(index.applied_change, index.model_key)
+    last, touched = catalog.changed_since(index.applied_change, index.model_key, metadata=index.stores_metadata)
     changed = False
     if touched:
         ids, vectors = catalog.embeddings(index.model_key, touched)

@@ -7,6 +7,7 @@ change it has applied, so it can catch up from the change log instead of being r
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,9 @@ class VectorIndex(ABC):
     model_key: str
     dim: int
     applied_change: int
+    #: rows also hold file metadata (path, tags), so the store replays the catalog's metadata-only changes
+    #: (moves, re-tagging) too — see ``Catalog.changed_since(metadata=)``
+    stores_metadata: bool = False
 
     def _check(self, vectors: np.ndarray) -> np.ndarray:
         """``vectors`` as C-contiguous ``float32[n, dim]``; anything else is an IndexMismatchError."""
@@ -50,6 +54,16 @@ class VectorIndex(ABC):
     @abstractmethod
     def search(self, queries: np.ndarray, k: int) -> list[SearchResult]:
         """Top-``k`` per query of ``float32[q, dim]``, best first."""
+
+    def search_filtered(self, queries: np.ndarray, k: int, *, path_prefixes: Sequence[str] = (),
+                        tags: Sequence[str] = (), no_tags: Sequence[str] = ()) -> list[SearchResult] | None:
+        """Top-``k`` per query of ``float32[q, dim]`` among the files matching the filters, filtered by the store.
+
+        Kept: files inside any directory of ``path_prefixes`` (all files when empty) that carry every tag of
+        ``tags`` and none of ``no_tags`` (tags compare like the catalog's: ASCII case-insensitive). Returns None
+        when this store cannot apply these filters exactly; the caller then filters the results of ``search``.
+        """
+        return None
 
     @abstractmethod
     def __len__(self) -> int: ...

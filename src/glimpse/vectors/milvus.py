@@ -6,15 +6,23 @@
 
     id INT64 (catalog file id, primary key) | vector FLOAT_VECTOR[dim] | path VARCHAR | tags ARRAY<VARCHAR>
 
-so path-prefix and tag filters run inside Milvus (``search(..., path_prefix=, tags=)``). Like the FAISS
-index it is derived from the catalog: the id of the last catalog change it applied is stored as a
-collection property and ``vectors.sync_index`` replays newer changes (upserts and deletes) into it.
+so path-prefix and tag filters run inside Milvus (``search(..., path_prefix=, tags=, no_tags=)``, and
+``search_filtered``, which ``Library`` searches use). Like the FAISS index it is derived from the catalog:
+the id of the last catalog change it applied is stored as a collection property and ``vectors.sync_index``
+replays newer changes (upserts and deletes) into it, including metadata-only ones (a move changes the
+path, tagging the tags), so the filters see what the catalog holds.
+
+``path`` is the catalog path as ``FileRecord.display_path`` (undecodable bytes as U+FFFD); ``tags`` are the
+file's tags folded to ASCII lower case, as the catalog compares them (``COLLATE NOCASE``). Collections made
+before rows were kept this way lack ``FILTERS_PROPERTY``: ``search_filtered`` declines for them (the caller
+filters instead) until ``glimpse rebuild-index`` refills the collection.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -25,6 +33,9 @@ from glimpse.errors import GlimpseError, IndexMismatchError, UserInputError
 from glimpse.vectors.base import SearchResult, VectorIndex
 
 APPLIED_PROPERTY = "glimpse.applied_change"
+# Set on collections whose rows hold folded tags and follow metadata changes: filters there are exact.
+FILTERS_PROPERTY = "glimpse.filters"
+FILTERS_VERSION = "1"
 TOKEN_ENV = "GLIMPSE_MILVUS_TOKEN"
 MAX_PATH = 4096
 MAX_TAGS = 256
@@ -48,20 +59,52 @@ def collection_name(model_key: str) -> str:
     return "glimpse_" + re.sub(r"[^A-Za-z0-9_]", "_", model_key)[:200]
 
 
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
+def fold_tag(tag: str) -> str:
+    """``tag`` with A-Z lowered and nothing else: SQLite's NOCASE, which the catalog's tag filters use."""
+    return tag.translate(_ASCII_LOWER)
+
+
 def _string_literal(text: str) -> str:
     """``text`` as a double-quoted Milvus string literal."""
     return '"' + re.sub(r'([\\"])', r"\\\1", text) + '"'
 
 
-def filter_expression(path_prefix: str | None = None, tags: Sequence[str] = ()) -> str:
-    """A Milvus boolean expression: files inside directory ``path_prefix`` carrying every tag in ``tags``."""
+def _path_range(prefix: str) -> str:
+    # A byte range, like the catalog's: no LIKE wildcards (% and _ are common in file names) to escape.
+    lo, hi = (bound.decode("utf-8", "replace") for bound in prefix_range(prefix))
+    return f"path >= {_string_literal(lo)} and path < {_string_literal(hi)}"
+
+
+def filter_expression(path_prefix: str | Sequence[str] | None = None, tags: Sequence[str] = (),
+                      no_tags: Sequence[str] = ()) -> str:
+    """A Milvus boolean expression: files inside directory ``path_prefix`` (or inside any of several) carrying
+    every tag in ``tags`` and none in ``no_tags`` (tags folded like the stored ones, see ``fold_tag``)."""
+    prefixes = [path_prefix] if isinstance(path_prefix, str) else list(path_prefix or ())
+    prefixes = [p for p in prefixes if p]
     parts = []
-    if path_prefix:
-        # A byte range, like the catalog's: no LIKE wildcards (% and _ are common in file names) to escape.
-        lo, hi = (bound.decode("utf-8", "replace") for bound in prefix_range(path_prefix))
-        parts.append(f"path >= {_string_literal(lo)} and path < {_string_literal(hi)}")
-    parts += [f"array_contains(tags, {_string_literal(tag)})" for tag in tags]
+    if len(prefixes) == 1:
+        parts.append(_path_range(prefixes[0]))
+    elif prefixes:
+        parts.append("(" + " or ".join(f"({_path_range(p)})" for p in prefixes) + ")")
+    parts += [f"array_contains(tags, {_string_literal(fold_tag(tag))})" for tag in tags]
+    parts += [f"not array_contains(tags, {_string_literal(fold_tag(tag))})" for tag in no_tags]
     return " and ".join(parts)
+
+
+def _stored_exactly(prefix: str) -> bool:
+    """Whether the stored paths in ``prefix``'s range are exactly the files inside it.
+
+    Stored paths show undecodable bytes as U+FFFD, so a prefix that is not valid UTF-8, or holds U+FFFD
+    itself, would also take in other folders whose names differ only in such bytes.
+    """
+    try:
+        text = os.fsencode(prefix).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return "\ufffd" not in text and len(text) < MAX_PATH
 
 
 def _client_uri(uri: str) -> str:
@@ -72,6 +115,8 @@ def _client_uri(uri: str) -> str:
 
 class MilvusIndex(VectorIndex):
     """Inner-product search over one model's vectors in a Milvus collection."""
+
+    stores_metadata = True
 
     def __init__(self, uri: str, catalog: Catalog, model_key: str, dim: int, *, tag_source: TagSource | None = None,
                  index_type: str = "AUTOINDEX") -> None:
@@ -92,6 +137,8 @@ class MilvusIndex(VectorIndex):
         self.tag_source = tag_source or (lambda ids: {i: [t for t, _ in tags]
                                                       for i, tags in catalog.tags_of(ids).items()})
         self.applied_change = 0
+        #: rows follow the catalog's paths and tags (FILTERS_PROPERTY): search_filtered may filter here
+        self.filterable = False
         try:
             self._client = MilvusClient(_client_uri(uri), token=os.environ.get(TOKEN_ENV, ""))
         except Exception as exc:  # pymilvus raises its own hierarchy and plain gRPC/OS errors
@@ -118,8 +165,10 @@ class MilvusIndex(VectorIndex):
         params.add_index(field_name="vector", index_type=self.index_type, metric_type="IP")
         # Strong consistency: a search right after indexing must see what was just written.
         self._client.create_collection(self.collection, schema=schema, index_params=params,
-                                       consistency_level="Strong", properties={APPLIED_PROPERTY: "0"})
+                                       consistency_level="Strong",
+                                       properties={APPLIED_PROPERTY: "0", FILTERS_PROPERTY: FILTERS_VERSION})
         self.applied_change = 0
+        self.filterable = True
 
     def _check_existing(self) -> None:
         info = self._client.describe_collection(self.collection)
@@ -130,7 +179,9 @@ class MilvusIndex(VectorIndex):
                 f"the Milvus collection {self.collection} at {self.uri} holds vectors of dimension {found} but "
                 f"{self.model_key} gives {self.dim}; drop the collection or use another store"
             )
-        self.applied_change = int(info.get("properties", {}).get(APPLIED_PROPERTY, 0))
+        properties = info.get("properties", {})
+        self.applied_change = int(properties.get(APPLIED_PROPERTY, 0))
+        self.filterable = properties.get(FILTERS_PROPERTY) == FILTERS_VERSION
 
     def save(self) -> None:
         """Record the applied change id; flushed so a server persists the segments first."""
@@ -150,7 +201,8 @@ class MilvusIndex(VectorIndex):
         for file_id, vector in zip(ids.tolist(), vectors, strict=True):
             rec = records.get(file_id)
             path = rec.display_path if rec is not None else ""
-            tag_list = [t[:MAX_TAG_LENGTH] for t in tags.get(file_id, [])][:MAX_TAGS]
+            # Folded and deduplicated (sources may spell a tag differently); best first, so a cut keeps the best.
+            tag_list = list(dict.fromkeys(fold_tag(t)[:MAX_TAG_LENGTH] for t in tags.get(file_id, [])))[:MAX_TAGS]
             rows.append({"id": file_id, "vector": vector.tolist(), "path": path[:MAX_PATH], "tags": tag_list})
         return rows
 
@@ -180,13 +232,14 @@ class MilvusIndex(VectorIndex):
                 removed += len(present)
         return removed
 
-    def search(self, queries: np.ndarray, k: int, *, path_prefix: str | None = None,
-               tags: Sequence[str] = ()) -> list[SearchResult]:
-        """Top-``k`` per query of ``float32[q, dim]``, best first, optionally filtered inside Milvus."""
+    def search(self, queries: np.ndarray, k: int, *, path_prefix: str | Sequence[str] | None = None,
+               tags: Sequence[str] = (), no_tags: Sequence[str] = ()) -> list[SearchResult]:
+        """Top-``k`` per query of ``float32[q, dim]``, best first, optionally filtered inside Milvus
+        (see ``filter_expression``)."""
         queries = self._check(np.atleast_2d(queries))
         if k < 1 or len(queries) == 0:
             return [SearchResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in queries]
-        expression = filter_expression(path_prefix, tags)
+        expression = filter_expression(path_prefix, tags, no_tags)
         hits = self._client.search(self.collection, data=queries.tolist(), limit=int(k), filter=expression,
                                    search_params={"metric_type": "IP"}, output_fields=["id"])
         results = []
@@ -196,6 +249,16 @@ class MilvusIndex(VectorIndex):
             order = np.argsort(-scores, kind="stable")
             results.append(SearchResult(ids[order], scores[order]))
         return results
+
+    def search_filtered(self, queries: np.ndarray, k: int, *, path_prefixes: Sequence[str] = (),
+                        tags: Sequence[str] = (), no_tags: Sequence[str] = ()) -> list[SearchResult] | None:
+        """``search`` with the filters inside Milvus, or None where they would not be exact: a collection
+        from before FILTERS_PROPERTY, a prefix that stored paths cannot represent, a tag longer than stored."""
+        if not self.filterable or not all(_stored_exactly(p) for p in path_prefixes):
+            return None
+        if any(len(tag) > MAX_TAG_LENGTH for tag in [*tags, *no_tags]):
+            return None
+        return self.search(queries, k, path_prefix=list(path_prefixes), tags=tags, no_tags=no_tags)
 
     def ids(self) -> np.ndarray:
         """All ids in the collection, int64[n] (order unspecified)."""
