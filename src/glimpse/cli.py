@@ -160,8 +160,9 @@ def index(
     ctx: typer.Context,
     paths: Annotated[list[Path], typer.Argument(help="Folders and image files to index (incrementally).")],
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Images per encoder batch.")] = 32,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1,
-                                                help="Decode threads (default: CPU count, at most 4).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help=(
+        "Decode threads (default: CPU count, at most 4); with --engine ray, decode tasks at once "
+        "(default: the free CPUs of the cluster)."))] = None,
     max_megapixels: Annotated[float, typer.Option(
         "--max-megapixels", help="Refuse images larger than this (decompression-bomb guard).")] = 100.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
@@ -171,6 +172,9 @@ def index(
         "--engine", help="local (this process) or ray (Ray Data; PATH may be a list file of paths/URLs).")] = "local",
     address: Annotated[str | None, typer.Option(
         "--address", help="Ray cluster address with --engine ray (auto: the running cluster).")] = None,
+    encoders: Annotated[int | None, typer.Option(
+        "--encoders", min=1, help="Encoder actors with --engine ray (default: one per GPU, else half the CPUs).")
+                        ] = None,
     with_tags: Annotated[bool, typer.Option(
         "--tags", help="Also tag new and changed images (CLIP tagger of the library's model).")] = False,
 ) -> None:
@@ -179,7 +183,8 @@ def index(
         from glimpse.commands.scale import index_distributed
 
         index_distributed(ctx, paths, engine=engine, address=address, batch_size=batch_size,
-                          memory_budget=memory_budget, as_json=as_json)
+                          memory_budget=memory_budget, as_json=as_json, workers=workers, encoders=encoders,
+                          max_megapixels=max_megapixels, with_tags=with_tags)
         return
     from glimpse.vectors.select import parse_bytes
 
@@ -227,6 +232,9 @@ TagFilter = Annotated[list[str] | None, typer.Option(
 NoTagFilter = Annotated[list[str] | None, typer.Option("--no-tag", help="No images with this tag (repeatable).")]
 FolderFilter = Annotated[Path | None, typer.Option(
     "--folder", file_okay=False, help="Only images inside this folder (its subfolders included).")]
+TopK = Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")]
+MinScore = Annotated[float | None, typer.Option("--min-score", help="Drop results scoring below this.")]
+HitsJson = Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")]
 
 
 @app.command()
@@ -236,10 +244,10 @@ def search(
     query: Annotated[str, typer.Argument(
         help="Text to look for. Combine terms with + and -, weight them as 2:term, "
              "e.g. \"beach +sunset -people\". A term naming an image file searches by that image.")] = "",
-    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
+    k: TopK = 10,
     image: Annotated[list[Path] | None, typer.Option("--image", "-i", help="Add an image term (repeatable).")] = None,
-    min_score: Annotated[float | None, typer.Option("--min-score", help="Drop results scoring below this.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")] = False,
+    min_score: MinScore = None,
+    as_json: HitsJson = False,
     tag: TagFilter = None,
     no_tag: NoTagFilter = None,
     folder: FolderFilter = None,
@@ -256,9 +264,9 @@ def search(
 def similar(
     ctx: typer.Context,
     image: Annotated[str, typer.Argument(help="An image file (indexed or not) or the id of an indexed image.")],
-    k: Annotated[int, typer.Option("-k", "--top", min=1, help="Number of results.")] = 10,
-    min_score: Annotated[float | None, typer.Option("--min-score", help="Drop results scoring below this.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")] = False,
+    k: TopK = 10,
+    min_score: MinScore = None,
+    as_json: HitsJson = False,
     tag: TagFilter = None,
     no_tag: NoTagFilter = None,
     folder: FolderFilter = None,
