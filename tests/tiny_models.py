@@ -98,16 +98,19 @@ def _write_clip(
     return directory
 
 
+#: the shape of every tiny tower (vision and text, all three model families)
+TINY_TOWER = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+
+
 def make_tiny_clip(directory: Path, *, image_size: int = 32, projection_dim: int = 16, seed: int = 0) -> Path:
     """A tiny random ``CLIPModel`` (2 layers, hidden 32) with the real CLIP tokenizer; returns ``directory``.
 
     Preprocessing: shortest edge -> ``image_size``, center crop ``image_size``², bicubic, OpenAI mean/std.
     """
-    common = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
     return _write_clip(
         directory,
-        vision={**common, "patch_size": 8},
-        text={**common, "max_position_embeddings": 77},
+        vision={**TINY_TOWER, "patch_size": 8},
+        text={**TINY_TOWER, "max_position_embeddings": 77},
         projection_dim=projection_dim,
         image_size=image_size,
         seed=seed,
@@ -183,19 +186,13 @@ def make_tiny_chinese_clip(directory: Path, *, image_size: int = 32, projection_
     config = ChineseCLIPConfig(
         text_config={
             "vocab_size": len(vocab),
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
+            **TINY_TOWER,
             "max_position_embeddings": 64,
             "type_vocab_size": 2,
             "pad_token_id": 0,
         },
         vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 37,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
+            **TINY_TOWER,
             "image_size": image_size,
             "patch_size": 8,
         },
@@ -278,10 +275,7 @@ def make_tiny_siglip(directory: Path, *, image_size: int = 32, seed: int = 0) ->
     config = SiglipConfig(
         text_config=SiglipTextConfig(
             vocab_size=tokenizer.vocab_size,
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
+            **TINY_TOWER,
             max_position_embeddings=64,
             # SigLIP's tokenizer has no bos; </s> (id 1) is both eos and pad, as in google/siglip-*.
             pad_token_id=1,
@@ -290,10 +284,7 @@ def make_tiny_siglip(directory: Path, *, image_size: int = 32, seed: int = 0) ->
             projection_size=32,
         ),
         vision_config=SiglipVisionConfig(
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
+            **TINY_TOWER,
             image_size=image_size,
             patch_size=8,
         ),

@@ -204,11 +204,11 @@ def _files_digest(directory: Path, names: Sequence[str]) -> str:
     """sha256 over the graphs ``names`` in ``directory`` and their external weight files (``<name>.data``)."""
     digest = hashlib.sha256()
     for name in names:
-        for path in (directory / name, directory / f"{name}.data"):
-            if path.exists() or path.name == name:
-                with path.open("rb") as handle:
-                    for block in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(block)
+        data = directory / f"{name}.data"
+        for path in (directory / name, *([data] if data.exists() else [])):
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
     return digest.hexdigest()
 
 

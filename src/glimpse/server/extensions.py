@@ -55,13 +55,13 @@ class Tags:
         return {i: [{"tag": t, "label": self.label(t, lang), "score": round(float(s), 6)} for t, s in tags]
                 for i, tags in found.items()}
 
-    def ids_with(self, tags: list[str]) -> set[int]:
+    def require(self) -> None:
+        """Raise FeatureUnavailableError, saying why, when this glimpse cannot filter by tag."""
         if not self.available:
             raise FeatureUnavailableError(
                 "filtering by tag needs image tags, and this glimpse has no tagging installed; "
                 "leave the tag filter out"
             )
-        return set(self._catalog.ids_with_tags(tags))  # type: ignore[attr-defined]
 
 
 def _chinese_names() -> dict[str, str]:

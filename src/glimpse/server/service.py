@@ -157,8 +157,8 @@ class LibraryService:
             raise UserInputError(f"k must be between 1 and {MAX_K}, got {k}")
         if not 0 <= offset <= MAX_OFFSET:
             raise UserInputError(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
-        if tags and not self.tags.available:
-            self.tags.ids_with(tags)  # raises FeatureUnavailableError, saying why
+        if tags:
+            self.tags.require()
         roots = self.roots()
         total = self.library.catalog.count_embeddings(self.library.spec.key)
         want = offset + k + 1  # one more than the page tells whether another page exists

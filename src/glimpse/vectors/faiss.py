@@ -222,13 +222,6 @@ class FaissIndex(VectorIndex):
             results.append(SearchResult(row_ids[keep].astype(np.int64), row_scores[keep].astype(np.float32)))
         return results
 
-    def _single_query_scan(self) -> int:
-        """How many codes one query scans: every vector for flat, ``nprobe`` lists' worth for IVF."""
-        if is_flat(self.factory):
-            return len(self)
-        ivf = self._faiss.extract_index_ivf(self._index)
-        return len(self) * min(ivf.nprobe, ivf.nlist) // max(ivf.nlist, 1)
-
     def _search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         ivf = None if is_flat(self.factory) else self._faiss.extract_index_ivf(self._index)
         if len(queries) > 1:
@@ -239,7 +232,8 @@ class FaissIndex(VectorIndex):
         # 0.4 ms for 20k vectors on a busy 2-core machine), so run it on the calling thread -- unless it
         # scans many IVF lists: then the threads share out the lists (parallel_mode 1), which halves a 1M
         # IVF1024,SQ8 query at nprobe 200 on 2 cores (9.8 -> 5.2 ms, benchmarks/index_scale.py).
-        parallel = ivf is not None and self._single_query_scan() >= PARALLEL_SCAN_MIN
+        # codes one query scans: nprobe lists' worth
+        parallel = ivf is not None and len(self) * min(ivf.nprobe, ivf.nlist) // ivf.nlist >= PARALLEL_SCAN_MIN
         threads = self._faiss.omp_get_max_threads()
         if parallel:
             ivf.parallel_mode = 1
