@@ -19,6 +19,7 @@ import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -248,6 +249,10 @@ class Catalog:
                 self._run_script(_MIGRATIONS[version])
                 version += 1
                 self._set_meta("schema_version", str(version))
+            if self._db.execute("SELECT 1 FROM meta WHERE key = 'catalog_id'").fetchone() is None:
+                # Written once, at creation (or the first writable open of an older catalog): derived vector
+                # indexes record it, so an index left over from a deleted catalog is never reused with a new one.
+                self._set_meta("catalog_id", uuid.uuid4().hex)
 
     def _run_script(self, script: str) -> None:
         # executescript() would COMMIT the open transaction; run statement by statement inside it.
@@ -255,6 +260,11 @@ class Catalog:
         for statement in body.split(";"):
             if statement.strip():
                 self._db.execute(statement)
+
+    @property
+    def catalog_id(self) -> str | None:
+        """A random id made when this catalog was created; None only for an old catalog opened read-only."""
+        return self.get_meta("catalog_id")
 
     @property
     def schema_version(self) -> int:

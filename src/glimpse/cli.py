@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -86,6 +87,13 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
+class _NoticeHandler(logging.Handler):
+    """Shows the library's notices (``glimpse.notices``) on stderr, one line each."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err.print(f"[yellow]notice:[/] {escape(record.getMessage())}", markup=True, highlight=False)
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -101,6 +109,10 @@ def main_options(
     device: Annotated[str, typer.Option("--device", help="Torch device for encoding: cpu, cuda, mps.")] = "cpu",
 ) -> None:
     """glimpse — recognize and search anything in your image collections."""
+    logger = logging.getLogger("glimpse")
+    if not any(isinstance(h, _NoticeHandler) for h in logger.handlers):
+        logger.addHandler(_NoticeHandler(logging.WARNING))
+        logger.propagate = False  # shown once, by this handler, not again by Python's last-resort handler
     ctx.obj = Options(library, model, store, device)
 
 
