@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_photo, make_photos
+from glimpse.errors import UserInputError
 
 # folder (relative to the photo root) → number of photos; "a/b" vs "a/bc" is the prefix edge case, and the
 # two "x/caf…" folders differ only in a byte that is not UTF-8 vs U+FFFD, which print the same.
@@ -75,7 +76,7 @@ def filter_cases(root: Path) -> list[dict[str, Any]]:
         {"folder": root / os.fsdecode(b"x/caf\xe9")}, {"folder": root / "x" / "caf\ufffd"},
         {"tags": ["dog"]}, {"tags": ["DOG", "Cat"]}, {"no_tags": ["cat"]}, {"tags": ["dog"], "no_tags": ["CAT"]},
         {"tags": ["dog"], "folder": root / "a"}, {"no_tags": ["dog"], "folder": root / "a" / "b"},
-        {"tags": ["no such tag"]}, {"folder": root / "nowhere"},
+        {"folder": root / "nowhere"},
     ]
 
 
@@ -115,6 +116,9 @@ def test_every_filter_keeps_exactly_the_matching_images_best_first(faiss_lib):
     # undecodable bytes vs U+FFFD: each folder keeps only its own photo
     latin1 = lib.search("a photo", k=50, folder=root / os.fsdecode(b"x/caf\xe9"))
     assert [os.fsencode(h.path) for h in latin1] == [os.fsencode(root) + b"/x/caf\xe9/img_018.jpg"]
+    # a tag no image carries is a mistake to report, not a silent "no results"
+    with pytest.raises(UserInputError, match="no image carries the tag 'no such tag'"):
+        lib.search_vector(query, 5, tags=["no such tag"])
 
 
 def test_folder_through_a_symlink_or_home_matches_the_stored_paths(faiss_lib, tmp_path, monkeypatch):

@@ -14,22 +14,24 @@ and never leaves half of one behind.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from glimpse.errors import CatalogError
+from glimpse.errors import CatalogError, LibraryBusyError, ReadOnlyLibraryError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 CATALOG_FILENAME = "catalog.sqlite3"
 
 # Files are in one of these states. 'skipped' marks files that are not images (by content), so later
@@ -113,6 +115,11 @@ CREATE TABLE tagged (
     PRIMARY KEY (file_id, source)
 ) WITHOUT ROWID;
 """,
+    # 2 -> 3: the settings a failed (or skipped) file was tried under (glimpse version, --max-megapixels, …),
+    # so a later run with other settings tries it again instead of keeping the old verdict forever.
+    2: """
+ALTER TABLE files ADD COLUMN tried_with TEXT;
+""",
 }
 
 
@@ -130,6 +137,7 @@ class FileRecord:
     format: str | None
     state: str
     error: str | None
+    tried_with: str | None = None  # for error/skipped rows: the settings that verdict was reached under
 
     @property
     def display_path(self) -> str:
@@ -159,6 +167,7 @@ class FileUpdate:
     vector: np.ndarray | None = None
     reuse_from: int | None = None
     move_from: int | None = None
+    tried_with: str | None = None  # set for error/skipped updates: the settings the file was tried under
 
 
 def path_key(path: str | os.PathLike[str]) -> bytes:
@@ -173,8 +182,8 @@ def prefix_range(prefix: str) -> tuple[bytes, bytes]:
 
 
 def _row_to_record(row: sqlite3.Row | tuple) -> FileRecord:
-    fid, path, size, mtime_ns, hsh, width, height, fmt, state, error = row
-    return FileRecord(fid, os.fsdecode(bytes(path)), size, mtime_ns, hsh, width, height, fmt, state, error)
+    fid, path, size, mtime_ns, hsh, width, height, fmt, state, error, tried_with = row
+    return FileRecord(fid, os.fsdecode(bytes(path)), size, mtime_ns, hsh, width, height, fmt, state, error, tried_with)
 
 
 def _log_change(db: sqlite3.Connection, file_id: int, model_key: str | None, op: str, now: float) -> None:
@@ -182,7 +191,7 @@ def _log_change(db: sqlite3.Connection, file_id: int, model_key: str | None, op:
     db.execute("INSERT INTO changes (file_id, model_key, op, at) VALUES (?, ?, ?, ?)", (file_id, model_key, op, now))
 
 
-_FILE_COLUMNS = "id, path, size, mtime_ns, hash, width, height, format, state, error"
+_FILE_COLUMNS = "id, path, size, mtime_ns, hash, width, height, format, state, error, tried_with"
 
 
 class Catalog:
@@ -193,11 +202,11 @@ class Catalog:
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
         self._lock = threading.RLock()
         try:
             if readonly:
-                uri = f"file:{self.path}?mode=ro"
-                self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
+                self._db = self._connect_readonly()
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -210,13 +219,26 @@ class Catalog:
             self._db.execute("PRAGMA foreign_keys = ON")
             if not readonly:
                 self._migrate()
-            else:
-                self._check_version()
+            elif self._check_version() < SCHEMA_VERSION:
+                raise CatalogError(
+                    f"the catalog {self.path} has schema version {self._version()} and this glimpse needs "
+                    f"{SCHEMA_VERSION}; it is read-only here, so it cannot be upgraded: open it once with write "
+                    "access (e.g. `glimpse status`), then searching it read-only works"
+                )
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(
-                f"cannot open the catalog {self.path}: {exc}. If the file is damaged, move it away and "
-                "re-index (the images themselves are untouched)"
-            ) from exc
+            raise sqlite_failure(exc, self.path) from exc
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection. A WAL database on a read-only folder cannot get its shared-memory file:
+        then it is opened as immutable (nobody can be writing to a folder no one may write)."""
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False,
+                                 isolation_level=None)
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return db
+        except sqlite3.OperationalError:
+            return sqlite3.connect(f"file:{self.path}?mode=ro&immutable=1", uri=True, check_same_thread=False,
+                                   isolation_level=None)
 
     # -- schema ----------------------------------------------------------------------------------
     def _version(self) -> int:
@@ -282,7 +304,8 @@ class Catalog:
             try:
                 yield self._db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                    self._db.execute("ROLLBACK")
                 raise
             else:
                 self._db.execute("COMMIT")
@@ -359,6 +382,12 @@ class Catalog:
                 "FROM models m ORDER BY m.added_at DESC"
             ).fetchall()
         return [{"key": k, "name": n, "dim": d, "embeddings": c} for k, n, d, c in rows]
+
+    def model_specs(self) -> dict[str, dict]:
+        """``{model key: the spec dict it was registered with}`` (what a library knows of a model whose files
+        may have moved since)."""
+        with self._lock:
+            return {k: json.loads(spec) for k, spec in self._db.execute("SELECT key, spec FROM models")}
 
     # -- files -------------------------------------------------------------------------------------
     def files_under(self, root: str) -> dict[str, FileRecord]:
@@ -446,28 +475,36 @@ class Catalog:
                         _log_change(db, stale[0], None, OP_DELETE, now)
                     db.execute("UPDATE files SET path = ? WHERE id = ?", (key, up.move_from))
                     _log_change(db, up.move_from, METADATA_CHANGE, OP_UPSERT, now)
+                before = db.execute("SELECT hash FROM files WHERE path = ?", (key,)).fetchone()
+                tried_with = up.tried_with if up.state != STATE_OK else None
                 row = (key, up.size, up.mtime_ns, up.hash, up.width, up.height, up.format, up.state,
-                       up.error, now)
+                       up.error, tried_with, now)
                 file_id = db.execute(
                     "INSERT INTO files (path, size, mtime_ns, hash, width, height, format, state, error, "
-                    "indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "tried_with, indexed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "ON CONFLICT (path) DO UPDATE SET size = excluded.size, mtime_ns = excluded.mtime_ns, "
                     "hash = excluded.hash, width = excluded.width, height = excluded.height, "
                     "format = excluded.format, state = excluded.state, error = excluded.error, "
-                    "indexed_at = excluded.indexed_at RETURNING id",
+                    "tried_with = excluded.tried_with, indexed_at = excluded.indexed_at RETURNING id",
                     row,
                 ).fetchone()[0]
                 ids.append(file_id)
                 if up.move_from is not None:
                     continue
+                if up.state != STATE_OK:
+                    if db.execute("DELETE FROM embeddings WHERE file_id = ?", (file_id,)).rowcount:
+                        # Not (or no longer) a readable image: its stale vectors of every model are gone.
+                        _log_change(db, file_id, None, OP_DELETE, now)
+                    continue
+                if before is not None and before[0] != up.hash and db.execute(
+                    "DELETE FROM embeddings WHERE file_id = ? AND model_key != ?", (file_id, model_key)
+                ).rowcount:
+                    # The content changed: other models' vectors describe the old content. (Unchanged
+                    # content keeps every model's vectors side by side.)
+                    _log_change(db, file_id, None, OP_DELETE, now)
                 if up.vector is not None or up.reuse_from is not None:
                     self._put_embedding(db, file_id, model_key, now, vector=up.vector, copy_from=up.reuse_from,
                                         dtype=dtype)
-                elif up.state != STATE_OK and db.execute(
-                    "DELETE FROM embeddings WHERE file_id = ?", (file_id,)
-                ).rowcount:
-                    # Not (or no longer) a readable image: its stale vectors of every model are gone.
-                    _log_change(db, file_id, None, OP_DELETE, now)
         return ids
 
     @staticmethod
@@ -475,9 +512,6 @@ class Catalog:
                        vector: np.ndarray | None = None, copy_from: int | None = None,
                        dtype: str = "float32") -> None:
         """Store a new vector (as ``dtype``), or copy the vector of ``copy_from`` (a file with the same content)."""
-        # The content is new: vectors of other models describe the old content.
-        if db.execute("DELETE FROM embeddings WHERE file_id = ? AND model_key != ?", (file_id, model_key)).rowcount:
-            _log_change(db, file_id, None, OP_DELETE, now)
         if vector is not None:
             blob = np.ascontiguousarray(vector, dtype=VECTOR_DTYPES[dtype]).tobytes()
             db.execute(
@@ -608,6 +642,13 @@ class Catalog:
                 ids = found if ids is None else ids & found
         return ids or set()
 
+    def unknown_tags(self, tags: Sequence[str]) -> list[str]:
+        """Those of ``tags`` that no file carries (compared ASCII case-insensitively, as the tag filters do)."""
+        with self._lock:
+            return [t for t in dict.fromkeys(tags)
+                    if self._db.execute("SELECT 1 FROM tags WHERE tag = ? COLLATE NOCASE LIMIT 1", (t,)).fetchone()
+                    is None]
+
     def ids_with_any_tag(self, tags: Sequence[str]) -> set[int]:
         """Ids of files carrying at least one of ``tags`` (any source)."""
         with self._lock:
@@ -640,3 +681,70 @@ class Catalog:
         """SQLite's own integrity check; ``["ok"]`` when the database is sound."""
         with self._lock:
             return [r[0] for r in self._db.execute("PRAGMA integrity_check")]
+
+
+def sqlite_failure(exc: sqlite3.Error, path: Path) -> CatalogError:
+    """The one-line error for an SQLite failure on the catalog at ``path``: what happened and what to do.
+
+    The advice depends on the cause: a damaged file may be recovered, but a healthy file that is only
+    read-only, locked, or on a full disk must never be thrown away.
+    """
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    detail = str(exc)
+    if name == "SQLITE_FULL" or "disk is full" in detail:
+        return CatalogError(
+            f"the disk holding the catalog {path} is full: the batch in progress was not written (nothing is "
+            "half-written); free some space and run the same command again"
+        )
+    if name.startswith("SQLITE_READONLY") or "readonly" in detail:
+        return ReadOnlyLibraryError(
+            f"the catalog {path} is read-only here: searching works, but indexing, tagging and removing need "
+            f"write access to {path.parent}"
+        )
+    if name.startswith("SQLITE_BUSY") or "database is locked" in detail:
+        return LibraryBusyError(
+            f"the catalog {path} stayed locked by another process for 30 s; wait for it to finish and run the "
+            "same command again"
+        )
+    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or "malformed" in detail or "not a database" in detail:
+        return CatalogError(
+            f"the catalog {path} is damaged (SQLite: {detail}); your images are untouched. Recover it with "
+            f"`sqlite3 {path} .recover | sqlite3 recovered.sqlite3` and put the result in its place, or move "
+            "the damaged file aside and run `glimpse index` on your folders again (vectors and tags are "
+            "recomputed)"
+        )
+    if name.startswith("SQLITE_CANTOPEN"):
+        return CatalogError(
+            f"cannot open the catalog {path} (SQLite: {detail}); check that its folder exists and that you may "
+            "read (and, to index, write) it"
+        )
+    if name.startswith("SQLITE_IOERR"):
+        return CatalogError(
+            f"input/output error on the catalog {path} (SQLite: {detail}); check the disk (full, failing, or a "
+            "network share that went away) and run the same command again"
+        )
+    return CatalogError(f"the catalog {path} failed: SQLite {name or type(exc).__name__}: {detail}")
+
+
+def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: Catalog, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise sqlite_failure(exc, self.path) from exc
+
+    return wrapper
+
+
+# Every public method and property turns SQLite failures (a damaged page met mid-query, a full disk at
+# COMMIT, a read-only file) into one CatalogError line; callers never see sqlite3 exceptions.
+for _name, _member in list(vars(Catalog).items()):
+    if _name.startswith("_") or _name == "transaction":
+        continue
+    if isinstance(_member, property):
+        setattr(Catalog, _name, property(_guarded(_member.fget) if _member.fget else None,
+                                         _guarded(_member.fset) if _member.fset else None, doc=_member.__doc__))
+    elif callable(_member):
+        setattr(Catalog, _name, _guarded(_member))
+del _name, _member

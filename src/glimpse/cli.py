@@ -50,7 +50,7 @@ class Options:
     store: str | None
     device: str
 
-    def open(self) -> Library:
+    def open(self, *, create: bool = True) -> Library:
         from glimpse.library import open_library
         from glimpse.vectors import is_milvus_store
 
@@ -59,7 +59,7 @@ class Options:
                 f"--store {self.store!r}: give 'faiss' (the default), a Milvus server as milvus://HOST:PORT, "
                 "or a milvus-lite file ending in .db"
             )
-        return open_library(self.library, self.model, device=self.device, store=self.store or None)
+        return open_library(self.library, self.model, device=self.device, store=self.store or None, create=create)
 
 
 def options_of(ctx: typer.Context) -> Options:
@@ -157,8 +157,10 @@ def make_progress(quiet: bool, label: str) -> RichProgress | None:
 
 
 @contextmanager
-def open_library_ctx(ctx: typer.Context) -> Iterator[Library]:
-    lib = options_of(ctx).open()
+def open_library_ctx(ctx: typer.Context, *, create: bool = True) -> Iterator[Library]:
+    """The library of the global options; ``create=False`` for commands that only read one (a mistyped
+    ``--library`` then says "no library at …" instead of making an empty one)."""
+    lib = options_of(ctx).open(create=create)
     try:
         yield lib
     finally:
@@ -265,7 +267,7 @@ def search(
     folder: FolderFilter = None,
 ) -> None:
     """Search the library by text, by image, or both."""
-    with open_library_ctx(ctx) as lib:
+    with open_library_ctx(ctx, create=False) as lib:
         hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score, tags=tag,
                           no_tags=no_tag, folder=folder)
     print_hits(hits, as_json)
@@ -285,7 +287,7 @@ def similar(
 ) -> None:
     """Find the images most like IMAGE."""
     target: str | int = int(image) if image.isdigit() and not os.path.exists(image) else image
-    with open_library_ctx(ctx) as lib:
+    with open_library_ctx(ctx, create=False) as lib:
         hits = lib.similar(target, k, min_score=min_score, tags=tag, no_tags=no_tag, folder=folder)
     print_hits(hits, as_json)
 
@@ -297,7 +299,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print the status as JSON.")] = False,
 ) -> None:
     """Show what the library holds: roots, counts, model, index, recent errors."""
-    with open_library_ctx(ctx) as lib:
+    with open_library_ctx(ctx, create=False) as lib:
         info = lib.status()
     if as_json:
         print_json(info.to_dict())
@@ -323,7 +325,7 @@ def remove(
     as_json: Annotated[bool, typer.Option("--json", help="Print the count as JSON.")] = False,
 ) -> None:
     """Forget files or whole folders from the library."""
-    with open_library_ctx(ctx) as lib:
+    with open_library_ctx(ctx, create=False) as lib:
         removed = lib.remove([str(p) for p in paths])
     if as_json:
         print_json({"removed": removed})
@@ -341,7 +343,7 @@ def rebuild_index(
         "--recall-target", min=0.01, max=1.0, help="Tune nprobe to reach this recall@10 vs exact search.")] = None,
 ) -> None:
     """Rebuild the vector index of the current model from the catalog."""
-    with open_library_ctx(ctx) as lib:
+    with open_library_ctx(ctx, create=False) as lib:
         count = lib.rebuild_index(kind=kind, recall_target=recall_target)
         kind_now = lib.status().index_kind
     err.print(f"rebuilt the index: {count} vectors, {kind_now}")

@@ -39,7 +39,7 @@ import numpy as np
 
 from glimpse.catalog import STATE_OK, FileUpdate
 from glimpse.errors import GlimpseError, UserInputError
-from glimpse.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, _max_pixels
+from glimpse.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, check_max_megapixels
 
 if TYPE_CHECKING:
     from glimpse.library import Library
@@ -330,7 +330,7 @@ class RayIndexJob:
 
         if shard_size < 1 or batch_size < 1:
             raise UserInputError(f"shard size and batch size must be at least 1, got {shard_size} and {batch_size}")
-        _max_pixels(max_megapixels)  # the decode guard's own check, here before any task starts
+        check_max_megapixels(max_megapixels)  # the decode guard's own check, here before any task starts
         self.paths = list_inputs(sources)
         if not self.paths:
             raise UserInputError(f"nothing to index in {', '.join(map(str, sources))}")

@@ -35,6 +35,14 @@ class CatalogError(GlimpseError):
     """The library catalog is missing, corrupt, or of an unknown schema version."""
 
 
+class ReadOnlyLibraryError(CatalogError):
+    """The library cannot be written here (read-only folder or file system): it can still be searched."""
+
+
+class LibraryNotFoundError(UserInputError):
+    """A command that only reads a library was pointed at a folder that holds none."""
+
+
 class IndexMismatchError(GlimpseError):
     """A vector index does not match the model (key or dimension) it is used with."""
 

@@ -328,6 +328,12 @@ def _max_pixels(max_megapixels: float) -> int | None:
     return int(max_megapixels * 1_000_000)
 
 
+def check_max_megapixels(max_megapixels: float) -> int | None:
+    """Validate a ``--max-megapixels`` value up front (``UserInputError`` if it is not a positive number);
+    returns the pixel limit, None for no limit (``math.inf``)."""
+    return _max_pixels(max_megapixels)
+
+
 def _megapixels(pixels: float) -> str:
     mp = pixels / 1_000_000
     return f"{mp:.0f}" if mp >= 10 else f"{mp:.1f}"

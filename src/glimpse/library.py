@@ -12,7 +12,7 @@ import fcntl
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +20,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog
-from glimpse.errors import GlimpseError, ImageError, LibraryBusyError, UserInputError
-from glimpse.images import DEFAULT_MAX_MEGAPIXELS, open_image
+from glimpse.errors import (
+    GlimpseError,
+    ImageError,
+    LibraryBusyError,
+    LibraryNotFoundError,
+    ModelError,
+    ModelNotFoundError,
+    ReadOnlyLibraryError,
+    UserInputError,
+)
+from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image
+from glimpse.notices import notice
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
@@ -97,6 +107,11 @@ def folder_prefixes(folder: str | os.PathLike[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys((os.path.abspath(expanded), os.path.realpath(expanded))))
 
 
+def _inside(path: str, directory: str) -> bool:
+    """``path`` is ``directory`` or lies inside it (by path components, not string prefix)."""
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
 def _resolve_model_name(model: str) -> str:
     """Local model directories are remembered by absolute path; names stay names."""
     expanded = os.path.expanduser(model)
@@ -107,38 +122,109 @@ class Library:
     """An image library: catalog + vector indexes under one directory, bound to one model."""
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, model: str | None = None,
-                 *, device: str = "cpu", store: str | None = None) -> None:
+                 *, device: str = "cpu", store: str | None = None, create: bool = True) -> None:
         from glimpse.registry import DEFAULT_MODEL
 
         self.directory = Path(directory).expanduser() if directory is not None else default_library_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.catalog = Catalog(self.directory / CATALOG_FILENAME)
+        catalog_path = self.directory / CATALOG_FILENAME
+        if not catalog_path.is_file():
+            if not create:
+                raise LibraryNotFoundError(
+                    f"no library at {self.directory} (no {CATALOG_FILENAME} there); check --library or "
+                    "GLIMPSE_LIBRARY, or create one with `glimpse index PATH`"
+                )
+            if self.directory.exists() and not self.directory.is_dir():
+                raise UserInputError(f"the library path {self.directory} is a file; give a folder for the library")
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise UserInputError(
+                    f"cannot create the library folder {self.directory}: {(exc.strerror or str(exc)).lower()}; "
+                    "give another --library"
+                ) from exc
+        #: False on a read-only folder or file system: searching works, writing commands say why they cannot
+        self.writable = os.access(self.directory, os.W_OK) and (
+            not catalog_path.exists() or os.access(catalog_path, os.W_OK)
+        )
+        self.catalog = Catalog(catalog_path, readonly=not self.writable)
         stored = self.catalog.get_meta("default_model")
         self.model_name = _resolve_model_name(model) if model else (stored or DEFAULT_MODEL)
         self.device = device
         #: vector store: None = embedded FAISS; a milvus:// / http:// URI or a *.db milvus-lite file
         self.store = store
         self._index: VectorIndex | None = None
+        self._model_missing: ModelError | None = None  # set when only the catalog's copy of the spec is known
+        self._coverage_checked_at: int | None = None
 
     # -- model ---------------------------------------------------------------------------------------
     @cached_property
     def spec(self) -> ModelSpec:
+        """The model's spec; when its files are gone but the library has used it, the spec stored in the
+        catalog (so commands that need only stored vectors still work; encoding then says what is missing)."""
         from glimpse.registry import load_spec
 
-        return load_spec(self.model_name)
+        try:
+            spec = load_spec(self.model_name)
+        except ModelError as exc:
+            stored = self._stored_spec()
+            if stored is None:
+                raise
+            self._model_missing = exc
+            return stored
+        return self._known_key(spec)
+
+    def _known_key(self, spec: ModelSpec) -> ModelSpec:
+        """``spec`` under the key this library already files the same weights under, if any.
+
+        A key is ``<name slug>-<weights hash>``; the name is a folder name for local models, so renaming or
+        moving the folder changes the slug, not the weights: their vectors stay valid and are kept.
+        """
+        known = self.catalog.model_specs()
+        if spec.key in known or "-" not in spec.key:
+            return spec
+        weights = spec.key.rsplit("-", 1)[1]
+        for key, data in known.items():
+            if key.rsplit("-", 1)[-1] == weights and data.get("dim") == spec.dim and data.get("family") == spec.family:
+                return replace(spec, key=key)
+        return spec
+
+    def _stored_spec(self) -> ModelSpec | None:
+        from glimpse.spec import ModelSpec
+
+        for data in self.catalog.model_specs().values():
+            if self.model_name in (data.get("source"), data.get("name"), data.get("extra", {}).get("repo_id")):
+                return ModelSpec.from_dict(data)
+        return None
 
     @cached_property
     def encoder(self) -> Encoder:
         from glimpse.registry import load_encoder
 
-        return load_encoder(self.spec, device=self.device)
+        spec = self.spec
+        if self._model_missing is not None:
+            raise ModelNotFoundError(
+                f"this needs the library's model {spec.name}, which is no longer where it was ({spec.source}): "
+                f"{self._model_missing}; put it back, or pass --model with its new location"
+            )
+        return load_encoder(spec, device=self.device)
 
     # -- indexing ------------------------------------------------------------------------------------
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:
         """One indexing process per library; the OS releases the lock if the process dies."""
+        if not self.writable:
+            raise ReadOnlyLibraryError(
+                f"the library {self.directory} is read-only here: searching works, but indexing, tagging and "
+                "removing need write access to it"
+            )
         path = self.directory / LOCK_FILENAME
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ReadOnlyLibraryError(
+                f"cannot write the lock file {path}: {(exc.strerror or str(exc)).lower()}; indexing, tagging and "
+                "removing need write access to the library folder"
+            ) from exc
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -166,6 +252,7 @@ class Library:
         """
         from glimpse.pipeline import Indexer
 
+        check_max_megapixels(max_megapixels)  # a bad limit fails now, not once per file
         roots = []
         for raw in paths:
             path = os.path.realpath(os.path.expanduser(os.fspath(raw)))
@@ -267,7 +354,9 @@ class Library:
                 f"the library {self.directory} has no images indexed with {self.spec.name}; "
                 f"run `glimpse --model {self.spec.name} index PATH` first"
             )
+        self._note_coverage()
         tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
+        self._check_filters(tags + no_tags, prefixes, folder)
         found: list[tuple[int, float]] | None = None
         if tags or no_tags or prefixes:
             pushed = index.search_filtered(vector[None, :], k, path_prefixes=prefixes, tags=tags, no_tags=no_tags)
@@ -293,6 +382,48 @@ class Library:
                 continue
             hits.append(Hit(file_id, rec.path, float(score), rec.width, rec.height, tuple(tag_map.get(file_id, ()))))
         return hits
+
+    def _check_filters(self, tag_names: Sequence[str], prefixes: Sequence[str],
+                       folder: str | os.PathLike[str] | None) -> None:
+        """Filters that can match nothing are refused with the reason, not answered with "no results"."""
+        if prefixes:
+            roots = self.catalog.roots()
+            if not any(_inside(p, r) or _inside(r, p) for p in prefixes for r in roots):
+                listed = ", ".join(os.fsencode(r).decode("utf-8", "replace") for r in roots) or "none"
+                raise UserInputError(
+                    f"--folder {os.fsdecode(os.fspath(folder or ''))} is not an indexed folder or inside one "
+                    f"(indexed roots: {listed}); index it first, or give a folder inside a root"
+                )
+        unknown = self.catalog.unknown_tags(tag_names)
+        if unknown:
+            import difflib
+
+            known = [t for t, _ in self.catalog.tag_counts()]
+            if not known:
+                raise UserInputError(
+                    f"no image in this library has tags yet (asked for {', '.join(map(repr, unknown))}); run "
+                    "`glimpse tag` or `glimpse index --tags` first"
+                )
+            hints = []
+            for tag in unknown:
+                close = difflib.get_close_matches(tag, known, n=3)
+                hints.append(f"{tag!r}" + (f" (did you mean {', '.join(map(repr, close))}?)" if close else ""))
+            raise UserInputError(
+                f"no image carries the tag {'; '.join(hints)}; `glimpse tags` lists the tags in use"
+            )
+
+    def _note_coverage(self) -> None:
+        """Say so when the model in use has vectors of only part of the library (once per catalog change)."""
+        last = self.catalog.last_change()
+        if self._coverage_checked_at == last:
+            return
+        self._coverage_checked_at = last
+        covered, images = self.catalog.count_embeddings(self.spec.key), self.catalog.counts()[STATE_OK]
+        if 0 < covered < images:
+            notice(
+                f"{self.spec.name} has vectors of {covered} of the {images} images in this library; run "
+                f"`glimpse --model {self.model_name} index` on its folders to search the rest"
+            )
 
     def _require_content(self) -> None:
         # Checked before the model is loaded: an empty library should not trigger a model download.
@@ -425,10 +556,11 @@ class Library:
 
 
 def open_library(path: str | os.PathLike[str] | None = None, model: str | None = None, *,
-                 device: str = "cpu", store: str | None = None) -> Library:
+                 device: str = "cpu", store: str | None = None, create: bool = True) -> Library:
     """Open (creating if needed) the library at ``path`` bound to ``model`` (name or model directory).
 
     ``store``: the vector store — None for the embedded FAISS index, a ``milvus://`` URI or a milvus-lite
-    ``.db`` file for Milvus.
+    ``.db`` file for Milvus. ``create=False``: a folder without a library raises ``LibraryNotFoundError``
+    instead of becoming an empty library (for commands that only read).
     """
-    return Library(path, model, device=device, store=store)
+    return Library(path, model, device=device, store=store, create=create)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import stat
 import time
@@ -144,8 +145,23 @@ class Plan:
     deleted: list[FileRecord]
 
 
-def plan(catalog: Catalog, roots: Sequence[str], model_key: str) -> Plan:
-    """Diff a scan of ``roots`` against the catalog."""
+def trial_settings(max_megapixels: float) -> str:
+    """The settings a file's "failed" or "not an image" verdict depends on, as stored in ``tried_with``.
+
+    A verdict reached under other settings (a lower ``--max-megapixels``, an older glimpse that knew fewer
+    formats) is retried: fixing the cause and re-running fixes the result.
+    """
+    from glimpse import __version__
+
+    return json.dumps({"glimpse": __version__, "max_megapixels": max_megapixels}, sort_keys=True)
+
+
+def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: str | None = None) -> Plan:
+    """Diff a scan of ``roots`` against the catalog.
+
+    ``tried_with`` (``trial_settings``): failed and skipped files whose verdict was reached under other
+    settings are tried again; None keeps every unchanged verdict.
+    """
     known: dict[str, FileRecord] = {}
     for root in roots:
         if os.path.isdir(root):
@@ -165,7 +181,10 @@ def plan(catalog: Catalog, roots: Sequence[str], model_key: str) -> Plan:
         scanned += 1
         rec = known.get(found.path)
         same = rec is not None and rec.size == found.size and rec.mtime_ns == found.mtime_ns
-        if same and (rec.state != STATE_OK or rec.id in embedded):
+        settled = rec is not None and (
+            rec.id in embedded if rec.state == STATE_OK else tried_with is None or rec.tried_with == tried_with
+        )
+        if same and settled:
             unchanged += 1
             continue
         tasks.append(Task(found.path, found.size, found.mtime_ns, rec, found.problem))
@@ -300,7 +319,8 @@ class Indexer:
         started = time.perf_counter()
         spec = self.encoder.spec
         report = IndexReport(model=spec.name, model_key=spec.key)
-        work = plan(self.catalog, roots, spec.key)
+        tried_with = trial_settings(self.max_megapixels)
+        work = plan(self.catalog, roots, spec.key, tried_with=tried_with)
         report.scanned, report.unchanged = work.scanned, work.unchanged
         movable = {rec.hash: rec for rec in work.deleted if rec.hash and rec.state == STATE_OK}
         move_hashes = frozenset(movable)
@@ -320,6 +340,8 @@ class Indexer:
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="glimpse-decode") as pool:
                 for prepared in _ordered_map(pool, job, work.tasks, window=max(self.batch_size * 2, 8)):
+                    if prepared.update.state != STATE_OK:
+                        prepared.update = replace(prepared.update, tried_with=tried_with)
                     self._accept(prepared, movable, report)
                     self._encoding_count += prepared.pixels is not None
                     if self._encoding_count >= self.batch_size or len(self._pending) >= MAX_PENDING:

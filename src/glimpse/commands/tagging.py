@@ -128,7 +128,7 @@ def register(app: typer.Typer) -> None:
         """The most frequent tags of the library (facet counts)."""
         from glimpse.tagging.library_tags import facets
 
-        with open_library_ctx(ctx) as lib:
+        with open_library_ctx(ctx, create=False) as lib:
             counts = facets(lib.catalog, top)
         if as_json:
             print_json(counts)

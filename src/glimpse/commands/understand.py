@@ -175,7 +175,7 @@ def dupes(
 
     if paths and level != "perceptual":
         raise UserInputError(f"--level {level} works on the library; paths can only be given with --level perceptual")
-    with open_library_ctx(ctx) as lib:
+    with open_library_ctx(ctx, create=False) as lib:
         report = find_duplicates(lib, level, threshold, [str(p) for p in paths or []])
     data = report.to_dict()
     if as_json:
