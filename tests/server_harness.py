@@ -18,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from conftest import make_photo, make_photos
+from glimpse.server.security import AuthThrottle
 
 TOKEN = "s3cret-token-for-tests"
 GUARDED_LIMIT_BYTES = 200_000
-# The "guarded" server: a token, and small upload / megapixel limits to test them cheaply.
-GUARDED_OPTIONS = {"token": TOKEN, "max_upload_bytes": GUARDED_LIMIT_BYTES, "max_megapixels": 1.0}
+# The "guarded" server: a token, and small upload / megapixel limits to test them cheaply. Its tests send
+# many wrong tokens from 127.0.0.1 on purpose, so its throttle never locks them out; the throttle is
+# tested on a server of its own.
+GUARDED_OPTIONS = {"token": TOKEN, "max_upload_bytes": GUARDED_LIMIT_BYTES, "max_megapixels": 1.0,
+                   "auth_throttle": AuthThrottle(free_failures=1_000_000)}
 
 
 @dataclass
@@ -115,8 +119,10 @@ class Reply:
 
 
 def call(served: Served, method: str, path: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
-         chunks: list[bytes] | None = None) -> Reply:
-    conn = http.client.HTTPConnection(served.host, served.port, timeout=60)
+         chunks: list[bytes] | None = None, source: str | None = None) -> Reply:
+    """One request; ``source``: the client's own address (any 127.x.y.z is loopback on Linux)."""
+    conn = http.client.HTTPConnection(served.host, served.port, timeout=60,
+                                      source_address=(source, 0) if source else None)
     try:
         if chunks is not None:
             conn.putrequest(method, path)
@@ -152,7 +158,8 @@ def multipart(field: str, filename: str, data: bytes, content_type: str = "appli
     return body, {"Content-Type": f"multipart/form-data; boundary={boundary}", "Content-Length": str(len(body))}
 
 
-def post_json(served: Served, path: str, payload: Any, headers: dict[str, str] | None = None) -> Reply:
+def post_json(served: Served, path: str, payload: Any, headers: dict[str, str] | None = None,
+              source: str | None = None) -> Reply:
     body = json.dumps(payload).encode()
-    return call(served, "POST", path, body=body,
+    return call(served, "POST", path, body=body, source=source,
                 headers={"Content-Type": "application/json", "Content-Length": str(len(body)), **(headers or {})})

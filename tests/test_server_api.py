@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import threading
+import time
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
@@ -136,13 +137,6 @@ def test_status_and_tags(server, fx):
         assert tags["tags"] == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("glimpse.zeroshot") is not None, reason="zero-shot is installed")
-def test_classify_without_zeroshot_is_501(server, fx):
-    reply = post_json(server, "/api/classify", {"ids": [fx.ids["img_001.jpg"]], "labels": ["cat", "dog"]})
-    assert reply.status == 501 and "zero-shot" in reply.json()["error"]
-
-
-@pytest.mark.skipif(importlib.util.find_spec("glimpse.zeroshot") is None, reason="zero-shot is not installed")
 def test_classify_uses_stored_vectors(server, fx):
     ids = [fx.ids["img_001.jpg"], fx.ids["img_002.jpg"]]
     reply = post_json(server, "/api/classify", {"ids": ids, "labels": ["cat", "dog", "car"], "k": 3})
@@ -152,6 +146,100 @@ def test_classify_uses_stored_vectors(server, fx):
     for r in results:
         assert sorted(x["label"] for x in r["labels"]) == ["car", "cat", "dog"]
         assert sum(x["score"] for x in r["labels"]) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_classify_labels_are_bounded(server, fx):
+    from glimpse.server.service import MAX_CLASSIFY_LABELS, MAX_TEXT_CHARS
+
+    assert MAX_CLASSIFY_LABELS == 100
+    ids = [fx.ids["img_001.jpg"]]
+    labels = [f"label {i}" for i in range(MAX_CLASSIFY_LABELS + 1)]
+    reply = post_json(server, "/api/classify", {"ids": ids, "labels": labels})
+    assert reply.status == 400, reply.body
+    assert reply.json()["error"] == ("too many labels: 101; at most 100 per request, "
+                                     "so split them across several requests")
+    reply = post_json(server, "/api/classify", {"ids": ids, "labels": ["cat", "x" * (MAX_TEXT_CHARS + 1)]})
+    assert reply.status == 400 and f"at most {MAX_TEXT_CHARS}" in reply.json()["error"]
+    reply = post_json(server, "/api/classify", {"ids": ids, "labels": labels[:MAX_CLASSIFY_LABELS], "k": 100})
+    assert reply.status == 200 and len(reply.json()["results"][0]["labels"]) == MAX_CLASSIFY_LABELS
+    schema = get_json(server, "/openapi.json")["components"]["schemas"]["ClassifyIn"]["properties"]["labels"]
+    assert schema["maxItems"] == MAX_CLASSIFY_LABELS and "at most 100" in schema["description"]
+
+
+def _wait_until(condition, what: str) -> None:
+    """Poll ``condition`` (a hang guard, not a timing check: it fails only if the state never comes)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(0.005)
+
+
+def test_a_search_is_answered_while_a_long_classify_runs(server, fx, monkeypatch):
+    """Classify's 800 prompts are encoded in turns: a search that arrives meanwhile takes the next turn."""
+    service = server.app.state.service
+    encoder = service.library.encoder
+    real_encode = encoder.encode_texts
+    labels = [f"label {i}" for i in range(100)]  # x 8 templates: 800 prompts
+    turns: list[str] = []  # who reached the encoder, in order
+    answered: list[str] = []  # which request got its reply first
+    classify_began, search_answered = threading.Event(), threading.Event()
+
+    def spy(texts):
+        who = "classify" if any("label " in t for t in texts) else "search"
+        turns.append(who)
+        if who == "classify" and turns.count("classify") == 1:
+            classify_began.set()
+            # Hold classify's first turn until the search is queued behind it (the search thread is started
+            # only once this turn began, so it cannot have slipped in before).
+            _wait_until(lambda: service.text_encoder.waiting >= 1, "the search queued for the text encoder")
+        elif who == "classify" and "search" in turns:
+            search_answered.wait(60)  # the search needs no more text turns: let it finish first, for sure
+        return real_encode(texts)
+
+    monkeypatch.setattr(encoder, "encode_texts", spy)
+    replies = {}
+
+    def run(name, request):
+        replies[name] = request()
+        answered.append(name)
+        if name == "search":
+            search_answered.set()
+
+    classify = threading.Thread(target=run, args=("classify", lambda: post_json(
+        server, "/api/classify", {"ids": [fx.ids["img_001.jpg"]], "labels": labels, "k": 3})))
+    classify.start()
+    assert classify_began.wait(60)
+    searching = threading.Thread(target=run, args=("search", lambda: call(server, "GET", "/api/search?q=a+red+car")))
+    searching.start()
+    searching.join(120)
+    classify.join(120)
+    assert replies["search"].status == 200 and len(replies["search"].json()["results"]) == 12
+    assert replies["classify"].status == 200, replies["classify"].body
+    assert len(replies["classify"].json()["results"][0]["labels"]) == 3
+    assert turns[:2] == ["classify", "search"] and set(turns[2:]) == {"classify"}  # in between classify's turns
+    assert len(turns) == 1 + 800 // 32
+    assert answered == ["search", "classify"]
+
+
+def test_the_indexing_job_encodes_texts_in_turns_too(server, monkeypatch):
+    # IVF tuning encodes text probes inside the job's thread; they must not race a search's tokenizer.
+    from glimpse.library import Library
+
+    service = server.app.state.service
+    seen = []
+
+    def index_spy(lib, roots, **kwargs):
+        seen.append(lib.encoder)
+        vectors = lib.encoder.encode_texts(["a probe prompt"])
+        return SimpleNamespace(to_dict=lambda: {"probe_shape": list(vectors.shape)})
+
+    monkeypatch.setattr(Library, "index", index_spy)
+    job = service.start_index(None)
+    assert service.jobs.wait_idle(timeout=60)
+    assert job.state == "done", job.error
+    assert seen == [service.text_encoder] and seen[0].inner is service.library.encoder
+    assert job.report == {"probe_shape": [1, service.library.encoder.dim]}
 
 
 def test_second_index_job_gets_409(server):

@@ -19,7 +19,8 @@ def serve(
     port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port to listen on.")] = 8000,
     token: Annotated[str | None, typer.Option(
         "--token", envvar="GLIMPSE_TOKEN",
-        help="Secret clients must send (Authorization: Bearer, or the page's login). Required off loopback.")] = None,
+        help="Secret clients must send (Authorization: Bearer, or the page's login). Required off loopback, "
+             "with at least 16 characters there.")] = None,
     root: Annotated[list[Path] | None, typer.Option(
         "--root", help="A folder the page may (re-)index, besides the library's roots (repeatable).")] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.1, help="Largest accepted upload.")] = 20.0,

@@ -31,10 +31,15 @@ from glimpse.errors import (
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS
 from glimpse.library import EmptyLibraryError
-from glimpse.server.extensions import classify_available
 from glimpse.server.jobs import JobConflictError
-from glimpse.server.security import TOKEN_COOKIE, SecurityMiddleware, token_matches
-from glimpse.server.service import MAX_K, LibraryService, NotFoundError
+from glimpse.server.security import (
+    TOKEN_COOKIE,
+    AuthThrottle,
+    SecurityMiddleware,
+    client_address,
+    throttled_message,
+)
+from glimpse.server.service import MAX_CLASSIFY_LABELS, MAX_K, MAX_TEXT_CHARS, LibraryService, NotFoundError
 from glimpse.server.thumbs import DEFAULT_THUMB_SIZE
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -108,7 +113,10 @@ class IndexIn(BaseModel):
 
 class ClassifyIn(BaseModel):
     ids: list[int] = Field(description="Indexed image ids (their stored vectors are used).", max_length=MAX_K)
-    labels: list[str] = Field(min_length=1, max_length=1000)
+    # The limits are checked by the service (a 400 that names them), documented here for the schema.
+    labels: list[str] = Field(
+        min_length=1, json_schema_extra={"maxItems": MAX_CLASSIFY_LABELS},
+        description=f"Class names, at most {MAX_CLASSIFY_LABELS} per request and {MAX_TEXT_CHARS} characters each.")
     k: int = Field(5, ge=1, le=100)
 
 
@@ -124,7 +132,7 @@ MinScore = Annotated[float | None, Query(ge=-1, le=1, description="Drop results 
 Tag = Annotated[list[str] | None, Query(description="Keep images carrying every tag (repeatable).")]
 Folder = Annotated[str | None, Query(description="Keep images inside this folder.")]
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 429)}
 
 
 def _file_id(raw: str) -> int:
@@ -137,13 +145,16 @@ def _file_id(raw: str) -> int:
 def create_app(library_dir: str | os.PathLike[str], model: str | None = None, token: str | None = None, *,
                roots: Sequence[str] = (), device: str = "cpu", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
                max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, thumb_size: int = DEFAULT_THUMB_SIZE,
-               cors_origins: Sequence[str] = (), index_batch_size: int = 32) -> FastAPI:
+               cors_origins: Sequence[str] = (), index_batch_size: int = 32,
+               auth_throttle: AuthThrottle | None = None) -> FastAPI:
     """The glimpse web app over the library at ``library_dir`` bound to ``model``.
 
     ``token`` None: no authentication, and only loopback host names are answered (bind to loopback;
     ``glimpse serve`` enforces it). ``roots``: extra folders ``POST /api/index`` may index.
     ``cors_origins``: origins allowed to call the API from other pages (none by default).
+    ``auth_throttle``: how wrong tokens are throttled (default :class:`AuthThrottle`'s limits).
     """
+    throttle = auth_throttle if auth_throttle is not None else AuthThrottle()
     service = LibraryService(library_dir, model, roots=list(roots), device=device, max_megapixels=max_megapixels,
                              thumb_size=thumb_size, index_batch_size=index_batch_size)
     service.warm_up()
@@ -158,9 +169,9 @@ def create_app(library_dir: str | os.PathLike[str], model: str | None = None, to
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_credentials=True,
                            allow_methods=["GET", "POST"], allow_headers=["Authorization", "X-Glimpse-Token"])
     app.add_middleware(SecurityMiddleware, token=token, max_body_bytes=max_upload_bytes,
-                       allowed_origins=cors_origins)
+                       allowed_origins=cors_origins, throttle=throttle)
     _add_error_handlers(app)
-    _add_routes(app, service, token)
+    _add_routes(app, service, token, throttle)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_api_docs(app)
     app.router.add_event_handler("shutdown", service.close)
@@ -206,7 +217,7 @@ def _add_error_handlers(app: FastAPI) -> None:
                             status_code=500)
 
 
-def _add_routes(app: FastAPI, service: LibraryService, token: str | None) -> None:
+def _add_routes(app: FastAPI, service: LibraryService, token: str | None, throttle: AuthThrottle) -> None:
     def page_out(vector: Any, k: int, offset: int, min_score: float | None, folder: str | None,
                  tag: list[str] | None, lang: str) -> dict[str, Any]:
         page = service.search(vector, k=k, offset=offset, min_score=min_score, folder=folder, tags=tag)
@@ -222,11 +233,16 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None) -> Non
         return {"ok": True}
 
     @app.post("/api/login", tags=["meta"], status_code=204)
-    def login(body: LoginIn) -> Response:
-        """Check a token and keep it in an HttpOnly, SameSite=Strict cookie for the page."""
+    def login(body: LoginIn, request: Request) -> Response:
+        """Check a token and keep it in an HttpOnly, SameSite=Strict cookie for the page (429 after too many
+        wrong tokens from one address)."""
         if token is None:
             return Response(status_code=204)
-        if not token_matches(body.token, token):
+        result = throttle.check(client_address(request.scope), body.token, token)
+        if result.retry_after is not None:
+            return JSONResponse({"error": throttled_message(result.retry_after)}, status_code=429,
+                                headers={"retry-after": str(result.retry_after)})
+        if not result.ok:
             return JSONResponse({"error": "wrong token; use the one the server was started with"}, status_code=401)
         response = Response(status_code=204)
         response.set_cookie(TOKEN_COOKIE, body.token, httponly=True, samesite="strict", path="/")
@@ -239,11 +255,11 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None) -> Non
         data["roots"] = service.roots()
         latest = service.jobs.latest()
         data["job"] = latest.to_dict() if latest is not None else None
-        data["features"] = {"tags": service.tags.available, "classify": classify_available()}
+        data["features"] = {"tags": service.tags.available, "classify": True}
         return data
 
     @app.get("/api/search", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
-    def search(q: Annotated[str, Query(min_length=1, max_length=1000, description="Text query; "
+    def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT_CHARS, description="Text query; "
                                        "+a -b and w:term arithmetic as on the command line.")],
                k: K = 20, offset: Offset = 0, min_score: MinScore = None, tag: Tag = None, folder: Folder = None,
                lang: Lang = "en") -> dict[str, Any]:
@@ -297,9 +313,9 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None) -> Non
         """Most common tags with counts; empty, with ``available: false``, when tagging is not installed."""
         return {"available": service.tags.available, "tags": service.tags.facets(lang, limit)}
 
-    @app.post("/api/classify", tags=["search"], responses={501: {"model": ErrorOut}})
+    @app.post("/api/classify", tags=["search"], description="Zero-shot classification of indexed images against "
+              f"labels (at most {MAX_CLASSIFY_LABELS} labels per request; their stored vectors are used).")
     def classify(body: ClassifyIn) -> dict[str, Any]:
-        """Zero-shot classification of indexed images against labels (501 when not installed)."""
         return {"results": service.classify(body.ids, body.labels, body.k)}
 
     @app.post("/api/index", tags=["indexing"], status_code=202, response_model=JobOut)

@@ -1,23 +1,18 @@
-"""Optional features the page shows when their part of glimpse is installed: tags and zero-shot classify.
+"""Tags for the page, when the catalog has a tag store.
 
-The server never guesses: each feature is looked up once, and a missing one is reported as such
-(``GET /api/tags`` → ``[]`` with ``"available": false``; ``POST /api/classify`` → 501 with the reason).
+The server never guesses: the feature is looked up once, and a missing one is reported as such
+(``GET /api/tags`` → ``[]`` with ``"available": false``).
 
 Tags come from the catalog's tag store (the tagging feature): ``tag_counts(limit) -> [(tag, count)]``,
 ``tags_of(ids) -> {id: [(tag, score)]}`` and ``ids_with_tags(tags) -> set[int]`` (every tag required).
 Tags are stored under their English name (the filter key). With ``lang="zh"`` each tag also carries a
 ``label``: its Chinese name from the built-in bilingual vocabulary (the English name when the vocabulary
 has none, e.g. an open-set tag).
-
-Zero-shot classification uses ``glimpse.zeroshot.ZeroShotClassifier.build(encoder, labels)`` and its
-``predict(vectors: float32[n, d], k) -> list[list[{"label", "score"}]]`` (best first, one list per vector).
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
-from collections.abc import Callable
 from typing import Any
 
 from glimpse.catalog import Catalog
@@ -79,29 +74,3 @@ def _chinese_names() -> dict[str, str]:
             names.setdefault(en.lower(), first)
     return names
 
-
-def zero_shot_classifier() -> Callable[..., Any]:
-    """``classify(encoder, vectors, labels, k)`` backed by ``glimpse.zeroshot``, or FeatureUnavailableError."""
-    if importlib.util.find_spec("glimpse.zeroshot") is None:
-        raise FeatureUnavailableError(
-            "zero-shot classification is not available in this glimpse (no glimpse.zeroshot module); "
-            "use search instead, or install a glimpse version that has `glimpse classify`"
-        )
-    classifier = getattr(importlib.import_module("glimpse.zeroshot"), "ZeroShotClassifier", None)
-    if classifier is None:
-        raise FeatureUnavailableError(
-            "glimpse.zeroshot has no ZeroShotClassifier; the server cannot classify with this version"
-        )
-
-    def classify(encoder: Any, vectors: Any, labels: list[str], k: int) -> list[list[dict[str, Any]]]:
-        return classifier.build(encoder, labels).predict(vectors, k)  # type: ignore[no-any-return]
-
-    return classify
-
-
-def classify_available() -> bool:
-    try:
-        zero_shot_classifier()
-    except FeatureUnavailableError:
-        return False
-    return True

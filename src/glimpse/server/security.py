@@ -1,11 +1,15 @@
 """Secure-by-default rules of the HTTP server: who may call it, what it may serve, how much it accepts.
 
-* **Binding.** A non-loopback address is refused without a token (:func:`check_bind`).
+* **Binding.** A non-loopback address is refused without a token, or with one shorter than
+  ``MIN_TOKEN_CHARS`` (:func:`check_bind`).
 * **Token.** Sent as ``Authorization: Bearer T``, ``X-Glimpse-Token: T`` or the ``glimpse_token`` cookie
   (set by ``POST /api/login``); compared with :func:`hmac.compare_digest` so timing reveals nothing.
+  Wrong tokens are throttled per client address (:class:`AuthThrottle`): after ``free_failures`` of them
+  the address gets 429 with ``Retry-After`` for a back-off that doubles with every further failure.
 * **Host / Origin.** Without a token the server only answers requests addressed to a loopback host name,
   which defeats DNS rebinding (a hostile page whose name resolves to 127.0.0.1). State-changing requests
-  whose ``Origin`` is another site are refused (CSRF: a form POST needs no CORS preflight).
+  whose ``Origin`` is another site — another host, port *or scheme* — are refused (CSRF: a form POST needs
+  no CORS preflight).
 * **Body size.** Request bodies over ``max_body_bytes`` get 413, whether announced by Content-Length or
   streamed in chunks.
 * **Files.** Only catalog paths whose real path (symlinks resolved) lies inside an indexed root are
@@ -17,8 +21,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import json
+import math
 import os
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass
 from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +47,10 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.", "ip6-localhost"})
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/api/login", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/static/",)
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Off loopback the token is all that protects the library: 16 random characters are out of reach of
+# guessing at the throttled rate, a short word is not.
+MIN_TOKEN_CHARS = 16
+TOKEN_ADVICE = 'e.g. --token "$(openssl rand -hex 16)"'
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -60,13 +73,21 @@ def is_loopback(host: str) -> bool:
 
 
 def check_bind(host: str, token: str | None) -> None:
-    """Refuse to listen on a non-loopback address without a token (raises UserInputError)."""
+    """Refuse to listen on a non-loopback address without a token of at least ``MIN_TOKEN_CHARS``
+    characters (raises UserInputError)."""
     if token is not None and not token.strip():
-        raise UserInputError("the token is empty; give a long random secret, e.g. --token \"$(openssl rand -hex 16)\"")
-    if not is_loopback(host) and not token:
+        raise UserInputError(f"the token is empty; give a long random secret, {TOKEN_ADVICE}")
+    if is_loopback(host):
+        return
+    if not token:
         raise UserInputError(
             f"refusing to serve on {host} without a token: anyone on the network could read your library. "
             "Pass --token SECRET (or set GLIMPSE_TOKEN), or bind to 127.0.0.1"
+        )
+    if len(token) < MIN_TOKEN_CHARS:
+        raise UserInputError(
+            f"refusing to serve on {host} with a {len(token)}-character token: off loopback it must have at "
+            f"least {MIN_TOKEN_CHARS} characters so nobody on the network can guess it; {TOKEN_ADVICE}"
         )
 
 
@@ -75,6 +96,98 @@ def token_matches(given: str | None, token: str) -> bool:
     if given is None:
         return False
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass"))
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """The verdict on one presented token: ``ok``, or refused; ``retry_after`` (seconds) when the client's
+    address is locked out (answer 429 with ``Retry-After``)."""
+
+    ok: bool
+    retry_after: int | None = None
+
+
+@dataclass
+class _Failures:
+    """Wrong tokens from one address: how many, when the last came, until when it is locked out."""
+
+    count: int = 0
+    last: float = 0.0
+    locked_until: float = 0.0
+
+
+class AuthThrottle:
+    """Per-client-address throttle of wrong tokens: the one place a presented token is judged.
+
+    The first ``free_failures`` wrong tokens from an address cost nothing; each one after that locks the
+    address out for ``base_backoff_s * 2**(n - 1)`` seconds (n: failures past the free ones), at most
+    ``max_backoff_s``. While locked out, *every* token from that address is refused with 429, the right one
+    too: were the right one let through, the lock-out would not slow guessing at all. A right token outside a
+    lock-out clears the address's record, so clients that authenticate are never throttled. A request with
+    no token at all is not a guess and is not counted. Records older than ``forget_after_s`` are dropped, and
+    at most ``max_addresses`` are kept (the least recently failing go first), so a flood of addresses cannot
+    exhaust memory.
+    """
+
+    def __init__(self, *, free_failures: int = 10, base_backoff_s: float = 1.0, max_backoff_s: float = 300.0,
+                 forget_after_s: float = 3600.0, max_addresses: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.free_failures = free_failures
+        self.base_backoff_s = base_backoff_s
+        self.max_backoff_s = max_backoff_s
+        self.forget_after_s = forget_after_s
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._lock = threading.Lock()
+        # Ordered by last failure, oldest first (a failing address is moved to the end).
+        self._failures: OrderedDict[str, _Failures] = OrderedDict()
+
+    def check(self, address: str, given: str | None, token: str) -> AuthResult:
+        """Judge ``given`` (None: no token presented) from client ``address`` against ``token``."""
+        now = self._clock()
+        with self._lock:
+            self._forget_old(now)
+            record = self._failures.get(address)
+            if record is not None and now < record.locked_until:
+                return AuthResult(False, max(1, math.ceil(record.locked_until - now)))
+        if given is None:
+            return AuthResult(False)
+        if token_matches(given, token):
+            with self._lock:
+                self._failures.pop(address, None)
+            return AuthResult(True)
+        with self._lock:
+            self._record_failure(address, now)
+        return AuthResult(False)
+
+    def tracked(self) -> int:
+        """How many client addresses have wrong tokens on record."""
+        with self._lock:
+            return len(self._failures)
+
+    def _record_failure(self, address: str, now: float) -> None:
+        record = self._failures.pop(address, None) or _Failures()
+        record.count += 1
+        record.last = now
+        past_free = record.count - self.free_failures
+        if past_free > 0:
+            record.locked_until = now + min(self.max_backoff_s, self.base_backoff_s * 2.0 ** min(past_free - 1, 60))
+        self._failures[address] = record
+        while len(self._failures) > self.max_addresses:
+            self._failures.popitem(last=False)
+
+    def _forget_old(self, now: float) -> None:
+        while self._failures:
+            record = next(iter(self._failures.values()))
+            if now - record.last < self.forget_after_s or now < record.locked_until:
+                break
+            self._failures.popitem(last=False)
+
+
+def client_address(scope: Scope) -> str:
+    """The peer's IP address of an ASGI request (proxy headers are not trusted)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def servable_path(path: str, roots: Iterable[str]) -> str | None:
@@ -123,12 +236,18 @@ def _host_name(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
-async def send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+async def send_json(send: Send, status: int, payload: dict[str, Any],
+                    headers: Iterable[tuple[bytes, bytes]] = ()) -> None:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *SECURITY_HEADERS]})
+                            *SECURITY_HEADERS, *headers]})
     await send({"type": "http.response.body", "body": body})
+
+
+def throttled_message(retry_after: int) -> str:
+    return (f"too many wrong tokens from your address; try again in {retry_after} s "
+            "with the token the server was started with")
 
 
 class _BodyTooLarge(Exception):
@@ -139,15 +258,17 @@ class SecurityMiddleware:
     """ASGI middleware applying the rules of this module before any route runs.
 
     ``token``: None means loopback-only, no authentication. ``allowed_origins``: extra origins allowed to
-    make state-changing requests (the CORS allow-list, empty by default).
+    make state-changing requests (the CORS allow-list, empty by default). ``throttle``: judges presented
+    tokens (shared with the login route, so both count the same failures).
     """
 
     def __init__(self, app: ASGIApp, *, token: str | None, max_body_bytes: int,
-                 allowed_origins: Iterable[str] = ()) -> None:
+                 allowed_origins: Iterable[str] = (), throttle: AuthThrottle | None = None) -> None:
         self.app = app
         self.token = token
         self.max_body_bytes = max_body_bytes
         self.allowed_origins = {o.rstrip("/").lower() for o in allowed_origins}
+        self.throttle = throttle if throttle is not None else AuthThrottle()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -156,7 +277,8 @@ class SecurityMiddleware:
         headers = _headers(scope)
         refusal = self._refusal(scope, headers)
         if refusal is not None:
-            await send_json(send, refusal[0], {"error": refusal[1]})
+            status, message, extra = refusal
+            await send_json(send, status, {"error": message}, extra)
             return
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body_bytes):
@@ -164,25 +286,32 @@ class SecurityMiddleware:
             return
         await self._call_limited(scope, receive, send)
 
-    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str] | None:
+    def _refusal(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, list[tuple[bytes, bytes]]] | None:
         host = headers.get("host", "")
         if self.token is None and not is_loopback(_host_name(host)):
             return 403, (f"host {host!r} is not allowed: this server has no token and answers only requests "
-                         "to localhost / 127.0.0.1; restart it with --token to serve other names")
+                         "to localhost / 127.0.0.1; restart it with --token to serve other names"), []
         origin = headers.get("origin")
-        if scope["method"] in UNSAFE_METHODS and origin is not None and not self._origin_ok(origin, host):
-            return 403, f"cross-site request from {origin} refused; open the page from this server instead"
+        if scope["method"] in UNSAFE_METHODS and origin is not None and not self._origin_ok(origin, host, scope):
+            return 403, f"cross-site request from {origin} refused; open the page from this server instead", []
         path = scope["path"]
         public = path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
-        if self.token is not None and not public and not token_matches(presented_token(headers), self.token):
+        if self.token is None or public:
+            return None
+        result = self.throttle.check(client_address(scope), presented_token(headers), self.token)
+        if result.retry_after is not None:
+            return 429, throttled_message(result.retry_after), [(b"retry-after", str(result.retry_after).encode())]
+        if not result.ok:
             return 401, ("missing or wrong token: send 'Authorization: Bearer TOKEN' or log in on the page "
-                         "with the token the server was started with")
+                         "with the token the server was started with"), []
         return None
 
-    def _origin_ok(self, origin: str, host: str) -> bool:
+    def _origin_ok(self, origin: str, host: str, scope: Scope) -> bool:
+        """Same origin: the Origin's scheme *and* host[:port] are this request's (or it is allow-listed)."""
         if origin.rstrip("/").lower() in self.allowed_origins:
             return True
-        return urlsplit(origin).netloc.lower() == host.lower()
+        parts = urlsplit(origin)
+        return parts.scheme.lower() == str(scope.get("scheme", "http")).lower() and parts.netloc.lower() == host.lower()
 
     def _too_large_message(self) -> str:
         return f"request body too large: at most {self.max_body_bytes // 1_000_000} MB; send a smaller image"

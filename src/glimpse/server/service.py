@@ -5,8 +5,10 @@ FastAPI runs sync endpoints in a thread pool, so several requests use the librar
 * the Catalog guards its one SQLite connection with its own lock;
 * the in-memory FAISS index is *mutated* when a search catches it up with the catalog, so catch-up and
   search run under ``_index_lock`` (a flat search of a library this server holds takes milliseconds);
-* Hugging Face fast tokenizers fail ("Already borrowed") when two threads tokenize at once, so text
-  encoding runs under ``_text_lock``; image encoding (a pure forward pass) needs no lock.
+* Hugging Face fast tokenizers fail ("Already borrowed") when two threads tokenize at once, so texts are
+  encoded through :attr:`LibraryService.text_encoder`, one caller at a time in short first-come turns (a
+  classify's many labels never hold it across a search; see ``textturns``); image encoding (a pure forward
+  pass) needs no lock.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -25,10 +28,14 @@ from glimpse.library import Hit, Library, open_library
 from glimpse.server.extensions import Tags
 from glimpse.server.jobs import Job, JobManager
 from glimpse.server.security import servable_path
+from glimpse.server.textturns import TurnTakingEncoder
 from glimpse.server.thumbs import DEFAULT_THUMB_SIZE, ThumbnailCache
 
 MAX_K = 200
 MAX_OFFSET = 10_000
+MAX_TEXT_CHARS = 1000  # a query, or one label
+# Labels x prompt templates are encoded per request (8 templates: 800 texts, ~2 s on a CPU for a base model).
+MAX_CLASSIFY_LABELS = 100
 
 
 class NotFoundError(UserInputError):
@@ -48,28 +55,41 @@ def _printable(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "replace")
 
 
+def refuse_filesystem_root(path: str, given_as: str, advice: str = "give a folder of images instead") -> None:
+    """UserInputError when the real ``path`` is a file-system root (``/``, or a drive on Windows)."""
+    if os.path.dirname(path) == path:
+        raise UserInputError(f"refusing to index {path} (in {given_as}): that is the whole file system, and "
+                             f"the server would read every file on the machine; {advice}")
+
+
 class LibraryService:
     """The server's view of one library bound to one model."""
 
     def __init__(self, library_dir: str | os.PathLike[str], model: str | None, *, roots: list[str] | None = None,
                  device: str = "cpu", max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
                  thumb_size: int = DEFAULT_THUMB_SIZE, index_batch_size: int = 32) -> None:
-        self.library: Library = open_library(library_dir, model, device=device)
+        # Roots are checked before the library is opened: a refused start touches nothing.
         self.configured_roots = [os.path.realpath(os.path.expanduser(r)) for r in roots or []]
         for root in self.configured_roots:
+            refuse_filesystem_root(root, "--root")
             if not os.path.isdir(root):
                 raise UserInputError(f"root {root} is not a folder; give folders the server may index")
+        self.library: Library = open_library(library_dir, model, device=device)
         self.max_megapixels = max_megapixels
         self.index_batch_size = index_batch_size
         self.thumbs = ThumbnailCache(self.library.directory, thumb_size, max_megapixels)
         self.jobs = JobManager()
         self.tags = Tags(self.library.catalog)
         self._index_lock = threading.Lock()
-        self._text_lock = threading.Lock()
+
+    @cached_property
+    def text_encoder(self) -> TurnTakingEncoder:
+        """The library's encoder, for texts: one caller at a time, in first-come turns of a few texts."""
+        return TurnTakingEncoder(self.library.encoder)
 
     def warm_up(self) -> None:
         """Load the model now, so the first search does not pay for it."""
-        _ = self.library.encoder
+        _ = self.text_encoder
 
     def close(self) -> None:
         self.jobs.wait_idle(timeout=60)
@@ -118,8 +138,7 @@ class LibraryService:
 
         terms = [QueryTerm(t.weight, text=t.text if t.text is not None else str(t.image))
                  for t in parse_query(query)]
-        with self._text_lock:
-            return embed_terms(terms, self.library.encoder)
+        return embed_terms(terms, self.text_encoder)
 
     def upload_vector(self, data: bytes) -> np.ndarray:
         """``float32[d]`` of an uploaded image (size-checked from its header before decoding)."""
@@ -134,15 +153,23 @@ class LibraryService:
         return self.library.image_vector(file_id)
 
     def classify(self, ids: list[int], labels: list[str], k: int) -> list[dict[str, Any]]:
-        """Zero-shot labels of indexed images from their stored vectors (no re-encoding)."""
-        from glimpse.server.extensions import zero_shot_classifier
+        """Zero-shot labels of indexed images from their stored vectors (no re-encoding).
 
-        classify = zero_shot_classifier()
+        At most ``MAX_CLASSIFY_LABELS`` labels of ``MAX_TEXT_CHARS`` characters each; their prompts are
+        encoded in turns shared fairly with searches.
+        """
+        from glimpse.zeroshot import ZeroShotClassifier
+
         if not ids:
             raise UserInputError("give at least one image id in 'ids'")
+        if len(labels) > MAX_CLASSIFY_LABELS:
+            raise UserInputError(f"too many labels: {len(labels)}; at most {MAX_CLASSIFY_LABELS} per request, "
+                                 "so split them across several requests")
+        long = next((label for label in labels if len(label) > MAX_TEXT_CHARS), None)
+        if long is not None:
+            raise UserInputError(f"label {long[:40]!r}... has {len(long)} characters; at most {MAX_TEXT_CHARS}")
         vectors = np.stack([self.stored_vector(i) for i in ids])
-        with self._text_lock:  # the labels are encoded as texts
-            results = classify(self.library.encoder, vectors, labels, k)
+        results = ZeroShotClassifier.build(self.text_encoder, labels).predict(vectors, k)
         return [{"id": i, "labels": r} for i, r in zip(ids, results, strict=True)]
 
     # -- searching ---------------------------------------------------------------------------------
@@ -191,6 +218,8 @@ class LibraryService:
         allowed = self.roots()
         if roots:
             chosen = [os.path.realpath(os.path.expanduser(r)) for r in roots]
+            for root in chosen:
+                refuse_filesystem_root(root, "roots")
             unknown = [r for r in chosen if r not in allowed]
             if unknown:
                 raise UserInputError(
@@ -199,6 +228,8 @@ class LibraryService:
                 )
         else:
             chosen = allowed
+            for root in chosen:
+                refuse_filesystem_root(root, "the server's roots", advice="name the folders to index in 'roots'")
         if not chosen:
             raise UserInputError("no folders to index: start the server with --root DIR, or run `glimpse index DIR`")
         return self.jobs.start(chosen, self._index_work(chosen))
@@ -208,10 +239,11 @@ class LibraryService:
 
         def work(job: Job) -> dict[str, Any]:
             # Its own Library (catalog connection + vector index) so the writer never mutates what the
-            # request threads read; the loaded model is shared rather than loaded twice.
+            # request threads read; the loaded model is shared rather than loaded twice, and any texts the
+            # job encodes (IVF tuning's probes) take turns with the searches'.
             lib = Library(shared.directory, shared.model_name, device=shared.device)
             lib.spec = shared.spec
-            lib.encoder = shared.encoder
+            lib.encoder = self.text_encoder
             try:
                 report = lib.index(roots, batch_size=self.index_batch_size, max_megapixels=self.max_megapixels,
                                    progress=job)
