@@ -97,6 +97,27 @@ def folder_prefixes(folder: str | os.PathLike[str] | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys((os.path.abspath(expanded), os.path.realpath(expanded))))
 
 
+def library_model(directory: str | os.PathLike[str] | None = None) -> str:
+    """The model a library was built with (its catalog's ``default_model``), else the default model.
+
+    For commands that use a library's model but not the library (``glimpse tag``, ``bench``): the catalog is
+    only read, and nothing is created where there is no library.
+    """
+    from glimpse.registry import DEFAULT_MODEL
+
+    path = (Path(directory).expanduser() if directory is not None else default_library_dir()) / CATALOG_FILENAME
+    if not path.is_file():
+        return DEFAULT_MODEL
+    try:
+        catalog = Catalog(path, readonly=True)
+    except GlimpseError:
+        return DEFAULT_MODEL  # an unreadable catalog: the command that opens the library will say why
+    try:
+        return catalog.get_meta("default_model") or DEFAULT_MODEL
+    finally:
+        catalog.close()
+
+
 def _resolve_model_name(model: str) -> str:
     """Local model directories are remembered by absolute path; names stay names."""
     expanded = os.path.expanduser(model)
