@@ -640,3 +640,30 @@ class Catalog:
         """SQLite's own integrity check; ``["ok"]`` when the database is sound."""
         with self._lock:
             return [r[0] for r in self._db.execute("PRAGMA integrity_check")]
+
+    # -- model key renames ---------------------------------------------------------------------------
+    def rename_model_key(self, old_key: str, new_key: str, spec: dict, *,
+                         tag_sources: dict[str, str] | None = None) -> bool:
+        """Move everything stored under model ``old_key`` to ``new_key`` (the same weights, keyed anew).
+
+        One transaction: the ``models`` row (with the new ``spec``), the embeddings and the change log; the tag
+        sources in ``tag_sources`` (old name -> new, for sources named after the key) are renamed in ``tags``
+        and ``tagged``. Rows already stored under a new name win over the old ones. Returns False when
+        ``old_key`` is not registered (already renamed, e.g. by another process).
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT name, dim, added_at FROM models WHERE key = ?", (old_key,)).fetchone()
+            if row is None or old_key == new_key:
+                return False
+            # The new row first: embeddings reference models (key), and SQLite checks that per statement.
+            db.execute("INSERT OR IGNORE INTO models (key, name, dim, spec, added_at) VALUES (?, ?, ?, ?, ?)",
+                       (new_key, row[0], row[1], json.dumps(spec, ensure_ascii=False), row[2]))
+            db.execute("UPDATE OR IGNORE embeddings SET model_key = ? WHERE model_key = ?", (new_key, old_key))
+            db.execute("DELETE FROM embeddings WHERE model_key = ?", (old_key,))
+            db.execute("UPDATE changes SET model_key = ? WHERE model_key = ?", (new_key, old_key))
+            db.execute("DELETE FROM models WHERE key = ?", (old_key,))
+            for old_source, new_source in (tag_sources or {}).items():
+                for table in ("tags", "tagged"):
+                    db.execute(f"UPDATE OR IGNORE {table} SET source = ? WHERE source = ?", (new_source, old_source))
+                    db.execute(f"DELETE FROM {table} WHERE source = ?", (old_source,))
+        return True

@@ -144,9 +144,12 @@ class Library:
     # -- model ---------------------------------------------------------------------------------------
     @cached_property
     def spec(self) -> ModelSpec:
+        from glimpse.keymigration import adopt_legacy_key
         from glimpse.registry import load_spec
 
-        return load_spec(self.model_name)
+        # Vectors stored under the key older glimpse versions gave these weights are renamed, not re-encoded.
+        return adopt_legacy_key(self.catalog, load_spec(self.model_name), self.directory,
+                                self.directory / INDEX_DIRNAME)
 
     @cached_property
     def encoder(self) -> Encoder:
