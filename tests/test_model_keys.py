@@ -270,3 +270,53 @@ def test_rename_model_key_merges_into_an_existing_key(tmp_path):
         assert not catalog.rename_model_key("old", "new", {"key": "new"})  # already done: nothing to do
     finally:
         catalog.close()
+
+
+# -- RAM checkpoints: the same weakness in the tag source --------------------------------------------------
+def test_ram_checkpoints_differing_only_in_the_middle_get_different_sources(tmp_path):
+    from glimpse.tagging.ram import checkpoint_key, legacy_checkpoint_key
+
+    paths = []
+    for i in range(2):
+        body = bytearray(5 * MIB)
+        body[len(body) // 2] = i
+        paths.append(tmp_path / str(i) / "ram_plus_swin_large_14m.pth")
+        paths[-1].parent.mkdir()
+        paths[-1].write_bytes(bytes(body))
+    assert legacy_checkpoint_key(paths[0]) == legacy_checkpoint_key(paths[1])  # what named their tags before
+    assert checkpoint_key(paths[0]) != checkpoint_key(paths[1])
+
+
+def test_tags_stored_under_a_legacy_source_are_kept_not_redone(tmp_path, open_lib):
+    from glimpse.tagging.base import Tagger, Vocabulary
+    from glimpse.tagging.library_tags import tag_catalog
+
+    make_photos(tmp_path / "pics", 3)
+    lib = open_lib()
+    lib.index([tmp_path / "pics"])
+
+    class Fake(Tagger):
+        vocab = Vocabulary(["dog", "cat"], np.full(2, 0.5, np.float32))
+        preprocess = lib.spec.preprocess
+        source, legacy_source = "ram_plus:new", "ram_plus:old"
+
+        def score_pixels(self, pixels: np.ndarray) -> np.ndarray:
+            return np.tile(np.array([0.9, 0.1], np.float32), (len(pixels), 1))
+
+    records = lib.catalog.files_to_tag("ram_plus:old")
+    lib.catalog.put_tags([(rec.id, rec.hash, [("cat", 0.8)]) for rec in records], "ram_plus:old")
+    report = tag_catalog(lib.catalog, Fake())
+    assert report.tagged == 0 and report.unchanged == 3  # nothing was decoded or scored again
+    assert lib.catalog.tags_of([rec.id for rec in records]) == {rec.id: [("cat", pytest.approx(0.8))]
+                                                                for rec in records}
+    assert lib.catalog.files_to_tag("ram_plus:old") == records  # the old name holds nothing any more
+
+
+def test_an_fp32_export_migrates_like_its_source(tiny_clip, tmp_path):
+    """An fp32 export shares its source's key, so a library keyed the old way finds its vectors through it too."""
+    from glimpse.encoders.export import export_model
+
+    directory = export_model(str(tiny_clip), tmp_path / "onnx").directory
+    exported, source = registry.load_spec(str(directory)), registry.load_spec(str(tiny_clip))
+    assert exported.key == source.key
+    assert registry.legacy_key(exported) == registry.legacy_key(source) is not None

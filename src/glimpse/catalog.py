@@ -647,8 +647,8 @@ class Catalog:
         """Move everything stored under model ``old_key`` to ``new_key`` (the same weights, keyed anew).
 
         One transaction: the ``models`` row (with the new ``spec``), the embeddings and the change log; the tag
-        sources in ``tag_sources`` (old name -> new, for sources named after the key) are renamed in ``tags``
-        and ``tagged``. Rows already stored under a new name win over the old ones. Returns False when
+        sources in ``tag_sources`` (old name -> new, for sources named after the key) are renamed as by
+        ``rename_tag_source``. Rows already stored under a new name win over the old ones. Returns False when
         ``old_key`` is not registered (already renamed, e.g. by another process).
         """
         with self.transaction() as db:
@@ -663,7 +663,20 @@ class Catalog:
             db.execute("UPDATE changes SET model_key = ? WHERE model_key = ?", (new_key, old_key))
             db.execute("DELETE FROM models WHERE key = ?", (old_key,))
             for old_source, new_source in (tag_sources or {}).items():
-                for table in ("tags", "tagged"):
-                    db.execute(f"UPDATE OR IGNORE {table} SET source = ? WHERE source = ?", (new_source, old_source))
-                    db.execute(f"DELETE FROM {table} WHERE source = ?", (old_source,))
+                self.rename_tag_source(old_source, new_source)  # joins this transaction
         return True
+
+    def rename_tag_source(self, old_source: str, new_source: str) -> int:
+        """Rename tag source ``old_source`` to ``new_source`` in ``tags`` and ``tagged`` (one transaction), for a
+        tagger whose source name changed. A file already tagged under the new name keeps only those tags.
+        Returns how many files were renamed."""
+        with self.transaction() as db:
+            for table in ("tags", "tagged"):
+                db.execute(f"DELETE FROM {table} WHERE source = ? AND file_id IN "
+                           "(SELECT file_id FROM tagged WHERE source = ?)", (old_source, new_source))
+            renamed = db.execute("UPDATE OR IGNORE tagged SET source = ? WHERE source = ?",
+                                 (new_source, old_source)).rowcount
+            db.execute("UPDATE OR IGNORE tags SET source = ? WHERE source = ?", (new_source, old_source))
+            for table in ("tags", "tagged"):
+                db.execute(f"DELETE FROM {table} WHERE source = ?", (old_source,))
+        return renamed

@@ -43,6 +43,8 @@ def tag_catalog(catalog: Catalog, tagger: Tagger, *, batch_size: int = 16, progr
     ``options`` go to ``select`` (threshold, exclude, only, open_threshold). Each batch commits in one
     transaction, so an interrupted run keeps what it did and the next run continues.
     """
+    if tagger.legacy_source and tagger.legacy_source != tagger.source:
+        catalog.rename_tag_source(tagger.legacy_source, tagger.source)  # tagged by an older glimpse: kept
     todo = catalog.files_to_tag(tagger.source)
     report = TagReport(tagger.source)
     ok_count = catalog.counts().get("ok", 0)
