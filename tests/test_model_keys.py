@@ -320,3 +320,19 @@ def test_an_fp32_export_migrates_like_its_source(tiny_clip, tmp_path):
     exported, source = registry.load_spec(str(directory)), registry.load_spec(str(tiny_clip))
     assert exported.key == source.key
     assert registry.legacy_key(exported) == registry.legacy_key(source) is not None
+
+
+def test_a_library_that_cannot_be_written_keeps_the_old_key_for_now(tmp_path, monkeypatch, open_lib, tiny_clip):
+    photos = tmp_path / "pics"
+    make_photos(photos, 3)
+    old_key = _index_the_old_way(monkeypatch, open_lib, photos, tiny_clip)
+
+    def read_only(*args, **kwargs):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(Catalog, "rename_model_key", read_only)
+    lib = open_lib()
+    assert lib.spec.key == old_key  # the vectors are found under the key they have
+    assert len(lib.search("a photo", k=5)) == 3
+    index_files = sorted(p.name for p in (tmp_path / "library" / "index").iterdir() if p.suffix == ".faiss")
+    assert index_files == [f"{old_key}.faiss"]  # the copy made for the rename was taken back
