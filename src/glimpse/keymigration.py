@@ -77,7 +77,7 @@ def _copy_faiss_index(index_dir: Path, old: str, spec: ModelSpec) -> list[Path]:
         index.model_key = spec.key
         index.save()
         return [index.index_path, index.manifest_path]
-    except (OSError, GlimpseError):
+    except (OSError, RuntimeError, ValueError, GlimpseError):  # faiss reports write failures as RuntimeError
         return []  # a damaged or unwritable index: the new key's index is rebuilt from the catalog
 
 
