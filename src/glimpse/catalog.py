@@ -682,6 +682,45 @@ class Catalog:
         with self._lock:
             return [r[0] for r in self._db.execute("PRAGMA integrity_check")]
 
+    # -- model key renames ---------------------------------------------------------------------------
+    def rename_model_key(self, old_key: str, new_key: str, spec: dict, *,
+                         tag_sources: dict[str, str] | None = None) -> bool:
+        """Move everything stored under model ``old_key`` to ``new_key`` (the same weights, keyed anew).
+
+        One transaction: the ``models`` row (with the new ``spec``), the embeddings and the change log; the tag
+        sources in ``tag_sources`` (old name -> new, for sources named after the key) are renamed as by
+        ``rename_tag_source``. Rows already stored under a new name win over the old ones. Returns False when
+        ``old_key`` is not registered (already renamed, e.g. by another process).
+        """
+        with self.transaction() as db:
+            row = db.execute("SELECT name, dim, added_at FROM models WHERE key = ?", (old_key,)).fetchone()
+            if row is None or old_key == new_key:
+                return False
+            # The new row first: embeddings reference models (key), and SQLite checks that per statement.
+            db.execute("INSERT OR IGNORE INTO models (key, name, dim, spec, added_at) VALUES (?, ?, ?, ?, ?)",
+                       (new_key, row[0], row[1], json.dumps(spec, ensure_ascii=False), row[2]))
+            db.execute("UPDATE OR IGNORE embeddings SET model_key = ? WHERE model_key = ?", (new_key, old_key))
+            db.execute("DELETE FROM embeddings WHERE model_key = ?", (old_key,))
+            db.execute("UPDATE changes SET model_key = ? WHERE model_key = ?", (new_key, old_key))
+            db.execute("DELETE FROM models WHERE key = ?", (old_key,))
+            for old_source, new_source in (tag_sources or {}).items():
+                self.rename_tag_source(old_source, new_source)  # joins this transaction
+        return True
+
+    def rename_tag_source(self, old_source: str, new_source: str) -> int:
+        """Rename tag source ``old_source`` to ``new_source`` in ``tags`` and ``tagged`` (one transaction), for a
+        tagger whose source name changed. A file already tagged under the new name keeps only those tags.
+        Returns how many files were renamed."""
+        with self.transaction() as db:
+            for table in ("tags", "tagged"):
+                db.execute(f"DELETE FROM {table} WHERE source = ? AND file_id IN "
+                           "(SELECT file_id FROM tagged WHERE source = ?)", (old_source, new_source))
+            renamed = db.execute("UPDATE OR IGNORE tagged SET source = ? WHERE source = ?",
+                                 (new_source, old_source)).rowcount
+            db.execute("UPDATE OR IGNORE tags SET source = ? WHERE source = ?", (new_source, old_source))
+            for table in ("tags", "tagged"):
+                db.execute(f"DELETE FROM {table} WHERE source = ?", (old_source,))
+        return renamed
 
 def sqlite_failure(exc: sqlite3.Error, path: Path) -> CatalogError:
     """The one-line error for an SQLite failure on the catalog at ``path``: what happened and what to do.

@@ -211,7 +211,7 @@ def index(
         if with_tags:
             from glimpse.tagging.library_tags import tag_library
 
-            tag_report = tag_library(lib)
+            tag_report = tag_library(lib, progress=make_progress(as_json, "Tag vocabulary"))
     if as_json:
         print_json({**report.to_dict(), **({"tags": tag_report.to_dict()} if tag_report else {})})
         return

@@ -112,6 +112,27 @@ def _inside(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
 
 
+def library_model(directory: str | os.PathLike[str] | None = None) -> str:
+    """The model a library was built with (its catalog's ``default_model``), else the default model.
+
+    For commands that use a library's model but not the library (``glimpse tag``, ``bench``): the catalog is
+    only read, and nothing is created where there is no library.
+    """
+    from glimpse.registry import DEFAULT_MODEL
+
+    path = (Path(directory).expanduser() if directory is not None else default_library_dir()) / CATALOG_FILENAME
+    if not path.is_file():
+        return DEFAULT_MODEL
+    try:
+        catalog = Catalog(path, readonly=True)
+    except GlimpseError:
+        return DEFAULT_MODEL  # an unreadable catalog: the command that opens the library will say why
+    try:
+        return catalog.get_meta("default_model") or DEFAULT_MODEL
+    finally:
+        catalog.close()
+
+
 def _resolve_model_name(model: str) -> str:
     """Local model directories are remembered by absolute path; names stay names."""
     expanded = os.path.expanduser(model)
@@ -161,6 +182,7 @@ class Library:
     def spec(self) -> ModelSpec:
         """The model's spec; when its files are gone but the library has used it, the spec stored in the
         catalog (so commands that need only stored vectors still work; encoding then says what is missing)."""
+        from glimpse.keymigration import adopt_legacy_key
         from glimpse.registry import load_spec
 
         try:
@@ -171,6 +193,8 @@ class Library:
                 raise
             self._model_missing = exc
             return stored
+        # Vectors stored under the key older glimpse versions gave these weights are renamed, not re-encoded.
+        spec = adopt_legacy_key(self.catalog, spec, self.directory, self.directory / INDEX_DIRNAME)
         return self._known_key(spec)
 
     def _known_key(self, spec: ModelSpec) -> ModelSpec:

@@ -174,26 +174,56 @@ def _weight_files(directory: Path) -> list[Path]:
     return []
 
 
-def fingerprint(directory: str | Path) -> str:
-    """sha256 hex of a checkpoint's identity, cheap enough for every process start.
-
-    Hashes ``config.json`` and ``preprocessor_config.json`` bytes and, per weight file, its name, size and
-    first and last MiB. Random or fine-tuned weights with the same config get different fingerprints
-    (their bytes differ within the first MiB, which holds the first tensors).
-    """
-    directory = Path(directory)
+def _configs_digest(directory: Path) -> Any:
+    """A sha256 object primed with ``config.json`` and ``preprocessor_config.json`` (name and bytes)."""
     digest = hashlib.sha256()
     for name in ("config.json", "preprocessor_config.json"):
         path = directory / name
         if path.is_file():
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest
+
+
+def _require_weights(directory: Path) -> list[Path]:
     weights = _weight_files(directory)
     if not weights:
         raise ModelNotFoundError(
             f"{directory} has no weights (expected model.safetensors or pytorch_model.bin); "
             "re-download the model or pass the directory it was saved to"
         )
-    for path in weights:
+    return weights
+
+
+def fingerprint(directory: str | Path) -> str:
+    """sha256 hex of a checkpoint's identity: its configs and the full content of every weight file.
+
+    Hashes ``config.json`` and ``preprocessor_config.json`` bytes and, per weight file, its name, size and
+    content sha256 (``digests.file_sha256``: free for a Hugging Face snapshot, else computed once per file
+    version and cached), so checkpoints that differ in any weight get different fingerprints.
+    """
+    from glimpse.digests import file_sha256
+
+    directory = Path(directory)
+    digest = _configs_digest(directory)
+    digest.update(b"weights-sha256\0")  # never equal to a legacy fingerprint of the same files
+    for path in _require_weights(directory):
+        try:
+            size, content = path.stat().st_size, file_sha256(path)
+        except OSError as exc:
+            raise ModelError(f"cannot read weights {path} ({exc})") from exc
+        digest.update(f"{path.name}\0{size}\0{content}\0".encode())
+    return digest.hexdigest()
+
+
+def legacy_fingerprint(directory: str | Path) -> str:
+    """The fingerprint glimpse gave a checkpoint before keys hashed whole weight files (for migrations).
+
+    Configs plus, per weight file, its name, size and first and last MiB: checkpoints that differ only in
+    the middle of their weights collide, which is why ``fingerprint`` replaced it.
+    """
+    directory = Path(directory)
+    digest = _configs_digest(directory)
+    for path in _require_weights(directory):
         try:
             size = path.stat().st_size
             with path.open("rb") as handle:
@@ -380,6 +410,30 @@ def spec_from_checkpoint(directory: str | Path, name: str | None = None) -> Mode
         text_padding=padding,
         extra=extra,
     )
+
+
+def legacy_key(spec: ModelSpec) -> str | None:
+    """The key glimpse gave these weights before keys hashed whole weight files, or ``None``.
+
+    A torch checkpoint or an immich directory had ``<slug>-<legacy fingerprint[:10]>``; an fp32 export
+    made since records its source's legacy key (an older export's ``spec.json`` still holds its old key,
+    so it needs none). ``None`` when the old key cannot be known (fp16/int8 exports always hashed their
+    files) or the files cannot be read now. Libraries rename their vectors from this key to ``spec.key``.
+    """
+    from glimpse.encoders.immich import is_immich_dir
+    from glimpse.encoders.immich import legacy_fingerprint as immich_legacy_fingerprint
+
+    source = Path(spec.source)
+    try:
+        if spec.runtime == "torch" and _is_checkpoint(source):
+            return f"{slug(spec.name)}-{legacy_fingerprint(source)[:10]}"
+        if spec.runtime == "onnx" and (spec.extra.get("onnx") or {}).get("layout") == "immich" \
+                and is_immich_dir(source):
+            return f"{slug(spec.name)}-{immich_legacy_fingerprint(source)[:10]}"
+    except (ModelError, OSError):
+        return None
+    recorded = (spec.extra.get("exported_from") or {}).get("legacy_key")
+    return recorded if isinstance(recorded, str) and recorded != spec.key else None
 
 
 # -- resolving names -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from glimpse.templates import fill, load_templates
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
+    from glimpse.pipeline import Progress
     from glimpse.spec import ModelSpec
 
 CACHE_DIRNAME = "cache"
@@ -33,37 +35,115 @@ CACHE_DIRNAME = "cache"
 class TextCache:
     """On-disk cache of text embeddings of one model key: ``<directory>/<key>.npz`` (texts + vectors).
 
-    ``directory=None`` keeps the cache in memory only. Writes go to a temporary file renamed into place,
-    so a killed process never leaves a half-written cache.
+    ``directory=None`` keeps the cache in memory only. Texts are encoded in chunks of ``CHUNK``, each saved
+    as it is done in ``<directory>/<key>.parts/`` (written to a temporary file, then renamed into place), so
+    a killed run keeps every finished chunk and the next run encodes only the rest; when all texts of a call
+    are in, the parts are merged into ``<key>.npz`` (again by rename). No kill leaves a damaged cache.
     """
+
+    CHUNK = 256  # texts per saved part: a B/32 encodes this many in a few seconds on a CPU
 
     def __init__(self, directory: str | os.PathLike[str] | None, model_key: str) -> None:
         self.path = Path(directory) / f"{_safe(model_key)}.npz" if directory is not None else None
         self._vectors: dict[str, np.ndarray] = {}
-        if self.path is not None and self.path.is_file():
-            # A damaged cache is only a cache: start again rather than fail.
-            with contextlib.suppress(Exception), np.load(self.path, allow_pickle=False) as data:
-                self._vectors = dict(zip(data["texts"].tolist(), data["vectors"], strict=True))
+        self._parts: list[Path] = []  # part files read into _vectors (or unreadable): the next merge drops them
+        if self.path is not None:
+            self._load(self.path)
+            for part in self.part_files():
+                self._load(part)
+                self._parts.append(part)
+            _remove_orphaned_temporaries(self.path.parent, f".{self.path.stem}.*.tmp")
+            _remove_orphaned_temporaries(self.parts_dir, ".*.tmp")
 
-    def encode(self, encoder: Encoder, texts: Sequence[str]) -> np.ndarray:
-        """``float32[len(texts), d]`` L2-normalised; only texts not seen before reach the encoder."""
+    @property
+    def parts_dir(self) -> Path | None:
+        """Where chunks finished since the last merge are kept (``None`` for a memory-only cache)."""
+        return self.path.with_suffix(".parts") if self.path is not None else None
+
+    def part_files(self) -> list[Path]:
+        """The saved chunks not yet merged into the main file, oldest first."""
+        parts = self.parts_dir
+        return sorted(parts.glob("*.npz")) if parts is not None and parts.is_dir() else []
+
+    def _load(self, path: Path) -> None:
+        # A damaged cache is only a cache: start again rather than fail.
+        with contextlib.suppress(Exception), np.load(path, allow_pickle=False) as data:
+            self._vectors.update(zip(data["texts"].tolist(), data["vectors"], strict=True))
+
+    def encode(self, encoder: Encoder, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """``float32[len(texts), d]`` L2-normalised; only texts not seen before reach the encoder.
+
+        ``progress`` counts the texts encoded (it is not started when every text is already cached).
+        """
         missing = sorted({t for t in texts if t not in self._vectors})
         if missing:
-            for text, vector in zip(missing, encoder.encode_texts(missing), strict=True):
-                self._vectors[text] = vector
-            self._save()
+            if progress is not None:
+                progress.start(len(missing))
+            try:
+                for start in range(0, len(missing), self.CHUNK):
+                    chunk = missing[start : start + self.CHUNK]
+                    vectors = encoder.encode_texts(chunk)
+                    self._vectors.update(zip(chunk, vectors, strict=True))
+                    self._save_part(chunk, vectors)
+                    if progress is not None:
+                        progress.advance(len(chunk))
+            finally:
+                if progress is not None:
+                    progress.finish()
+        if self._parts:
+            self._merge()
         if not texts:
             return np.zeros((0, encoder.dim), dtype=np.float32)
         return np.stack([self._vectors[t] for t in texts]).astype(np.float32)
 
-    def _save(self) -> None:
+    def _save_part(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        if self.parts_dir is None:
+            return
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        part = self.parts_dir / f"{time.time_ns():020d}-{os.getpid()}.npz"
+        _write_npz(part, list(texts), vectors)
+        self._parts.append(part)
+
+    def _merge(self) -> None:
+        """Fold the saved parts into the main file, then drop them (a kill in between only leaves duplicates)."""
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         texts = list(self._vectors)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, texts=np.asarray(texts, dtype=str), vectors=np.stack([self._vectors[t] for t in texts]))
-        os.replace(tmp, self.path)
+        _write_npz(self.path, texts, np.stack([self._vectors[t] for t in texts]))
+        for part in self._parts:
+            part.unlink(missing_ok=True)
+        self._parts = []
+        with contextlib.suppress(OSError):
+            self.parts_dir.rmdir()  # type: ignore[union-attr]  # only when empty (another process may be writing)
+
+
+def _write_npz(path: Path, texts: list[str], vectors: np.ndarray) -> None:
+    """Write ``texts`` + ``float32[n, d]`` vectors to ``path`` atomically (temporary file, then rename)."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:  # a handle: np.savez would append ".npz" to the temporary name
+        np.savez(handle, texts=np.asarray(texts, dtype=str), vectors=np.asarray(vectors, dtype=np.float32))
+    os.replace(tmp, path)
+
+
+def _remove_orphaned_temporaries(directory: Path | None, pattern: str) -> None:
+    """Delete temporary files of killed writers: ``pattern`` names ``.<stem>.<pid>.tmp`` files (``_write_npz``)."""
+    if directory is None or not directory.is_dir():
+        return
+    for tmp in directory.glob(pattern):
+        pid = tmp.name.removesuffix(".tmp").rsplit(".", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):  # e.g. a read-only library: the leftover is only clutter
+                tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
 
 
 def _safe(key: str) -> str:
@@ -73,8 +153,26 @@ def _safe(key: str) -> str:
 
 def text_cache_for(library_dir: str | os.PathLike[str] | None, model_key: str) -> TextCache:
     """The text cache of ``model_key`` inside a library directory (memory-only when ``None``)."""
-    directory = Path(library_dir) / CACHE_DIRNAME / "text" if library_dir is not None else None
-    return TextCache(directory, model_key)
+    return TextCache(_text_dir(library_dir) if library_dir is not None else None, model_key)
+
+
+def _text_dir(library_dir: str | os.PathLike[str]) -> Path:
+    return Path(library_dir) / CACHE_DIRNAME / "text"
+
+
+def move_text_cache(library_dir: str | os.PathLike[str], old_key: str, new_key: str) -> bool:
+    """Rename the text cache of ``old_key`` (main file and unmerged parts) to ``new_key``: the same model under
+    a new key. Only when ``new_key`` has no cache yet, so nothing is overwritten; False when nothing moved."""
+    directory = _text_dir(library_dir)
+    old, new = directory / f"{_safe(old_key)}.npz", directory / f"{_safe(new_key)}.npz"
+    old_parts, new_parts = old.with_suffix(".parts"), new.with_suffix(".parts")
+    if new.exists() or new_parts.exists() or not (old.exists() or old_parts.exists()):
+        return False
+    if old.exists():
+        os.replace(old, new)
+    if old_parts.exists():
+        os.replace(old_parts, new_parts)
+    return True
 
 
 def parse_labels(labels: str | None = None, labels_file: str | os.PathLike[str] | None = None) -> list[str]:

@@ -52,9 +52,10 @@ def bench(
 ) -> None:
     """Per-stage latency, images/s, CPU load (% of all cores) and peak memory: torch vs ONNX models."""
     from glimpse.bench import bench_models
+    from glimpse.library import library_model
 
     opts = options_of(ctx)
-    models: list[str] = [] if no_torch else [opts.model or "openai/clip-vit-base-patch32"]
+    models: list[str] = [] if no_torch else [opts.model or library_model(opts.library)]
     models += [str(p) for p in onnx_model or []]
     if not models:
         raise UserInputError("nothing to measure: give --onnx DIR or leave out --no-torch")

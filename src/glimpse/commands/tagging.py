@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from glimpse.cli import err, handles_errors, open_library_ctx, options_of, out, print_json
+from glimpse.cli import err, handles_errors, make_progress, open_library_ctx, options_of, out, print_json
 from glimpse.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -41,20 +41,23 @@ TagListChineseOpt = Annotated[str | None, typer.Option("--tag-list-chinese", hel
 TagThresholdsOpt = Annotated[str | None, typer.Option("--tag-thresholds", help="RAM per-class thresholds.")]
 
 
-def _make_tagger(ctx: typer.Context, kind: str, ram_checkpoint: str | None, **options: Any) -> Tagger:
-    """``build_tagger`` with the global ``--model`` / ``--device`` (the CLIP tagger's encoder)."""
+def _make_tagger(ctx: typer.Context, kind: str, ram_checkpoint: str | None, *, quiet: bool = False,
+                 **options: Any) -> Tagger:
+    """``build_tagger`` with the global ``--device`` and ``--model`` (the CLIP tagger's encoder; default: the
+    library's model). A first run shows a bar while the vocabulary is encoded, unless ``quiet``."""
     from glimpse.tagging.factory import build_tagger
 
     opts = options_of(ctx)
-    encoder, cache_dir = None, None
+    encoder, cache_dir, progress = None, None, None
     if kind == "clip":
-        from glimpse.library import default_library_dir
-        from glimpse.registry import DEFAULT_MODEL, load_encoder
+        from glimpse.library import default_library_dir, library_model
+        from glimpse.registry import load_encoder
 
-        encoder = load_encoder(opts.model or DEFAULT_MODEL, device=opts.device)
+        encoder = load_encoder(opts.model or library_model(opts.library), device=opts.device)
         cache_dir = str(opts.library or default_library_dir())
+        progress = make_progress(quiet, "Tag vocabulary")
     return build_tagger(kind, encoder=encoder, ram_checkpoint=ram_checkpoint, device=opts.device,
-                        cache_dir=cache_dir, **options)
+                        cache_dir=cache_dir, progress=progress, **options)
 
 
 def register(app: typer.Typer) -> None:
@@ -91,7 +94,7 @@ def register(app: typer.Typer) -> None:
         languages = parse_languages(lang)
         check_threshold(threshold)
         files = _image_files(paths)
-        model = _make_tagger(ctx, tagger, ram_checkpoint, languages=languages,
+        model = _make_tagger(ctx, tagger, ram_checkpoint, quiet=as_json, languages=languages,
                              global_threshold=threshold is not None, open_set=parse_list(open_set),
                              open_threshold=open_threshold, vocabulary=vocabulary, calibrated=calibrated,
                              tag_list=tag_list, chinese_list=tag_list_chinese, thresholds=tag_thresholds)
@@ -165,7 +168,7 @@ def register(app: typer.Typer) -> None:
         """Tag evaluation: mAP and per-class precision / recall at the tagger's thresholds on labelled images."""
         from glimpse.tagging.evaluate_tags import evaluate_tags
 
-        model = _make_tagger(ctx, tagger, ram_checkpoint, global_threshold=threshold is not None,
+        model = _make_tagger(ctx, tagger, ram_checkpoint, quiet=as_json, global_threshold=threshold is not None,
                              vocabulary=vocabulary, calibrated=calibrated, tag_list=tag_list,
                              thresholds=tag_thresholds)
         report = evaluate_tags(model, labels, threshold=threshold)
@@ -210,7 +213,7 @@ def register(app: typer.Typer) -> None:
 
         if output.exists() and output.is_dir():
             raise UserInputError(f"--out {output} is a directory; give a file name such as thresholds.json")
-        model = _make_tagger(ctx, tagger, ram_checkpoint, vocabulary=vocabulary, tag_list=tag_list,
+        model = _make_tagger(ctx, tagger, ram_checkpoint, quiet=as_json, vocabulary=vocabulary, tag_list=tag_list,
                              thresholds=tag_thresholds)
         report = calibrate_tagger(model, read_labelled(labels))
         columns = report.pop("columns")

@@ -39,6 +39,7 @@ import numpy as np
 
 from glimpse.encoders.parity import PARITY_TEXTS, THRESHOLDS, ParityReport, compare, generated_images
 from glimpse.errors import ModelError, ParityError, UserInputError
+from glimpse.registry import legacy_key
 from glimpse.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -223,6 +224,8 @@ def onnx_spec(source: ModelSpec, directory: Path, encoder: TorchEncoder, precisi
                  "pad_id": int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
                  "text_inputs": list(text_inputs), "opset": OPSET, "recipe": recipe or {}}
     exported_from = {"name": source.name, "key": source.key, "source": source.source, "revision": source.revision}
+    if precision == "fp32":  # it shares the source's key, so a library keyed the old way migrates to it too
+        exported_from["legacy_key"] = legacy_key(source)
     return replace(source, key=key, runtime="onnx", source=str(directory),
                    extra={**source.extra, "onnx": onnx_info, "exported_from": exported_from})
 

@@ -74,10 +74,37 @@ def _preprocess(cfg: dict[str, Any], image_size: Any) -> Preprocess:
                      "(expected 'shortest' or 'squash')")
 
 
+_FINGERPRINTED = ("config.json", PREPROCESS, VISUAL, TEXTUAL)
+
+
 def _fingerprint(directory: Path) -> str:
-    """sha256 of the configs and, per tower, the size and first and last MiB of its model.onnx."""
+    """sha256 of the configs' and both towers' names, sizes and full-content sha256 (``digests.file_sha256``).
+
+    A tower's ONNX external data (``model.onnx.data``, ``model.onnx_data`` beside ``model.onnx``) is hashed too.
+    """
+    from glimpse.digests import file_sha256
+
+    digest = hashlib.sha256(b"content-sha256\0")  # never equal to a legacy fingerprint of the same files
+    paths = [directory / name for name in _FINGERPRINTED[:2]]
+    for tower in (VISUAL, TEXTUAL):
+        paths += sorted((directory / tower).parent.glob("model.onnx*"))
+    for path in paths:
+        if path.is_file():
+            name = path.relative_to(directory).as_posix()
+            try:
+                digest.update(f"{name}\0{path.stat().st_size}\0{file_sha256(path)}\0".encode())
+            except OSError as exc:
+                raise ModelError(f"cannot read {path} ({exc}); check its permissions or re-download the model"
+                                 ) from exc
+    return digest.hexdigest()
+
+
+def legacy_fingerprint(directory: str | Path) -> str:
+    """The fingerprint glimpse gave an immich directory before keys hashed whole files (for migrations):
+    configs and, per tower, the size and first and last MiB of its model.onnx (middle changes collide)."""
+    directory = Path(directory)
     digest = hashlib.sha256()
-    for name in ("config.json", PREPROCESS, VISUAL, TEXTUAL):
+    for name in _FINGERPRINTED:
         path = directory / name
         if not path.is_file():
             continue

@@ -161,6 +161,7 @@ class Tagger(ABC):
     vocab: Vocabulary
     preprocess: Preprocess
     source: str
+    legacy_source: str | None = None  # what older glimpse versions called this source (its tags are renamed)
 
     @abstractmethod
     def score_pixels(self, pixels: np.ndarray) -> np.ndarray:

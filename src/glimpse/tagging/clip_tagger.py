@@ -22,6 +22,7 @@ from glimpse.tagging.vocab import load_vocabulary
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
+    from glimpse.pipeline import Progress
     from glimpse.zeroshot import TextCache
 
 # A tag must stand this many standard deviations above the vocabulary mean to reach probability 0.5.
@@ -29,12 +30,19 @@ OFFSET = 3.0
 _TEXT_CACHE: dict[str, np.ndarray] = {}  # vocabulary embeddings per (model key, names, templates)
 
 
+def clip_source(model_key: str) -> str:
+    """The tag source (``tags.source`` in the catalog) of the CLIP tagger of model ``model_key``."""
+    return f"clip:{model_key}"
+
+
 class ClipTagger(Tagger):
     """Scores ``float32[n, 3, H, W]`` pixels against a vocabulary with a CLIP-family ``Encoder``."""
 
     def __init__(self, encoder: Encoder, vocab: Vocabulary | None = None, *,
                  open_set: Sequence[str] = (), open_threshold: float | None = None,
-                 cache: TextCache | None = None) -> None:
+                 cache: TextCache | None = None, progress: Progress | None = None) -> None:
+        """``progress`` counts the vocabulary prompts encoded (minutes on a CPU the first time; nothing when
+        they are cached)."""
         self.encoder = encoder
         self.cache = cache  # on-disk prompt embeddings: 2,000 tags x 16 templates take minutes on a CPU
         vocab = vocab or load_vocabulary()
@@ -47,10 +55,10 @@ class ClipTagger(Tagger):
                                open_set=np.concatenate([vocab.open_set, np.ones(len(extra), dtype=bool)]))
         self.vocab = vocab
         self.preprocess = encoder.spec.preprocess
-        self.source = f"clip:{encoder.key}"
-        self.text = self._embed_vocabulary()  # float32[C, d]
+        self.source = clip_source(encoder.key)
+        self.text = self._embed_vocabulary(progress)  # float32[C, d]
 
-    def _embed_vocabulary(self) -> np.ndarray:
+    def _embed_vocabulary(self, progress: Progress | None = None) -> np.ndarray:
         spec = self.encoder.spec
         names, templates = self.vocab.names, TAG_TEMPLATES
         # A model that reads no English (Chinese-CLIP variants) gets the Chinese names and templates.
@@ -60,10 +68,10 @@ class ClipTagger(Tagger):
         key = hashlib.sha256(json.dumps([self.encoder.key, names, templates], ensure_ascii=False).encode()).hexdigest()
         if key not in _TEXT_CACHE:
             if self.cache is None:
-                embedded = embed_labels(self.encoder, names, templates)
+                embedded = embed_labels(self.encoder, names, templates, progress=progress)
             else:
                 texts = [p for name in names for p in prompts(name, templates)]
-                embedded = self.cache.encode(self.encoder, texts).reshape(len(names), len(templates), -1)
+                embedded = self.cache.encode(self.encoder, texts, progress).reshape(len(names), len(templates), -1)
             _TEXT_CACHE[key] = ensemble(embedded)
         return _TEXT_CACHE[key]
 

@@ -9,6 +9,7 @@ from glimpse.errors import UserInputError
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
+    from glimpse.pipeline import Progress
     from glimpse.tagging.base import Tagger
 
 OPEN_SET_MODEL = "openai/clip-vit-base-patch16"  # RAM's label space: CLIP ViT-B/16 text embeddings
@@ -28,10 +29,11 @@ def build_tagger(kind: str, *, encoder: Encoder | None = None, ram_checkpoint: s
                  open_threshold: float | None = None, open_set_encoder: Encoder | None = None,
                  vocabulary: str | None = None, calibrated: str | None = None, tag_list: str | None = None,
                  chinese_list: str | None = None, thresholds: str | None = None, device: str = "cpu",
-                 cache_dir: str | None = None) -> Tagger:
+                 cache_dir: str | None = None, progress: Progress | None = None) -> Tagger:
     """``kind`` "clip" (needs ``encoder``) or "ram" (needs ``ram_checkpoint``).
 
-    ``cache_dir``: a library directory whose text cache keeps the CLIP tagger's prompt embeddings between runs.
+    ``cache_dir``: a library directory whose text cache keeps the CLIP tagger's prompt embeddings between runs;
+    ``progress``: counts the CLIP tagger's vocabulary prompts as they are encoded.
     """
     if kind == "clip":
         from glimpse.tagging.calibrate import apply_thresholds
@@ -48,7 +50,8 @@ def build_tagger(kind: str, *, encoder: Encoder | None = None, ram_checkpoint: s
             from glimpse.zeroshot import text_cache_for
 
             cache = text_cache_for(cache_dir, encoder.key)
-        return ClipTagger(encoder, vocab, open_set=open_set, open_threshold=open_threshold, cache=cache)
+        return ClipTagger(encoder, vocab, open_set=open_set, open_threshold=open_threshold, cache=cache,
+                          progress=progress)
     if kind == "ram":
         from glimpse.tagging.ram_onnx import OnnxRamTagger, is_onnx_export
 

@@ -43,6 +43,8 @@ def tag_catalog(catalog: Catalog, tagger: Tagger, *, batch_size: int = 16, progr
     ``options`` go to ``select`` (threshold, exclude, only, open_threshold). Each batch commits in one
     transaction, so an interrupted run keeps what it did and the next run continues.
     """
+    if tagger.legacy_source and tagger.legacy_source != tagger.source:
+        catalog.rename_tag_source(tagger.legacy_source, tagger.source)  # tagged by an older glimpse: kept
     todo = catalog.files_to_tag(tagger.source)
     report = TagReport(tagger.source)
     ok_count = catalog.counts().get("ok", 0)
@@ -89,16 +91,19 @@ def parse_list(value: str | Sequence[str] | None) -> list[str]:
     return [part.strip() for item in items for part in item.split(",") if part.strip()]
 
 
-def tag_library(library: Any, *, batch_size: int = 1024, **options: Any) -> TagReport:
+def tag_library(library: Any, *, batch_size: int = 1024, progress: Progress | None = None,
+                **options: Any) -> TagReport:
     """Tag a library's images with the CLIP tagger of its own model, from the stored image vectors.
 
     No image is decoded again: the CLIP tagger's scores are a function of the image embedding, which the
-    catalog already holds. ``options`` go to ``select``.
+    catalog already holds. ``progress`` counts the vocabulary prompts encoded (the slow part, once per
+    model: they are cached chunk by chunk, so an interrupted run resumes). ``options`` go to ``select``.
     """
     from glimpse.tagging.clip_tagger import ClipTagger
     from glimpse.zeroshot import text_cache_for
 
-    tagger = ClipTagger(library.encoder, cache=text_cache_for(library.directory, library.spec.key))
+    tagger = ClipTagger(library.encoder, cache=text_cache_for(library.directory, library.spec.key),
+                        progress=progress)
     catalog = library.catalog
     todo = {rec.id: rec for rec in catalog.files_to_tag(tagger.source)}
     report = TagReport(tagger.source, unchanged=max(catalog.counts().get("ok", 0) - len(todo), 0))

@@ -76,7 +76,19 @@ def ram_preprocess(image_size: int) -> Preprocess:
 
 
 def checkpoint_key(path: Path) -> str:
-    """``ram:`` + 16 hex of sha256(name, size, first and last MiB): cheap identity of a checkpoint file."""
+    """16 hex of sha256(name, size, content sha256): the identity of a checkpoint file's every byte.
+
+    The content digest is computed once per file version (``digests.file_sha256`` caches it).
+    """
+    from glimpse.digests import file_sha256
+
+    digest = hashlib.sha256(f"{path.name}\0{path.stat().st_size}\0{file_sha256(path)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def legacy_checkpoint_key(path: Path) -> str:
+    """The key glimpse gave a checkpoint before it hashed whole files: name, size, first and last MiB
+    (checkpoints differing only in the middle collided). Tags stored under it are renamed (``tag_catalog``)."""
     digest = hashlib.sha256()
     size = path.stat().st_size
     with path.open("rb") as handle:
@@ -289,6 +301,7 @@ class RamTagger(Tagger):
         self.model.to(device)
         self.preprocess = ram_preprocess(self.model.config.swin.image_size)
         self.source = f"{self.report.variant}:{checkpoint_key(self.checkpoint)}"
+        self.legacy_source = f"{self.report.variant}:{legacy_checkpoint_key(self.checkpoint)}"
 
     def add_open_set(self, names: Sequence[str], encoder: Encoder, *, threshold: float = OPEN_SET_THRESHOLD,
                      chinese: Sequence[str] | None = None) -> None:
@@ -316,6 +329,7 @@ class RamTagger(Tagger):
             open_set=np.concatenate([np.zeros(closed, dtype=bool), np.ones(len(names), dtype=bool)]),
         )
         self.source = f"{self.source}+open:{encoder.key[:8]}"
+        self.legacy_source = f"{self.legacy_source}+open:{encoder.key[:8]}"
 
     def logits(self, pixels: np.ndarray) -> np.ndarray:
         """Raw logits ``float32[n, C]`` for preprocessed ``float32[n, 3, S, S]``."""

@@ -13,6 +13,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
+    from glimpse.pipeline import Progress
 
 # Written for glimpse: varied framing (photo, picture, close-up, scene), quality and context words.
 TAG_TEMPLATES: tuple[str, ...] = (
@@ -58,10 +59,23 @@ def prompts(name: str, templates: Sequence[str] = TAG_TEMPLATES) -> list[str]:
 
 
 def embed_labels(encoder: Encoder, names: Sequence[str], templates: Sequence[str] = TAG_TEMPLATES,
-                 batch: int = 512) -> np.ndarray:
-    """``float32[n, T, d]``: each name's prompt embeddings (L2-normalised rows), ``T = len(templates)``."""
+                 batch: int = 512, progress: Progress | None = None) -> np.ndarray:
+    """``float32[n, T, d]``: each name's prompt embeddings (L2-normalised rows), ``T = len(templates)``.
+
+    ``progress`` counts the prompts encoded.
+    """
     texts = [p for name in names for p in prompts(name, templates)]
-    parts = [encoder.encode_texts(texts[i : i + batch]) for i in range(0, len(texts), batch)]
+    if progress is not None:
+        progress.start(len(texts))
+    parts = []
+    try:
+        for i in range(0, len(texts), batch):
+            parts.append(encoder.encode_texts(texts[i : i + batch]))
+            if progress is not None:
+                progress.advance(len(parts[-1]))
+    finally:
+        if progress is not None:
+            progress.finish()
     flat = np.concatenate(parts) if parts else np.zeros((0, encoder.dim), dtype=np.float32)
     return flat.reshape(len(names), len(templates), -1)
 
