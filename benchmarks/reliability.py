@@ -225,14 +225,14 @@ class Cli:
 def build_model(directory: Path, backend: str) -> Path:
     """A tiny random CLIP (224-px input) in the real HF format; with ``onnx``, exported by ``glimpse export``.
     Returns the directory to pass as ``--model``."""
-    torch_dir = directory / "torch"
+    torch_dir = directory / "tiny-clip-224"
     if not (torch_dir / "config.json").is_file():
         from tiny_models import make_tiny_clip  # torch + transformers: only needed to build the model
 
         make_tiny_clip(torch_dir, image_size=224, projection_dim=16, seed=0)
     if backend == "torch":
         return torch_dir
-    onnx_dir = directory / "onnx"
+    onnx_dir = directory / "tiny-clip-224-onnx"
     if not (onnx_dir / "spec.json").is_file():
         done = subprocess.run([sys.executable, "-m", "glimpse", "export", str(torch_dir), str(onnx_dir)],
                               env=child_env(), capture_output=True, text=True)
@@ -352,7 +352,7 @@ def mutate(folder: Path, photos: Photos, rng: random.Random) -> list[str]:
                 if not target.exists():
                     os.rename(p, target)
         files = image_files(folder)
-        done.append(f"{op} {len(picked) if op not in ('add',) else n}")
+        done.append(f"{op} {n if op == 'add' else len(picked)}")
     return done
 
 
@@ -395,7 +395,8 @@ def inspect_library(library: Path, folder: Path, truth: Truth) -> dict[str, Any]
         catalog.close()
     stored = dict(zip(ids.tolist(), vectors, strict=True))
     lost = [p for p in on_disk if p not in records or records[p].id not in stored]
-    ghosts = [p for p, rec in records.items() if rec.state == "ok" and p not in set(on_disk)]
+    disk = set(on_disk)
+    ghosts = [p for p, rec in records.items() if rec.state == "ok" and p not in disk]
     wrong_catalog = [p for p in on_disk if p not in lost and not close(stored[records[p].id], truth.image(p))]
     saved = faiss_vectors(library / "index", truth.key)
     faiss_ids, faiss_vecs = saved if saved is not None else (np.zeros(0, np.int64), np.zeros((0, 0), np.float32))
@@ -1129,14 +1130,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", choices=("onnx", "torch"), default="onnx", help="form of the built model")
     p.add_argument("--sections", default="kills,matrix,hostile", help="comma-separated subset to run")
     p.add_argument("--timeout", type=float, default=300, help="seconds any command may take")
-    p.add_argument("--hostile-timeout", type=float, help="seconds one hostile input may take (default 60, quick 30)")
+    p.add_argument("--hostile-timeout", type=float, help="seconds one hostile input may take (default 60, quick 20)")
     p.add_argument("--rss-cap-mb", type=float, default=3072, help="kill a child above this RSS (protects the machine)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--workdir", type=Path, help="work here instead of a temporary directory (kept)")
     p.add_argument("--json", type=Path, help="also write the full result as JSON here")
     args = p.parse_args(argv)
     defaults = {"kills": (40, 8), "count": (200, 40), "matrix_count": (120, 80), "big_mb": (1024, 256),
-                "hostile_timeout": (60, 30)}
+                "hostile_timeout": (60, 20)}
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
@@ -1164,7 +1165,10 @@ class Sections:
     results: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
-    def add(self, name: str, result: dict[str, Any]) -> None:
+    def run(self, name: str, section: Callable[[], dict[str, Any]]) -> None:
+        started = time.monotonic()
+        result = section()
+        result["seconds"] = round(time.monotonic() - started, 1)
         self.results[name] = result
         self.failures += [f"[{name}] {f}" for f in result["failures"]]
 
@@ -1176,20 +1180,21 @@ def main(argv: list[str] | None = None) -> int:
     with work_directory(args.workdir) as work:
         print(f"[setup] building/loading the model in {work} …", flush=True)
         model = resolve_model(args, work)
+        setup_s = round(time.monotonic() - started, 1)
         cli = Cli(model, args.timeout, args.rss_cap_mb)
         truth = Truth(model, work / "scratch-library")
         env = {"date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu_facts(),
                "python": platform.python_version(), "commit": git_commit(),
                "model_backend": "onnx" if (model / "spec.json").is_file() else "torch", "model": str(model),
-               "model_key": truth.key}
+               "model_key": truth.key, "setup_s": setup_s}
         sections = Sections()
         try:
             if "kills" in args.sections:
-                sections.add("kills", kills_section(cli, args, work, truth))
+                sections.run("kills", lambda: kills_section(cli, args, work, truth))
             if "matrix" in args.sections:
-                sections.add("matrix", matrix_section(cli, args, work, truth))
+                sections.run("matrix", lambda: matrix_section(cli, args, work, truth))
             if "hostile" in args.sections:
-                sections.add("hostile", hostile_section(cli, args, work))
+                sections.run("hostile", lambda: hostile_section(cli, args, work))
         finally:
             truth.close()
     options = {k: (str(v) if isinstance(v, Path) else sorted(v) if isinstance(v, set) else v)
@@ -1197,7 +1202,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {"environment": env, "options": options, **sections.results, "failures": sections.failures,
               "seconds": round(time.monotonic() - started, 1)}
     print_summary(result)
-    print(f"\n(total {result['seconds']:.0f} s)")
+    took = ", ".join(f"{n} {r['seconds']:.0f} s" for n, r in sections.results.items())
+    print(f"\n(total {result['seconds']:.0f} s: setup {env['setup_s']:.0f} s, {took})")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return 1 if sections.failures else 0
