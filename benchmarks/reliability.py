@@ -514,13 +514,13 @@ def kills_section(cli: Cli, args: argparse.Namespace, work: Path, truth: Truth) 
     if final.rc != 0:
         failures.append(f"final clean index exited {final.rc}: {final.line()}")
     failures += kill_check_failures(checks, status, status_data)
-    survived = kills - sum(1 for i, r in enumerate(rounds) if r["killed"] and i + 1 < len(rounds)
-                           and rounds[i + 1].get("failed"))
-    if final.rc != 0 or checks["files_lost"] or checks["catalog_vs_fresh_encode_wrong"]:
-        survived = min(survived, kills - 1)  # the end state shows a kill was not survived
+    # A kill is survived when the run after it (the next round, or the final clean index) did not fail;
+    # what the kills did to the library is in the checks (files lost, wrong vectors).
+    after = [*(r.get("failed", False) for r in rounds[1:]), final.rc != 0]
+    survived = sum(1 for r, next_failed in zip(rounds, after, strict=True) if r["killed"] and not next_failed)
     by_command = {n: sum(r["killed"] for r in rounds if r["command"] == n) for n in COMMANDS}
     return {"calibration_s": times, "rounds": rounds, "kills": kills, "kills_by_command": by_command,
-            "kills_survived": max(survived, 0),
+            "kills_survived": survived,
             "final_index": {"rc": final.rc, "line": final.line()},
             "status": {"rc": status.rc, "line": status.line(),
                        **({k: status_data[k] for k in ("images", "vectors", "index_vectors")} if status_data else {})},
@@ -649,11 +649,10 @@ def a_vector_bytes(ctx: MatrixContext) -> bytes:
 
 def catalog_deleted(ctx: MatrixContext) -> str:
     from glimpse.catalog import CATALOG_FILENAME
+    from hostile import picture
 
     for suffix in ("", "-wal", "-shm"):
         Path(f"{ctx.library / CATALOG_FILENAME}{suffix}").unlink(missing_ok=True)
-    from hostile import picture
-
     # The same number of files, each one id lower in the new catalog than in the stale index: deleting the
     # first file (by name: the scan order) shifts every id, a new last file keeps the count.
     files = image_files(ctx.folder)
@@ -1055,7 +1054,8 @@ def hostile_section(cli: Cli, args: argparse.Namespace, work: Path) -> dict[str,
         if h.raw_in_name is not None and not run.timed_out:
             problems += human_output_problems(cli, library, folder, h)
         row = {"input": h.key, "bytes": size, "expect": h.expect, "outcome": kind, "reason": reason,
-               "peak_rss_mb": round(run.peak_rss_mb, 1), "rss_goal_mb": goal, "seconds": round(run.seconds, 2),
+               "peak_rss_mb": round(run.peak_rss_mb, 1), "rss_cut_short": run.timed_out or run.capped,
+               "rss_goal_mb": goal, "seconds": round(run.seconds, 2),
                "problems": problems, "note": h.note}
         rows.append(row)
         failures += [f"{h.key}: {p}" for p in problems]
@@ -1106,7 +1106,8 @@ def print_summary(result: dict[str, Any]) -> None:
         print(f"  {'input':<34}{'bytes':>12}  {'outcome':<15}{'peak RSS':>10}{'goal':>8}  verdict")
         for r in hostile["inputs"]:
             goal = f"{r['rss_goal_mb']}" if r["rss_goal_mb"] else "—"
-            print(f"  {r['input']:<34}{r['bytes']:>12}  {r['outcome']:<15}{r['peak_rss_mb']:>7.0f} MB{goal:>8}  "
+            peak = ("≥" if r["rss_cut_short"] else "") + f"{r['peak_rss_mb']:.0f}"  # killed: it would have grown
+            print(f"  {r['input']:<34}{r['bytes']:>12}  {r['outcome']:<15}{peak:>7} MB{goal:>8}  "
                   f"{'ok' if not r['problems'] else 'FAIL'}")
     failures = result["failures"]
     print(f"\n{len(failures)} failure(s)" + (":" if failures else ""))
@@ -1130,14 +1131,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", choices=("onnx", "torch"), default="onnx", help="form of the built model")
     p.add_argument("--sections", default="kills,matrix,hostile", help="comma-separated subset to run")
     p.add_argument("--timeout", type=float, default=300, help="seconds any command may take")
-    p.add_argument("--hostile-timeout", type=float, help="seconds one hostile input may take (default 60, quick 20)")
+    p.add_argument("--hostile-timeout", type=float, help="seconds one hostile input may take (default 60, quick 30)")
     p.add_argument("--rss-cap-mb", type=float, default=3072, help="kill a child above this RSS (protects the machine)")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--workdir", type=Path, help="work here instead of a temporary directory (kept)")
     p.add_argument("--json", type=Path, help="also write the full result as JSON here")
     args = p.parse_args(argv)
     defaults = {"kills": (40, 8), "count": (200, 40), "matrix_count": (120, 80), "big_mb": (1024, 256),
-                "hostile_timeout": (60, 20)}
+                "hostile_timeout": (60, 30)}
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, quick if args.quick else full)
