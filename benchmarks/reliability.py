@@ -1202,11 +1202,11 @@ def main(argv: list[str] | None = None) -> int:
                for k, v in vars(args).items()}
     result = {"environment": env, "options": options, **sections.results, "failures": sections.failures,
               "seconds": round(time.monotonic() - started, 1)}
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     print_summary(result)
     took = ", ".join(f"{n} {r['seconds']:.0f} s" for n, r in sections.results.items())
     print(f"\n(total {result['seconds']:.0f} s: setup {env['setup_s']:.0f} s, {took})")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
     return 1 if sections.failures else 0
 
 
