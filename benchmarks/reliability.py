@@ -815,10 +815,11 @@ def corpus_entry(keys: set[str]) -> Callable[[Path], str]:
         for other in corpus.files.values():
             if other.key in keys:
                 continue
-            if os.path.islink(other.raw) or os.path.isfile(other.raw):
+            if os.path.isdir(other.raw) and not os.path.islink(other.raw):
+                if not any(k.raw.startswith(other.raw + b"/") for k in kept):
+                    shutil.rmtree(other.raw)
+            elif os.path.lexists(other.raw):  # files, symlinks, FIFOs
                 os.unlink(other.raw)
-            elif os.path.isdir(other.raw) and not any(k.raw.startswith(other.raw + b"/") for k in kept):
-                shutil.rmtree(other.raw)
         sub = folder / "sub"
         if sub.is_dir() and not os.listdir(sub):
             sub.rmdir()
