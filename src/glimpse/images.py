@@ -643,7 +643,7 @@ def open_regular_file(path: str | os.PathLike[str] | bytes | os.PathLike[bytes])
 
 def max_file_bytes(max_megapixels: float) -> int | None:
     """The largest file :func:`decode_image` reads: ``max_megapixels`` × ``MAX_BYTES_PER_PIXEL`` +
-    ``METADATA_SLACK_BYTES`` (864 MB at the default 100 MP), None without a pixel limit.
+    ``METADATA_SLACK_BYTES`` (867 MB at the default 100 MP), None without a pixel limit.
 
     An image within the pixel limit cannot need more bytes than its pixels stored raw at 16-bit RGBA plus
     generous metadata, so a larger file is not one image we would decode (a disk image, a video, a
