@@ -253,7 +253,8 @@ def prepare(
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     needs_vector: bool = True,
 ) -> Prepared:
-    """Read, hash, recognise and decode one file. Never raises for a bad file."""
+    """Open (never blocking, regular files only), recognise from the first bytes, hash (streamed) and decode +
+    preprocess one file, reading it from disk as the decoder needs it. Never raises for a bad file."""
 
     def result(state: str, digest: str | None = None, pixels: np.ndarray | None = None, **facts: object) -> Prepared:
         update = FileUpdate(task.path, task.size, task.mtime_ns, state, digest, **facts)  # type: ignore[arg-type]
