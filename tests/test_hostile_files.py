@@ -223,6 +223,11 @@ def test_non_image_content_is_refused_from_its_first_bytes(tmp_path: Path, head:
     assert prepared.update.state == STATE_ERROR
     assert reason in prepared.update.error
     assert read < 2 * 2**20, f"read {read} bytes of a 64 MB file to refuse it"
+    # the other door (thumbnails, image queries, tagging): decoded from the open file, not from a copy
+    before = bytes_read_by_this_process()
+    with pytest.raises(ImageError, match=reason.split(" (")[0]):
+        open_image(path, min_side=224)
+    assert bytes_read_by_this_process() - before < 2 * 2**20
 
 
 def test_a_file_larger_than_any_image_within_the_limit_is_refused_unread(tmp_path: Path) -> None:

@@ -50,8 +50,11 @@ from glimpse.errors import ImageError, ImageTooLargeError, UserInputError
 __all__ = [
     "DEFAULT_MAX_MEGAPIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_BYTES_PER_PIXEL",
+    "METADATA_SLACK_BYTES",
     "SNIFF_BYTES",
     "DecodedImage",
+    "ImageSource",
     "check_content",
     "check_file_size",
     "decode_image",
