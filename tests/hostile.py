@@ -32,6 +32,8 @@ jpeg_named_dat    photo.dat                  JPEG bytes, no image extension (a c
 nested_jpeg       sub/nested.jpg             a JPEG one folder down
 non_utf8_name     b"caf\\xe9.jpg"             a JPEG whose name is not valid UTF-8 (Latin-1 é)
 avif              image.avif                 32×32 AVIF, only when this Pillow can write AVIF
+line_png          line.png                   10000×1 PNG (114 bytes): resized whole for a 224 crop it
+                                             was a 2,240,000×224 image (5 GB); left red, right blue
 ================  =========================  ====================================================
 
 Bad (``ImageError``; ``reason`` is a substring of its message):
@@ -50,6 +52,10 @@ heic_stub         image.heic                 an ``ftyp heic`` box and nothing el
 self_symlink      selfloop.jpg               a symlink to itself             → "symlink loop"
 directory_jpg     folder.jpg/                an (empty) directory            → "is a directory"
 unreadable        unreadable.jpg             a valid JPEG, chmod 000         → "permission denied"
+fifo_jpg          fifo.jpg                   a FIFO: a plain open() waits for a writer forever
+                                                                             → "not a regular file (FIFO)"
+device_link_jpg   zero.jpg -> /dev/zero      a symlink to a character device (endless zeros)
+                                                                  → "not a regular file (character device)"
 ================  =========================  ====================================================
 
 Neither (``candidate=False``: an indexer must ignore them silently):
@@ -60,8 +66,9 @@ dir_loop          sub/loop -> ..             a directory symlink to its parent: 
 ================  =========================  ====================================================
 
 ``regular=False`` marks entries that are not regular files (``selfloop.jpg``, ``folder.jpg/``,
-``sub/loop``): a scanner may report them with a reason (as ``open_image`` does) or pass over them, but
-must not index them, recurse forever or crash.
+``fifo.jpg``, ``zero.jpg``, ``sub/loop``): a scanner may report them with a reason (as ``open_image``
+does) or pass over them, but must not index them, block, recurse forever or crash. Do not copy or read
+the folder with tools that open every file (``shutil.copytree`` would wait on ``fifo.jpg`` forever).
 
 Running as root: ``chmod 000`` does not stop a process with CAP_DAC_OVERRIDE from reading. The corpus
 checks this at build time by trying to open ``unreadable.jpg``. When the open succeeds
@@ -233,6 +240,7 @@ def make_hostile_corpus(root: Path) -> HostileCorpus:
         add("non_utf8_name", b"caf\xe9.jpg", encode(picture(8, (48, 32)), "JPEG"), good=True)
     except OSError:  # file systems that insist on UTF-8 names (EILSEQ)
         skipped.append("non_utf8_name")
+    add("line_png", "line.png", encode(halves("RGB", (10000, 1), RED, BLUE), "PNG"), good=True)
     if features.check("avif"):
         add("avif", "image.avif", encode(picture(9, (32, 32)), "AVIF"), good=True)
     else:
@@ -261,6 +269,20 @@ def make_hostile_corpus(root: Path) -> HostileCorpus:
         add("self_symlink", "selfloop.jpg", None, good=False, reason="symlink loop", regular=False)
     except OSError:
         skipped.append("self_symlink")
+    try:
+        os.mkfifo(os.path.join(base, b"fifo.jpg"))
+        add("fifo_jpg", "fifo.jpg", None, good=False, reason="not a regular file (FIFO)", regular=False)
+    except (OSError, AttributeError):  # no FIFOs on this file system (or platform)
+        skipped.append("fifo_jpg")
+    if os.path.exists("/dev/zero"):
+        try:
+            os.symlink(b"/dev/zero", os.path.join(base, b"zero.jpg"))
+            add("device_link_jpg", "zero.jpg", None, good=False, reason="not a regular file (character device)",
+                regular=False)
+        except OSError:
+            skipped.append("device_link_jpg")
+    else:
+        skipped.append("device_link_jpg")
     (root / "folder.jpg").mkdir(exist_ok=True)
     add("directory_jpg", "folder.jpg", None, good=False, reason="is a directory", regular=False)
 

@@ -153,9 +153,9 @@ def test_is_candidate_by_extension_or_content(corpus: HostileCorpus, tmp_path: P
 
 GOOD_KEYS = ["jpeg", "cmyk_jpeg", "png16", "palette_png", "animated_gif", "exif_rotated", "la_png", "onebit_png",
              "onebit_pbm", "webp", "bmp", "tiff", "jpeg_named_png", "jpeg_named_dat", "nested_jpeg",
-             "non_utf8_name", "avif"]
+             "non_utf8_name", "avif", "line_png"]
 BAD_KEYS = ["empty", "truncated_jpeg", "bomb_png", "svg", "text_as_jpg", "html_as_jpg", "noise_jpg", "heic_stub",
-            "self_symlink", "directory_jpg", "unreadable"]
+            "self_symlink", "directory_jpg", "unreadable", "fifo_jpg", "device_link_jpg"]
 
 
 def test_corpus_is_complete_and_documented(corpus: HostileCorpus) -> None:

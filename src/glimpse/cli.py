@@ -10,7 +10,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from glimpse.display import printable
 from glimpse.errors import GlimpseError, UserInputError
 
 if TYPE_CHECKING:
@@ -74,13 +75,28 @@ def handles_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except GlimpseError as exc:
-            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True, highlight=False)
+            err.print(f"[bold red]error:[/] {shown(str(exc))}", markup=True, highlight=False)
             raise typer.Exit(1) from exc
         except KeyboardInterrupt:
             err.print("interrupted — work committed so far is kept; run the same command again to continue")
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def shown(text: str | os.PathLike[str]) -> str:
+    """A path or message for a rich-markup line: terminal-safe (:func:`glimpse.display.printable`), then
+    markup-escaped so that ``[red]`` in a file name is shown, not applied."""
+    return escape(printable(text))
+
+
+def print_errors(errors: Sequence[tuple[str, str]], verb: str = "failed", hint: str = " (see `glimpse status`)",
+                 limit: int = 20) -> None:
+    """The ``(path, reason)`` lines of a run on stderr, at most ``limit``, names and reasons escaped."""
+    for path, reason in errors[:limit]:
+        err.print(f"  [yellow]{verb}[/] {shown(path)}: {shown(reason)}", markup=True)
+    if len(errors) > limit:
+        err.print(f"  … and {len(errors) - limit} more{hint}", markup=False)
 
 
 def print_json(data: Any) -> None:
@@ -91,7 +107,7 @@ class _NoticeHandler(logging.Handler):
     """Shows the library's notices (``glimpse.notices``) on stderr, one line each."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        err.print(f"[yellow]notice:[/] {escape(record.getMessage())}", markup=True, highlight=False)
+        err.print(f"[yellow]notice:[/] {shown(record.getMessage())}", markup=True, highlight=False)
 
 
 @app.callback()
@@ -222,10 +238,7 @@ def index(
                f"{report.unchanged} unchanged, {report.failed} failed, {report.skipped} not images")
     err.print(f"[bold]Indexed[/] {summary} — {report.encoded} encoded in {report.seconds:.1f} s "
               f"({report.images_per_second:.1f} images/s)")
-    for item in report.to_dict()["errors"][:20]:
-        err.print(f"  [yellow]failed[/] {escape(item['path'])}: {escape(item['reason'])}", markup=True)
-    if len(report.errors) > 20:
-        err.print(f"  … and {len(report.errors) - 20} more (see `glimpse status`)")
+    print_errors(report.errors)
 
 
 def print_hits(hits: list[Hit], as_json: bool) -> None:
@@ -237,7 +250,7 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
         return
     for hit in hits:
         data = hit.to_dict()
-        out.print(f"{data['score']:.4f}  {data['path']}", markup=False)
+        out.print(f"{data['score']:.4f}  {printable(hit.path)}", markup=False)
 
 
 # Result filters shared by `search` and `similar` (Library.search / Library.similar take the same ones).
@@ -304,17 +317,18 @@ def status(
     if as_json:
         print_json(info.to_dict())
         return
-    out.print(f"library   {info.library}", markup=False)
-    out.print(f"model     {info.model}" + (f"  (key {info.model_key})" if info.model_key else ""), markup=False)
+    out.print(f"library   {printable(str(info.library))}", markup=False)
+    out.print(f"model     {printable(info.model)}" + (f"  (key {info.model_key})" if info.model_key else ""),
+              markup=False)
     out.print(f"images    {info.images} indexed, {info.errors} failed, {info.skipped} not images", markup=False)
     out.print(f"vectors   {info.vectors} stored, {info.index_vectors} in the index ({info.index_kind})", markup=False)
     for root in info.roots:
-        out.print(f"root      {root}", markup=False)
+        out.print(f"root      {printable(root)}", markup=False)
     for m in info.models:
         if m["key"] != info.model_key:
-            out.print(f"also      {m['name']} ({m['embeddings']} vectors, key {m['key']})", markup=False)
+            out.print(f"also      {printable(m['name'])} ({m['embeddings']} vectors, key {m['key']})", markup=False)
     for item in info.recent_errors[:10]:
-        out.print(f"error     {item['path']}: {item['reason']}", markup=False)
+        out.print(f"error     {printable(item['path'])}: {printable(item['reason'])}", markup=False)
 
 
 @app.command()

@@ -8,6 +8,10 @@ one. What it takes care of:
   and a text file named ``photo.jpg`` fails with "not an image: looks like text".
 * **Decompression bombs.** Width × height come from the header and are checked against
   ``max_megapixels`` *before* any pixel buffer is allocated (raises :class:`ImageTooLargeError`).
+* **Files.** :func:`open_regular_file` is the one way glimpse opens a file to read it: never blocking (a
+  FIFO or device named ``.jpg`` is refused, not waited on) and regular files only. Pillow decodes from
+  that file object, reading what it needs: a file is never copied into memory whole, and one above
+  :func:`max_file_bytes` (more bytes than any image within the pixel limit can take) is refused unread.
 * **Speed.** JPEGs are decoded at 1/2, 1/4 or 1/8 scale (libjpeg DCT scaling via ``Image.draft``) when
   the model needs fewer pixels (``min_side``); a 12 MP photo decodes about 20× faster at 1/8 scale.
   Pillow releases the GIL while decoding, so callers decode in worker threads.
@@ -33,9 +37,10 @@ import os
 import re
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 from PIL import ExifTags, Image, features
@@ -45,16 +50,30 @@ from glimpse.errors import ImageError, ImageTooLargeError, UserInputError
 __all__ = [
     "DEFAULT_MAX_MEGAPIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_BYTES_PER_PIXEL",
+    "METADATA_SLACK_BYTES",
     "SNIFF_BYTES",
     "DecodedImage",
+    "ImageSource",
+    "check_content",
+    "check_file_size",
     "decode_image",
     "is_candidate",
+    "max_file_bytes",
+    "not_regular_reason",
     "open_image",
+    "open_regular_file",
     "sniff_format",
 ]
 
 DEFAULT_MAX_MEGAPIXELS: float = 100.0
 """Images with more pixels than this (in millions) are refused unread; 100 MP covers 108 MP phones at 1×."""
+
+MAX_BYTES_PER_PIXEL: int = 8
+"""The widest common storage of a pixel: 16-bit RGBA, uncompressed (TIFF, PNG, PPM can hold it raw)."""
+
+METADATA_SLACK_BYTES: int = 64 * 2**20
+"""Room for what an image file holds besides its pixels: EXIF/XMP, ICC profiles, embedded previews."""
 
 SNIFF_BYTES: int = 512
 """How many leading bytes :func:`sniff_format` looks at (SVG needs a few hundred; binary magics need 32)."""
@@ -184,9 +203,9 @@ def is_candidate(path: str | os.PathLike[str] | bytes | os.PathLike[bytes], head
         return True
     if head is None:
         try:
-            with open(path, "rb") as fh:
+            with open_regular_file(path) as fh:
                 head = fh.read(SNIFF_BYTES)
-        except OSError:
+        except (ImageError, OSError):
             return False
     return sniff_format(head) is not None
 
@@ -381,18 +400,42 @@ def _decode_failure(exc: Exception, fmt: str | None, head: bytes) -> ImageError:
     return ImageError(f"corrupt {name}: {detail}")
 
 
+ImageSource = bytes | bytearray | memoryview | BinaryIO
+"""An encoded image: its bytes, or a seekable binary file (read from its start, left open)."""
+
+
+def _as_file(source: ImageSource) -> BinaryIO:
+    if isinstance(source, bytes | bytearray | memoryview):
+        return io.BytesIO(source)  # shares a bytes object's buffer: no copy
+    return source
+
+
+def _source_size(fh: BinaryIO) -> int:
+    return fh.seek(0, os.SEEK_END)
+
+
+def _read_head(fh: BinaryIO) -> bytes:
+    fh.seek(0)
+    head = fh.read(SNIFF_BYTES)
+    fh.seek(0)
+    return head
+
+
 def decode_image(
-    data: bytes | bytearray | memoryview,
+    source: ImageSource,
     *,
     min_side: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
 ) -> DecodedImage:
-    """Decode an encoded image (the whole file's bytes) into an upright RGB image.
+    """Decode an encoded image (the file's bytes, or the seekable binary file itself) into an upright RGB image.
 
-    ``min_side``: the smallest shorter side the caller needs (``Preprocess.min_side``). JPEGs are then
-    decoded at the smallest DCT scale (1/8, 1/4, 1/2) whose shorter side stays ≥ ``min_side``; None
-    decodes at full size. ``max_megapixels``: refuse images whose header declares more pixels than this
-    (``math.inf`` for no limit) with :class:`ImageTooLargeError`, before decoding any pixel.
+    From a file object Pillow reads only what it needs (the header first, then the pixel data in blocks):
+    pass :func:`open_regular_file`'s file rather than its bytes. ``min_side``: the smallest shorter side
+    the caller needs (``Preprocess.min_side``). JPEGs are then decoded at the smallest DCT scale (1/8, 1/4,
+    1/2) whose shorter side stays ≥ ``min_side``; None decodes at full size. ``max_megapixels``: refuse
+    images whose header declares more pixels than this (``math.inf`` for no limit) with
+    :class:`ImageTooLargeError`, before decoding any pixel; so is a source larger than
+    :func:`max_file_bytes`.
 
     Raises :class:`ImageError` (one-line reason) for anything that cannot be decoded, and
     :class:`UserInputError` for a bad ``min_side``/``max_megapixels``.
@@ -400,19 +443,50 @@ def decode_image(
     max_pixels = _max_pixels(max_megapixels)
     if min_side is not None and (isinstance(min_side, bool) or not isinstance(min_side, int) or min_side < 1):
         raise UserInputError(f"min_side must be a positive integer or None, got {min_side!r}")
-    if len(data) == 0:
+    fh = _as_file(source)
+    check_file_size(_source_size(fh), max_megapixels)
+    head = _read_head(fh)
+    fmt = _check_head(head)
+    try:
+        return _decode(fh, head, fmt, min_side, max_pixels, max_megapixels, retry=False)
+    except _PillowRefused:
+        fh.seek(0)
+        return _decode(fh, head, fmt, min_side, max_pixels, max_megapixels, retry=True)
+
+
+def _check_head(head: bytes) -> str | None:
+    """The sniffed format of a file's first bytes; ImageError for an empty file or an unsupported format."""
+    if not head:
         raise ImageError("empty file")
-    head = bytes(data[:SNIFF_BYTES])
     fmt = sniff_format(head)
     _refuse_unsupported(fmt)
+    return fmt
+
+
+def check_content(fh: BinaryIO) -> None:
+    """Refuse a file that is no image, reading only its header (the rest of a 1 GB text file stays unread).
+
+    Raises :class:`ImageError` with the reason :func:`decode_image` would give ("empty file", "not an
+    image: looks like text", "SVG vector images are not supported ...") when the first bytes, or Pillow's
+    header parser for the formats without a magic number (TGA, ICO ...), recognise no decodable image.
+    Returns quietly when the file may decode; ``fh`` is left at its start.
+    """
+    head = _read_head(fh)
+    if _check_head(head) is not None:
+        return
     try:
-        return _decode(data, head, fmt, min_side, max_pixels, max_megapixels, retry=False)
-    except _PillowRefused:
-        return _decode(data, head, fmt, min_side, max_pixels, max_megapixels, retry=True)
+        with _pillow_pixel_limit(None):  # identification only: a bomb is an image (decode refuses it)
+            Image.open(fh).close()
+    except Image.UnidentifiedImageError as exc:
+        raise ImageError(_not_an_image_reason(head)) from exc
+    except Exception:  # recognised but damaged: decode_image reports it with its reason
+        pass
+    finally:
+        fh.seek(0)
 
 
 def _decode(
-    data: bytes | bytearray | memoryview,
+    fh: BinaryIO,
     head: bytes,
     fmt: str | None,
     min_side: int | None,
@@ -423,7 +497,7 @@ def _decode(
 ) -> DecodedImage:
     try:
         with _pillow_pixel_limit(None) if retry else nullcontext():
-            im = Image.open(io.BytesIO(data))
+            im = Image.open(fh)
         with im:
             fmt = "JPEG" if im.format == "MPO" else (im.format or fmt)  # MPO: a JPEG with extra frames
             width, height = im.size
@@ -533,27 +607,85 @@ def _os_reason(exc: OSError) -> str:
     return "cannot read file: " + _one_line(reason)
 
 
+_SPECIAL_FILES: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+    (stat.S_ISSOCK, "socket"),
+)
+
+
+def not_regular_reason(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not read ("cannot read file: not a regular file (FIFO)"); None when
+    it is a regular file. Reading a FIFO or a device would block or never end."""
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISDIR(mode):
+        return "cannot read file: is a directory"
+    kind = next((name for test, name in _SPECIAL_FILES if test(mode)), "special file")
+    return f"cannot read file: not a regular file ({kind})"
+
+
+def open_regular_file(path: str | os.PathLike[str] | bytes | os.PathLike[bytes]) -> BinaryIO:
+    """Open a file for reading, only if it is a regular file, without ever blocking: the one door.
+
+    ``O_NONBLOCK`` makes opening a FIFO return at once (a plain ``open`` waits for a writer forever) and
+    the ``fstat`` of the opened descriptor, not of the path, refuses what it turned out to be, so a file
+    swapped for a FIFO between a scan and this call is refused too. Returns a buffered, seekable binary
+    file the caller closes. Raises :class:`ImageError` with a one-line reason ("cannot read file:
+    permission denied", "cannot read file: not a regular file (FIFO)").
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageError(_os_reason(exc)) from exc
+    try:
+        reason = not_regular_reason(os.fstat(fd).st_mode)
+    except OSError as exc:
+        os.close(fd)
+        raise ImageError(_os_reason(exc)) from exc
+    if reason is not None:
+        os.close(fd)
+        raise ImageError(reason)
+    return open(fd, "rb", closefd=True)
+
+
+def max_file_bytes(max_megapixels: float) -> int | None:
+    """The largest file :func:`decode_image` reads: ``max_megapixels`` × ``MAX_BYTES_PER_PIXEL`` +
+    ``METADATA_SLACK_BYTES`` (867 MB at the default 100 MP), None without a pixel limit.
+
+    An image within the pixel limit cannot need more bytes than its pixels stored raw at 16-bit RGBA plus
+    generous metadata, so a larger file is not one image we would decode (a disk image, a video, a
+    multi-gigabyte archive named ``.jpg``): refusing it unread saves hashing and parsing gigabytes.
+    """
+    max_pixels = _max_pixels(max_megapixels)
+    return None if max_pixels is None else max_pixels * MAX_BYTES_PER_PIXEL + METADATA_SLACK_BYTES
+
+
+def _bytes_text(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def check_file_size(size: int, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> None:
+    """Raise :class:`ImageTooLargeError` when a file of ``size`` bytes is above :func:`max_file_bytes`."""
+    limit = max_file_bytes(max_megapixels)
+    if limit is not None and size > limit:
+        raise ImageTooLargeError(
+            f"file is {_bytes_text(size)}, more than an image within the {max_megapixels:g} MP limit can take "
+            f"({_bytes_text(limit)}); raise --max-megapixels if it really is one image"
+        )
+
+
 def open_image(
     path: str | os.PathLike[str] | bytes | os.PathLike[bytes],
     *,
     min_side: int | None = None,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
 ) -> DecodedImage:
-    """Read a file and :func:`decode_image` it (same arguments, same errors).
-
-    A file that cannot be read raises :class:`ImageError` ("cannot read file: permission denied"); so do
-    directories and special files (a FIFO would block a plain ``open``, hence ``O_NONBLOCK`` and the
-    regular-file check).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-        with open(fd, "rb", closefd=True) as fh:
-            mode = os.fstat(fh.fileno()).st_mode
-            if stat.S_ISDIR(mode):
-                raise ImageError("cannot read file: is a directory")
-            if not stat.S_ISREG(mode):
-                raise ImageError("cannot read file: not a regular file (device, pipe or socket)")
-            data = fh.read()
-    except OSError as exc:
-        raise ImageError(_os_reason(exc)) from exc
-    return decode_image(data, min_side=min_side, max_megapixels=max_megapixels)
+    """Open a file with :func:`open_regular_file` and :func:`decode_image` it from the file (same arguments,
+    same errors; the file is read as the decoder needs it, never copied whole into memory)."""
+    with open_regular_file(path) as fh:
+        try:
+            return decode_image(fh, min_side=min_side, max_megapixels=max_megapixels)
+        except OSError as exc:  # a read failing under the decoder (EIO on a dying disk)
+            raise ImageError(_os_reason(exc)) from exc

@@ -1,11 +1,14 @@
 """Incremental indexing: scan → diff → decode → encode → commit.
 
 * ``scan`` walks the roots (os.scandir; hidden entries skipped; directory symlinks followed once,
-  loops cut) and yields every regular file with its size and mtime.
+  loops cut) and yields every regular file with its size and mtime, and every candidate it cannot read
+  (FIFO named .jpg, symlink loop, path over PATH_MAX, folder it cannot list) with the reason.
 * ``plan`` diffs the scan against the catalog: new, changed (size or mtime), unchanged, deleted, and
   unchanged images that still lack an embedding of the current model.
-* ``prepare`` (worker threads) reads a file once, hashes it, recognises it by content, and decodes +
-  preprocesses it — unless the hash says no decode is needed (touched-but-unchanged, moved file).
+* ``prepare`` (worker threads) opens a file without blocking (regular files only), refuses it from its
+  first bytes and size when they show it is no image or too large, streams its hash, and decodes +
+  preprocesses it from the open file — unless the hash says no decode is needed (touched-but-unchanged,
+  moved file). No file is ever read into memory whole.
 * the main thread batches the pixels through the encoder and commits each batch, with every other
   result that arrived meanwhile, in one catalog transaction. A killed run loses at most that batch.
 """
@@ -22,18 +25,27 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 import numpy as np
 
 from glimpse.catalog import STATE_ERROR, STATE_OK, STATE_SKIPPED, Catalog, FileRecord, FileUpdate
 from glimpse.encoders.base import Encoder
 from glimpse.errors import GlimpseError, ImageError
-from glimpse.images import DEFAULT_MAX_MEGAPIXELS, IMAGE_EXTENSIONS, decode_image, is_candidate
+from glimpse.images import (
+    DEFAULT_MAX_MEGAPIXELS,
+    IMAGE_EXTENSIONS,
+    SNIFF_BYTES,
+    check_content,
+    check_file_size,
+    decode_image,
+    is_candidate,
+    not_regular_reason,
+    open_regular_file,
+)
 from glimpse.preprocess import preprocess_image
 from glimpse.spec import Preprocess
 
-HEAD_BYTES = 64
 # Non-image work (errors, metadata-only updates, moves) is committed at least this often.
 MAX_PENDING = 256
 
@@ -72,6 +84,13 @@ def _looks_like_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
+def _path_max() -> int:
+    try:
+        return os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 4096
+
+
 def _stat_problem(exc: OSError) -> str:
     if exc.errno == errno.ELOOP:
         return "symlink loop"
@@ -79,19 +98,56 @@ def _stat_problem(exc: OSError) -> str:
         return "broken symlink (target missing)"
     if exc.errno == errno.EACCES:
         return "cannot read file: permission denied"
-    return f"cannot stat file: {exc.strerror or exc}"
+    if exc.errno == errno.ENAMETOOLONG:
+        return f"path too long (over the system's {_path_max()}-byte PATH_MAX): move it higher up to index it"
+    return f"cannot stat file: {(exc.strerror or str(exc)).lower()}"
+
+
+def _folder_problem(exc: OSError) -> str:
+    """Why a folder's files cannot be seen, reported on the folder (its files cannot even be named)."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "cannot list folder: permission denied (its images are not indexed)"
+    if exc.errno == errno.ENAMETOOLONG:
+        return _stat_problem(exc)
+    return f"cannot list folder: {(exc.strerror or str(exc)).lower()}"
+
+
+def _lstat_facts(entry: os.DirEntry[str]) -> tuple[int, int]:
+    try:
+        lst = entry.stat(follow_symlinks=False)
+    except OSError:
+        return 0, 0
+    return lst.st_size, lst.st_mtime_ns
+
+
+def _mtime_ns(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _entry_is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
 
 
 def scan(roots: Sequence[str]) -> Iterator[ScannedFile]:
-    """Every regular file under ``roots`` (absolute paths as given, not resolved through symlinks)."""
+    """Every regular file under ``roots`` (absolute paths as given, not resolved through symlinks), and every
+    candidate that cannot be read, with ``problem`` saying why: a FIFO, device or socket with an image name
+    (or a symlink to one, e.g. ``x.jpg -> /dev/zero``), an entry that cannot be stat'ed (symlink loop, path
+    over PATH_MAX), a sub-folder that cannot be listed. Other special files are not candidates (their
+    content cannot be sniffed without reading them) and are passed over."""
     visited: set[tuple[int, int]] = set()
     for root in roots:
         try:
             st = os.stat(root)
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode):
-            yield ScannedFile(root, st.st_size, st.st_mtime_ns)
+        if not stat.S_ISDIR(st.st_mode):
+            yield ScannedFile(root, st.st_size, st.st_mtime_ns, not_regular_reason(st.st_mode))
             continue
         stack = [root]
         visited.add((st.st_dev, st.st_ino))
@@ -100,29 +156,34 @@ def scan(roots: Sequence[str]) -> Iterator[ScannedFile]:
             try:
                 with os.scandir(directory) as it:
                     entries = sorted(it, key=lambda e: e.name)
-            except OSError:
-                continue  # unreadable directory: nothing to index inside
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    st = entry.stat()  # follows symlinks
-                except OSError as exc:
-                    if _looks_like_image_name(entry.name):
-                        try:
-                            lst = entry.stat(follow_symlinks=False)
-                            size, mtime = lst.st_size, lst.st_mtime_ns
-                        except OSError:
-                            size, mtime = 0, 0
-                        yield ScannedFile(entry.path, size, mtime, _stat_problem(exc))
-                    continue
-                if stat.S_ISDIR(st.st_mode):
-                    ident = (st.st_dev, st.st_ino)
-                    if ident not in visited:  # cuts symlink loops and double visits
-                        visited.add(ident)
-                        stack.append(entry.path)
-                elif stat.S_ISREG(st.st_mode):
-                    yield ScannedFile(entry.path, st.st_size, st.st_mtime_ns)
+            except OSError as exc:
+                if directory != root:  # a root that cannot be listed is the caller's to refuse
+                    yield ScannedFile(directory, 0, _mtime_ns(directory), _folder_problem(exc))
+                continue
+            yield from _scan_entries(entries, stack, visited)
+
+
+def _scan_entries(entries: list[os.DirEntry[str]], stack: list[str], visited: set[tuple[int, int]]
+                  ) -> Iterator[ScannedFile]:
+    """One folder's entries: files (and candidates with a problem) yielded, sub-folders pushed on ``stack``."""
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            st = entry.stat()  # follows symlinks
+        except OSError as exc:
+            if _looks_like_image_name(entry.name) or (exc.errno == errno.ENAMETOOLONG and _entry_is_dir(entry)):
+                yield ScannedFile(entry.path, *_lstat_facts(entry), _stat_problem(exc))
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            ident = (st.st_dev, st.st_ino)
+            if ident not in visited:  # cuts symlink loops and double visits
+                visited.add(ident)
+                stack.append(entry.path)
+        elif stat.S_ISREG(st.st_mode):
+            yield ScannedFile(entry.path, st.st_size, st.st_mtime_ns)
+        elif _looks_like_image_name(entry.name):
+            yield ScannedFile(entry.path, st.st_size, st.st_mtime_ns, not_regular_reason(st.st_mode))
 
 
 # -- diff ----------------------------------------------------------------------------------------------
@@ -211,7 +272,8 @@ def prepare(
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     needs_vector: bool = True,
 ) -> Prepared:
-    """Read, hash, recognise and decode one file. Never raises for a bad file."""
+    """Open (never blocking, regular files only), recognise from the first bytes, hash (streamed) and decode +
+    preprocess one file, reading it from disk as the decoder needs it. Never raises for a bad file."""
 
     def result(state: str, digest: str | None = None, pixels: np.ndarray | None = None, **facts: object) -> Prepared:
         update = FileUpdate(task.path, task.size, task.mtime_ns, state, digest, **facts)  # type: ignore[arg-type]
@@ -220,28 +282,41 @@ def prepare(
     if task.problem:
         return result(STATE_ERROR, error=task.problem)
     try:
-        with open(task.path, "rb") as fh:
-            head = fh.read(HEAD_BYTES)
+        with open_regular_file(task.path) as fh:
+            head = fh.read(SNIFF_BYTES)
             if not is_candidate(task.path, head):
                 return result(STATE_SKIPPED)
-            data = head + fh.read()
-    except OSError as exc:
+            # What the first bytes and the file size already tell is said before reading the rest.
+            check_content(fh)
+            check_file_size(os.fstat(fh.fileno()).st_size, max_megapixels)
+            digest = _content_hash(fh)
+            old = task.existing
+            if old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector:
+                # Touched but not changed: keep the stored vectors, no decode.
+                return result(STATE_OK, digest, width=old.width, height=old.height, format=old.format)
+            if old is None and digest in move_hashes:
+                return result(STATE_OK, digest)  # a moved file: the main thread re-links the old row
+            try:
+                decoded = decode_image(fh, min_side=pre.min_side, max_megapixels=max_megapixels)
+                pixels = preprocess_image(decoded.image, pre)
+            except ImageError as exc:
+                return result(STATE_ERROR, digest, error=str(exc))
+            except Exception as exc:  # a broken file must never stop a run, whatever the decoder throws
+                return result(STATE_ERROR, digest, error=f"cannot decode: {type(exc).__name__}: {exc}")
+    except ImageError as exc:  # cannot be opened, not an image by its first bytes, too large a file
+        return result(STATE_ERROR, error=str(exc))
+    except OSError as exc:  # a read failing (EIO on a dying disk, a network share gone)
         return result(STATE_ERROR, error="cannot read file: " + (exc.strerror or str(exc)).lower())
-    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
-    old = task.existing
-    if old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector:
-        # Touched but not changed: keep the stored vectors, no decode.
-        return result(STATE_OK, digest, width=old.width, height=old.height, format=old.format)
-    if old is None and digest in move_hashes:
-        return result(STATE_OK, digest)  # a moved file: the main thread re-links the old row
-    try:
-        decoded = decode_image(data, min_side=pre.min_side, max_megapixels=max_megapixels)
-        pixels = preprocess_image(decoded.image, pre)
-    except ImageError as exc:
-        return result(STATE_ERROR, digest, error=str(exc))
-    except Exception as exc:  # a broken file must never stop a run, whatever the decoder throws
-        return result(STATE_ERROR, digest, error=f"cannot decode: {type(exc).__name__}: {exc}")
     return result(STATE_OK, digest, pixels, width=decoded.width, height=decoded.height, format=decoded.format)
+
+
+def _content_hash(fh: BinaryIO) -> str:
+    """The catalog's content hash: blake2b-128 of the whole file, hex, read in blocks from its start (the
+    same value as ``hashlib.blake2b(data, digest_size=16)`` of the file's bytes)."""
+    fh.seek(0)
+    digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+    fh.seek(0)
+    return digest
 
 
 def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Task], Prepared], items: Iterable[Task], window: int

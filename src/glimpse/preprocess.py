@@ -12,6 +12,22 @@ embedding computed from our pixels equals one computed from theirs:
 
 Step 3 only ever sees 256 distinct values per channel, so it is a lookup table computed with exactly the
 reference's dtype sequence: bit-identical output without any full-size float64 work.
+
+**Bounded memory.** Steps 1–2 as written resize the *whole* image: a 10000×1 PNG (111 bytes) becomes
+2,240,000×224 before the crop keeps 224×224 of it (5 GB of RAM). Pillow resizes in two passes (horizontal,
+then vertical, with an ``out_width × source_rows`` image between them, and float64 filter weights for each
+axis), so the reference path is kept only while the resized image, that intermediate and the weights take
+at most :data:`EXACT_RESIZE_MAX_BYTES`; that covers every photo up to the 100 MP bomb limit with an aspect
+ratio up to about 16:1, bit-identical to the reference. Beyond it only the window the model sees is
+resampled (:func:`_window_resize`): the source rows and columns the filter reaches are cut out, then resized
+one axis at a time with the same filter and the same source coordinates as the full resize, in Pillow's
+order (vertical first only where that order would leave a giant intermediate, as for a 1×10⁸ image
+squashed to 224×224). The result equals the reference up to Pillow's coefficient rounding: in the uint8
+pixels (measured with bicubic, bilinear and lanczos on 5:1 to 1000:1 images): photo-like content differs
+by at most 1 level on at most 8 % of the values; pure noise, the worst case, by at most 3 levels
+(shortest-edge + crop) or 7 levels (squash) on up to a quarter of them;
+``tests/test_hostile_files.py`` checks the bound on 20:1 images. No step then holds more than the crop window
+(plus filter margin) in source pixels, the output, or ``_MAX_INTERMEDIATE_PIXELS``.
 """
 
 from __future__ import annotations
@@ -33,6 +49,24 @@ _RESAMPLE: dict[str, Image.Resampling] = {
     "lanczos": Image.Resampling.LANCZOS,
     "box": Image.Resampling.BOX,
     "hamming": Image.Resampling.HAMMING,
+}
+
+
+EXACT_RESIZE_MAX_BYTES: int = 64 * 2**20
+"""Most memory the reference resize of a whole image may take (result, intermediate, filter weights)."""
+
+# The window path keeps Pillow's horizontal-then-vertical order (same rounding as the reference) unless its
+# intermediate (out_width × source rows) would pass this; then it goes vertical first.
+_MAX_INTERMEDIATE_PIXELS = 16_000_000
+
+# Pillow precomputes ``ksize × out`` float64 filter weights per axis, about 32 bytes per source pixel when
+# shrinking (3.2 GB for a 1×10⁸ image squashed to 224 rows). Beyond this factor the window path first
+# box-averages by an integer factor (``Image.reduce``, via ``reducing_gap``), keeping the weights small.
+_REDUCING_GAP = 64.0
+
+# Half-width of each Pillow filter in source pixels at scale 1 (Pillow's src/libImaging/Resample.c).
+_SUPPORT: dict[str, float] = {
+    "nearest": 0.5, "box": 0.5, "bilinear": 1.0, "hamming": 1.0, "bicubic": 2.0, "lanczos": 3.0,
 }
 
 
@@ -96,6 +130,82 @@ def _check(pre: Preprocess) -> None:
         raise ModelError(f"unknown interpolation {pre.interpolation!r}; expected one of {sorted(_RESAMPLE)}")
 
 
+def _weights_bytes(source: int, out: int, interpolation: str) -> int:
+    """Pillow's float64 filter weights for one axis: ``out × ksize``, the kernel widened when shrinking."""
+    support = _SUPPORT[interpolation] * max(source / out, 1.0)
+    return out * (2 * math.ceil(support) + 1) * 8
+
+
+def _exact_cost(width: int, height: int, size: tuple[int, int], interpolation: str) -> int:
+    """Bytes Pillow holds to resize a whole ``width × height`` image to ``size`` (4 bytes per RGB pixel):
+    the result, the horizontal pass's ``out_width × height`` image, and both axes' filter weights."""
+    out_w, out_h = size
+    pixels = out_w * out_h + out_w * height
+    return 4 * pixels + _weights_bytes(width, out_w, interpolation) + _weights_bytes(height, out_h, interpolation)
+
+
+def _margin(source_span: float, out_span: int, interpolation: str) -> int:
+    """Source pixels the filter reaches beyond a window (Pillow widens the kernel when shrinking)."""
+    scale = max(source_span / out_span, 1.0)
+    return math.ceil(_SUPPORT[interpolation] * scale) + 1
+
+
+def _window_resize(image: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float],
+                   interpolation: str) -> Image.Image:
+    """Resample the source window ``box`` (float source coordinates, like Pillow's ``box``) to ``size``.
+
+    Same filter and the same source coordinates as ``image.resize(full_size)`` cropped to the window, but
+    done one axis at a time on the source pixels the filter can reach: horizontal first as Pillow does (same
+    rounding), unless that intermediate would exceed ``_MAX_INTERMEDIATE_PIXELS`` and the other order is
+    smaller (a 1×10⁸ image squashed to 224×224), so no step is larger than the window (plus filter margin)
+    or ``size``, or that bound.
+    """
+    out_w, out_h = size
+    x0, y0, x1, y1 = box
+    mx, my = _margin(x1 - x0, out_w, interpolation), _margin(y1 - y0, out_h, interpolation)
+    c0, r0 = max(0, math.floor(x0) - mx), max(0, math.floor(y0) - my)
+    c1, r1 = min(image.width, math.ceil(x1) + mx), min(image.height, math.ceil(y1) + my)
+    if (c0, r0, c1, r1) != (0, 0, image.width, image.height):
+        image = image.crop((c0, r0, c1, r1))  # a plain copy of the reachable pixels: no resampling yet
+    x0, x1, y0, y1 = x0 - c0, x1 - c0, y0 - r0, y1 - r0
+    cols, rows = c1 - c0, r1 - r0
+    resample = _RESAMPLE[interpolation]
+
+    def resize(im: Image.Image, to: tuple[int, int], window: tuple[float, float, float, float]) -> Image.Image:
+        return im.resize(to, resample=resample, box=window, reducing_gap=_REDUCING_GAP)
+
+    if out_w * rows <= max(cols * out_h, _MAX_INTERMEDIATE_PIXELS):  # Pillow's order, unless it is the giant
+        wide = resize(image, (out_w, rows), (x0, 0, x1, rows))
+        return resize(wide, (out_w, out_h), (0, y0, out_w, y1))
+    tall = resize(image, (cols, out_h), (0, y0, cols, y1))
+    return resize(tall, (out_w, out_h), (x0, 0, x1, out_h))
+
+
+def _resize_and_crop(image: Image.Image, pre: Preprocess) -> np.ndarray:
+    """Steps 1–2: ``uint8[pre.height, pre.width, 3]`` of an RGB image, in bounded memory (see the module doc)."""
+    width, height = image.size
+    size = resize_size(width, height, pre)
+    resample = _RESAMPLE[pre.interpolation]
+    if pre.resize == "squash":
+        if _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES:
+            return np.asarray(image.resize(size, resample=resample))
+        return np.asarray(_window_resize(image, size, (0.0, 0.0, float(width), float(height)), pre.interpolation))
+    if _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES:
+        return _center_crop(np.asarray(image.resize(size, resample=resample)), pre.height, pre.width)
+    # Only the crop window (clipped to the resized image; the rest is the reference's zero padding).
+    new_w, new_h = size
+    top, left = (new_h - pre.height) // 2, (new_w - pre.width) // 2
+    x0, y0 = max(0, left), max(0, top)
+    x1, y1 = min(new_w, left + pre.width), min(new_h, top + pre.height)
+    sx, sy = width / new_w, height / new_h
+    window = _window_resize(image, (x1 - x0, y1 - y0), (x0 * sx, y0 * sy, x1 * sx, y1 * sy), pre.interpolation)
+    if (x1 - x0, y1 - y0) == (pre.width, pre.height):
+        return np.asarray(window)
+    out = np.zeros((pre.height, pre.width, 3), dtype=np.uint8)
+    out[y0 - top : y1 - top, x0 - left : x1 - left] = np.asarray(window)
+    return out
+
+
 def _fill(out: np.ndarray, image: Image.Image, pre: Preprocess) -> None:
     """Write the preprocessed ``image`` into ``out`` (``float32[3, H, W]``)."""
     if not isinstance(image, Image.Image):
@@ -103,11 +213,7 @@ def _fill(out: np.ndarray, image: Image.Image, pre: Preprocess) -> None:
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels ({width}x{height})")
-    image = _to_rgb(image)
-    image = image.resize(resize_size(width, height, pre), resample=_RESAMPLE[pre.interpolation])
-    array = np.asarray(image)
-    if pre.resize == "shortest":
-        array = _center_crop(array, pre.height, pre.width)
+    array = _resize_and_crop(_to_rgb(image), pre)
     table = _lookup_table(float(pre.rescale), tuple(pre.mean), tuple(pre.std))
     for channel in range(3):
         # take() with a uint8 index is a gather from the 256-entry table: no float work per pixel.

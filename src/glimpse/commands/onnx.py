@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from glimpse.cli import err, handles_errors, options_of, out, print_json
+from glimpse.display import printable
 from glimpse.errors import UserInputError
 
 
@@ -28,16 +29,16 @@ def export(
         raise UserInputError("--int8 and --fp16 exclude each other; pick one precision")
     precision = "int8" if int8 else "fp16" if fp16 else "fp32"
     result = export_model(model, output, precision=precision, calibrate=calibrate, bundle=bundle,
-                          log=None if as_json else lambda msg: err.print(msg, markup=False))
+                          log=None if as_json else lambda msg: err.print(printable(msg), markup=False))
     if as_json:
         print_json(result.to_dict())
         return
     report = result.report
     err.print(f"parity ({precision}, needs >= {report.threshold}): image min cosine {report.image.min_cosine:.6f}, "
               f"text min cosine {report.text.min_cosine:.6f}", markup=False)
-    out.print(str(result.directory), markup=False)
+    out.print(printable(str(result.directory)), markup=False)
     if result.bundle:
-        out.print(str(result.bundle), markup=False)
+        out.print(printable(str(result.bundle)), markup=False)
 
 
 def bench(

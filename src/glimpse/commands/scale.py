@@ -10,9 +10,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from glimpse.cli import err, handles_errors, make_progress, open_library_ctx, options_of, out, print_json
+from glimpse.cli import (
+    err,
+    handles_errors,
+    make_progress,
+    open_library_ctx,
+    options_of,
+    out,
+    print_errors,
+    print_json,
+    shown,
+)
 from glimpse.errors import UserInputError
 
 JOBS_DIRNAME = "distributed"
@@ -50,7 +59,7 @@ def index_distributed(ctx: typer.Context, paths: list[Path], *, engine: str, add
         if not as_json:
             pending = len(job.pending_shards())
             err.print(f"[bold]Ray job[/] {len(job.paths)} files in {job.shard_count} shards, {pending} to encode"
-                      f"{' and tag' if with_tags else ''} ({escape(str(work_dir))}"
+                      f"{' and tag' if with_tags else ''} ({shown(str(work_dir))}"
                       f"{'; restarted: the files or settings changed since the last run' if job.restarted else ''})")
         report = job.run(address=address, encoders=encoders, workers=workers,
                          progress=make_progress(as_json, "Encoding on Ray"))
@@ -67,11 +76,8 @@ def index_distributed(ctx: typer.Context, paths: list[Path], *, engine: str, add
               f"{report.skipped} not images — {report.seconds:.1f} s ({rate:.1f} images/s)")
     if report.tag_source is not None:
         err.print(f"[bold]Tagged[/] {report.tagged} image(s) ({report.tags} tags)")
-    err.print(f"[bold]Loaded[/] {loaded} files into the library {escape(str(lib.directory))}")
-    for item in report.errors[:20]:
-        err.print(f"  [yellow]failed[/] {escape(item['path'])}: {escape(item['reason'])}", markup=True)
-    if len(report.errors) > 20:
-        err.print(f"  … and {len(report.errors) - 20} more (see `glimpse status`)")
+    err.print(f"[bold]Loaded[/] {loaded} files into the library {shown(str(lib.directory))}")
+    print_errors([(item["path"], item["reason"]) for item in report.errors])
 
 
 def _quiet_ray_logs() -> None:

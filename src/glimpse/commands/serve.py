@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from glimpse.cli import err, handles_errors, options_of
+from glimpse.display import printable
 from glimpse.errors import FeatureUnavailableError
 
 
@@ -49,8 +50,9 @@ def serve(
     app = create_app(library, opts.model, token, roots=[str(r) for r in root or []], device=opts.device,
                      max_upload_bytes=int(max_upload_mb * 1_000_000), max_megapixels=max_megapixels,
                      cors_origins=cors_origin or [])
-    shown = f"[{host}]" if ":" in host else host
-    err.print(f"glimpse serving {library} on http://{shown}:{port}" + (" (token required)" if token else ""))
+    host_shown = f"[{host}]" if ":" in host else host
+    err.print(f"glimpse serving {printable(str(library))} on http://{printable(host_shown)}:{port}"
+              + (" (token required)" if token else ""), markup=False)
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from glimpse.cli import err, handles_errors, make_progress, open_library_ctx, options_of, out, print_json
+from glimpse.display import printable
 from glimpse.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -107,7 +108,7 @@ def register(app: typer.Typer) -> None:
                 image = open_image(path, min_side=model.preprocess.min_side).image
             except Exception as exc:  # one bad file is reported, never stops the run
                 failures += 1
-                err.print(f"skipped {shown}: {exc}", markup=False)
+                err.print(f"skipped {printable(path)}: {printable(str(exc))}", markup=False)
                 continue
             tags = model.tag_images([image], **options)[0]
             results.append({"path": shown, "source": model.source,
@@ -115,7 +116,7 @@ def register(app: typer.Typer) -> None:
             if not as_json:
                 names = [" ".join(n for n in ((t.name if "en" in languages else None),
                                               (t.name_zh if "zh" in languages else None)) if n) for t in tags]
-                out.print(f"{shown}: {' | '.join(names)}", markup=False)
+                out.print(f"{printable(path)}: {printable(' | '.join(names))}", markup=False)
         if as_json:
             print_json(results)
         if failures and not results:
@@ -191,7 +192,7 @@ def register(app: typer.Typer) -> None:
             err.print(f"not in the tagger's vocabulary (skipped): {', '.join(report['not_in_vocabulary'])}",
                       markup=False)
         for failure in report["failed"]:
-            err.print(f"skipped {failure['path']}: {failure['reason']}", markup=False)
+            err.print(f"skipped {printable(failure['path'])}: {printable(failure['reason'])}", markup=False)
 
     @app.command("tag-calibrate")
     @handles_errors
@@ -226,7 +227,7 @@ def register(app: typer.Typer) -> None:
         for name, row in report["tags"].items():
             f1 = "  -  " if row["f1"] is None else f"{row['f1']:.3f}"
             out.print(f"{name:>24}  threshold {row['threshold']:.4f}  F1 {f1}  (n={row['positives']})", markup=False)
-        err.print(f"wrote {len(columns)} thresholds to {output}", markup=False)
+        err.print(f"wrote {len(columns)} thresholds to {printable(output)}", markup=False)
 
     @app.command("tag-export")
     @handles_errors
@@ -248,6 +249,6 @@ def register(app: typer.Typer) -> None:
             print_json(result)
             return
         parity = result["parity"]
-        out.print(f"wrote {result['directory']} ({result['precision']}): {parity['identical_tag_sets']}/"
+        out.print(f"wrote {printable(result['directory'])} ({result['precision']}): {parity['identical_tag_sets']}/"
                   f"{parity['samples']} identical tag sets, max |logit diff| {parity['max_abs_logit_diff']:.2e}",
                   markup=False)

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from glimpse.cli import err, handles_errors, open_library_ctx, out, print_json
+from glimpse.cli import err, handles_errors, open_library_ctx, out, print_errors, print_json
+from glimpse.display import printable
 from glimpse.errors import UserInputError
 
 if TYPE_CHECKING:
@@ -35,10 +36,7 @@ def _vectors(lib: Library, paths: list[Path] | None) -> ImageVectors:
 
 
 def _report_failures(found: ImageVectors) -> None:
-    for item in found.errors[:20]:
-        err.print(f"  [yellow]skipped[/] {item['path']}: {item['reason']}", markup=True)
-    if len(found.errors) > 20:
-        err.print(f"  … and {len(found.errors) - 20} more")
+    print_errors([(item["path"], item["reason"]) for item in found.errors], verb="skipped", hint="")
 
 
 def _display(path: str) -> str:
@@ -89,8 +87,8 @@ def classify(
         return
     for row in rows:
         others = ", ".join(f"{t['label']} {t['score']:.3f}" for t in row["top"][1:])
-        out.print(f"{row['label']:<20} {row['score']:.3f}  {row['path']}" + (f"  ({others})" if others else ""),
-                  markup=False)
+        out.print(f"{printable(row['label']):<20} {row['score']:.3f}  {printable(row['path'])}"
+                  + (f"  ({printable(others)})" if others else ""), markup=False)
 
 
 # -- moderate ------------------------------------------------------------------------------------------
@@ -154,7 +152,7 @@ def moderate(
         return
     for r in results:
         why = ", ".join(f"{name} {r['scores'][name]:.3f}" for name in r["triggered"])
-        out.print(f"{r['action']:<7} {r['path']}" + (f"  ({why})" if why else ""), markup=False)
+        out.print(f"{r['action']:<7} {printable(r['path'])}" + (f"  ({printable(why)})" if why else ""), markup=False)
 
 
 # -- dupes ----------------------------------------------------------------------------------------------
@@ -182,9 +180,9 @@ def dupes(
         print_json(data)
         return
     for group in data["groups"]:
-        out.print(f"keep {group['keep']['path']}", markup=False)
+        out.print(f"keep {printable(group['keep']['path'])}", markup=False)
         for dup in group["duplicates"]:
-            out.print(f"  dup {dup['path']}  ({dup['score']:g})", markup=False)
+            out.print(f"  dup {printable(dup['path'])}  ({dup['score']:g})", markup=False)
     err.print(f"{len(data['groups'])} group(s), {data['duplicates']} duplicate(s) among {data['images']} images")
 
 
@@ -310,8 +308,8 @@ def train_probe_cmd(
     if as_json:
         print_json(summary)
     else:
-        err.print(f"wrote {output}: {probe.kind} probe, {len(probe.labels)} classes, {len(labels)} images, "
-                  f"train top-1 {summary['train_top1']:.4f}")
+        err.print(f"wrote {printable(output)}: {probe.kind} probe, {len(probe.labels)} classes, {len(labels)} images, "
+                  f"train top-1 {summary['train_top1']:.4f}", markup=False)
 
 
 @handles_errors
@@ -359,14 +357,14 @@ def train_clip_cmd(
     options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, templates=templates, seed=seed,
                            max_steps=max_steps, threads=threads)
     report = train_clip(samples, output, base=base, config=config, tokenizer=tokenizer, options=options,
-                        eval_folder=eval_folder, log=lambda message: err.print(message, markup=False))
+                        eval_folder=eval_folder, log=lambda message: err.print(printable(message), markup=False))
     data_out: dict[str, Any] = report.to_dict()
     data_out.pop("step_losses")
     if as_json:
         print_json(data_out)
     else:
-        err.print(f"saved {output} after {report.steps} steps in {report.seconds:.0f} s "
-                  f"(final loss {report.losses[-1]:.4f}); use it with --model {output}")
+        err.print(f"saved {printable(output)} after {report.steps} steps in {report.seconds:.0f} s "
+                  f"(final loss {report.losses[-1]:.4f}); use it with --model {printable(output)}", markup=False)
 
 
 # -- dataset -------------------------------------------------------------------------------------------
@@ -388,7 +386,8 @@ def dataset_split(
         print_json(report)
     else:
         totals = report["totals"]
-        err.print(f"split into {dest}: train {totals['train']}, val {totals['val']}, test {totals['test']}")
+        err.print(f"split into {printable(dest)}: train {totals['train']}, val {totals['val']}, test {totals['test']}",
+                  markup=False)
 
 
 @handles_errors
@@ -408,8 +407,7 @@ def dataset_stats(
     out.print(f"images {stats['images']}  pixels {stats['pixels']}", markup=False)
     out.print("mean   " + ", ".join(f"{v:.4f}" for v in stats["mean"]), markup=False)
     out.print("std    " + ", ".join(f"{v:.4f}" for v in stats["std"]), markup=False)
-    for item in stats["failed"][:20]:
-        err.print(f"  [yellow]skipped[/] {item['path']}: {item['reason']}", markup=True)
+    print_errors([(item["path"], item["reason"]) for item in stats["failed"]], verb="skipped", hint="")
 
 
 def register(app: typer.Typer) -> None:
