@@ -640,3 +640,25 @@ class Catalog:
         """SQLite's own integrity check; ``["ok"]`` when the database is sound."""
         with self._lock:
             return [r[0] for r in self._db.execute("PRAGMA integrity_check")]
+
+    def sample_embedding_ids(self, model_key: str, count: int, rng: np.random.Generator | None = None) -> list[int]:
+        """Up to ``count`` distinct file ids with a vector of ``model_key``, spread at random over the id range.
+
+        Index lookups only (the first id at or after each random point), so it costs the same at 1M vectors
+        as at 100: for sampled integrity checks of derived vector indexes.
+        """
+        rng = rng or np.random.default_rng()
+        with self._lock:
+            low, high = self._db.execute(
+                "SELECT MIN(file_id), MAX(file_id) FROM embeddings WHERE model_key = ?", (model_key,)
+            ).fetchone()
+            if low is None:
+                return []
+            found = set()
+            for point in rng.integers(low, high + 1, size=count).tolist():
+                row = self._db.execute(
+                    "SELECT file_id FROM embeddings WHERE model_key = ? AND file_id >= ? ORDER BY file_id LIMIT 1",
+                    (model_key, point),
+                ).fetchone()
+                found.add(int(row[0]))
+        return sorted(found)
