@@ -356,3 +356,24 @@ def test_ivf_search_returns_k_results_even_beyond_the_probed_lists(tmp_path, fac
     one = index.search(vectors[7], 2000)[0]
     assert len(one.ids) == 1852 and one.ids[0] == ids[7]
     assert index.search_params.startswith("nprobe=1")  # the index's own setting is unchanged
+
+
+# -- through the library, as the issue reproduced it -------------------------------------------------------------
+def test_reindexing_after_deleting_the_catalog_attaches_every_vector_to_its_file(tmp_path, tiny_clip, caplog):
+    """Delete catalog.sqlite3* (as the catalog error advises), change one file, re-index: `similar` of each image
+    finds that image at 1.0, not another one."""
+    import glimpse
+    from conftest import make_photo, make_photos
+
+    photos = make_photos(tmp_path / "photos", 8)
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip)) as lib:
+        lib.index([tmp_path / "photos"])
+    for leftover in (tmp_path / "lib").glob("catalog.sqlite3*"):
+        leftover.unlink()
+    make_photo(photos[3], seed=99)
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip)) as lib:
+        lib.index([tmp_path / "photos"])
+        for photo in photos:
+            best = lib.similar(photo, k=1)[0]
+            assert best.path == str(photo.resolve()) and best.score == pytest.approx(1.0, abs=1e-4)
+    assert any("another catalog" in n for n in notices(caplog))

@@ -649,11 +649,12 @@ class Catalog:
         """
         rng = rng or np.random.default_rng()
         with self._lock:
-            low, high = self._db.execute(
-                "SELECT MIN(file_id), MAX(file_id) FROM embeddings WHERE model_key = ?", (model_key,)
-            ).fetchone()
+            # Two queries: SQLite seeks the primary key for a lone MIN or MAX, but scans every row for both at once.
+            bound = "SELECT {}(file_id) FROM embeddings WHERE model_key = ?"
+            low = self._db.execute(bound.format("MIN"), (model_key,)).fetchone()[0]
             if low is None:
                 return []
+            high = self._db.execute(bound.format("MAX"), (model_key,)).fetchone()[0]
             found = set()
             for point in rng.integers(low, high + 1, size=count).tolist():
                 row = self._db.execute(

@@ -45,6 +45,8 @@ PARALLEL_SCAN_MIN = 100_000
 # A search that found fewer than k vectors in the probed lists probes this many times more lists, up to all.
 NPROBE_WIDEN = 4
 CHECKSUM_CHUNK = 4 * 2**20
+# Searches verify_vectors runs to check that scores are cosines (garbage vectors score ~1e37 or NaN).
+SCORE_CHECK_QUERIES = 2
 _SEARCH_PARAMS = re.compile(r"[A-Za-z_]+=[0-9]+(\.[0-9]+)?(,[A-Za-z_]+=[0-9]+(\.[0-9]+)?)*")
 
 
@@ -375,9 +377,10 @@ class FaissIndex(VectorIndex):
         if len(bad):
             return f"holds another vector than the catalog for file id {int(ids[bad[0]])}"
         ceiling = 1.0 + 3 * float(code_error.max()) + 1e-2
-        for result in self.search(vectors[:4], 1):
-            if len(result.scores) and not (np.isfinite(result.scores[0]) and result.scores[0] <= ceiling):
-                return f"scores a search {float(result.scores[0]):.3g} (a cosine is at most 1)"
+        for query in vectors[:SCORE_CHECK_QUERIES]:  # one at a time: a single query runs on the calling thread
+            top = self.search(query, 1)[0].scores
+            if len(top) and not (np.isfinite(top[0]) and top[0] <= ceiling):
+                return f"scores a search {float(top[0]):.3g} (a cosine is at most 1)"
         return None
 
     # -- contents ----------------------------------------------------------------------------------
