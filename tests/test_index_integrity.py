@@ -229,11 +229,13 @@ def test_ivf_manifest_with_bad_search_params_is_rebuilt(tmp_path, catalog, caplo
     open_index(directory, catalog, KEY, DIM)
     manifest_path = directory / f"{KEY}.json"
     manifest = json.loads(manifest_path.read_text())
-    manifest["search_params"] = "nprobe=2,bogus_knob=3"
-    manifest_path.write_text(json.dumps(manifest))
-    index = open_index(directory, catalog, KEY, DIM)
-    assert index.factory == "IVF8,SQ8" and index.search_params.startswith("nprobe=")
-    assert any("search_params" in n and "refuses" in n for n in notices(caplog))
+    for bad, reason in (("nprobe=2,bogus_knob=3", "refuses"), ("nprobe=0", "unusable")):
+        manifest["search_params"] = bad
+        manifest_path.write_text(json.dumps(manifest))
+        index = open_index(directory, catalog, KEY, DIM)
+        assert index.factory == "IVF8,SQ8" and index.search_params.startswith("nprobe=")
+        assert index.search(np.zeros(DIM, dtype=np.float32) + 0.1, 5)[0].ids.size == 5
+        assert any("search_params" in n and reason in n for n in notices(caplog))
 
 
 def test_missing_index_file_beside_its_manifest_is_rebuilt(tmp_path, catalog, caplog):

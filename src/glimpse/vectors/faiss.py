@@ -165,7 +165,8 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
         "catalog_id": _field(raw, "catalog_id", str, None, path),
         "checksum": _field(raw, "checksum", str, None, path),
     }
-    if manifest["search_params"] and not _SEARCH_PARAMS.fullmatch(manifest["search_params"]):
+    params = manifest["search_params"]
+    if params and (not _SEARCH_PARAMS.fullmatch(params) or any(float(p.split("=")[1]) <= 0 for p in params.split(","))):
         raise IndexDamagedError(f"the manifest {path} has unusable search_params {manifest['search_params']!r}")
     return manifest
 
