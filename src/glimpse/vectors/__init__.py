@@ -61,13 +61,8 @@ def index_problem(index: VectorIndex, catalog: Catalog) -> str | None:
     return index.verify_vectors(ids, vectors)
 
 
-def sync_index(index: VectorIndex, catalog: Catalog) -> bool:
-    """Apply catalog changes newer than ``index.applied_change``; returns True if anything changed.
-
-    Replay is state based: each touched file id gets the catalog's *current* vector (or is removed),
-    so replaying a change twice is harmless. If the count still disagrees with the catalog (a damaged
-    or foreign index), the index is rebuilt.
-    """
+def _catch_up(index: VectorIndex, catalog: Catalog) -> bool:
+    """Replay the catalog changes newer than ``index.applied_change``; True if anything changed."""
     last, touched = catalog.changed_since(index.applied_change, index.model_key, metadata=index.stores_metadata)
     changed = False
     if touched:
@@ -79,7 +74,23 @@ def sync_index(index: VectorIndex, catalog: Catalog) -> bool:
     if last != index.applied_change:
         index.applied_change = last
         changed = True
+    return changed
+
+
+def sync_index(index: VectorIndex, catalog: Catalog) -> bool:
+    """Apply catalog changes newer than ``index.applied_change``; returns True if anything changed.
+
+    Replay is state based: each touched file id gets the catalog's *current* vector (or is removed),
+    so replaying a change twice is harmless. If the count still disagrees with the catalog (a damaged
+    or foreign index), the index is rebuilt, with a notice.
+    """
+    changed = _catch_up(index, catalog)
     expected = catalog.count_embeddings(index.model_key)
+    # A writer (another process, or the server's indexing job) may have committed a batch between the
+    # replay and the count: catch up once more before calling the index damaged.
+    if len(index) != expected and _catch_up(index, catalog):
+        changed = True
+        expected = catalog.count_embeddings(index.model_key)
     if len(index) != expected:
         notice(f"the {index.model_key} vector index holds {len(index)} vectors but the catalog has {expected}; "
                "rebuilt it from the catalog")
