@@ -193,10 +193,12 @@ def test_sampled_check_accepts_lossy_codes_and_rejects_other_vectors(tmp_path, v
         assert index.verify_vectors(ids, vectors) is None, factory
         assert "another vector" in index.verify_vectors(ids[:20], vectors[20:40]), factory
         assert "lacks the vector of file id 999" in index.verify_vectors(np.array([999]), vectors[:1])
-    huge = FaissIndex(tmp_path, KEY, DIM)
-    huge.upsert(ids, vectors)
-    huge.upsert(np.array([1000]), 1e30 * vectors[:1])  # garbage of a huge norm: a search finds it first
-    assert "scores a search" in huge.verify_vectors(ids[:4], vectors[:4])
+    for factory in ("Flat", "IVF8,Flat"):
+        huge = FaissIndex(tmp_path, KEY, DIM, factory)
+        select.train(huge, vectors)
+        huge.upsert(ids, vectors)
+        huge.upsert(np.array([1000]), 1e30 * vectors[:1])  # garbage of a huge norm: a search finds it first
+        assert "scores a search" in huge.verify_vectors(ids[:4], vectors[:4]), factory
 
 
 # -- item 5: manifests, folders, full disks, read-only libraries ---------------------------------------------

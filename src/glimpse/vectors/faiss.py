@@ -378,11 +378,21 @@ class FaissIndex(VectorIndex):
         if len(bad):
             return f"holds another vector than the catalog for file id {int(ids[bad[0]])}"
         ceiling = 1.0 + 3 * float(code_error.max()) + 1e-2
-        for query in vectors[:SCORE_CHECK_QUERIES]:  # one at a time: a single query runs on the calling thread
-            top = self.search(query, 1)[0].scores
-            if len(top) and not (np.isfinite(top[0]) and top[0] <= ceiling):
-                return f"scores a search {float(top[0]):.3g} (a cosine is at most 1)"
+        for query in vectors[:SCORE_CHECK_QUERIES]:
+            top = self._top_score(query)
+            if not (np.isfinite(top) and top <= ceiling):
+                return f"scores a search {top:.3g} (a cosine is at most 1)"
         return None
+
+    def _top_score(self, query: np.ndarray) -> float:
+        """The best score of ``float32[dim]`` ``query``: an exact scan for Flat; for IVF only the nearest list
+        (a sanity check, not a search: garbage centroids of huge norm are the nearest to every query)."""
+        if is_flat(self.factory):
+            scores = self.search(query, 1)[0].scores  # one query runs on the calling thread
+        else:
+            found, ids = self._index.search(query[None, :], 1, params=self._faiss.SearchParametersIVF(nprobe=1))
+            scores = found[0][ids[0] >= 0]  # an empty nearest list finds nothing (id -1)
+        return float(scores[0]) if len(scores) else 0.0
 
     # -- contents ----------------------------------------------------------------------------------
     def upsert(self, ids: np.ndarray, vectors: np.ndarray) -> None:
