@@ -569,10 +569,12 @@ class Catalog:
         return id_arr, vectors
 
     def count_embeddings(self, model_key: str) -> int:
+        # Counted in embeddings_file, which holds (file_id, model_key) only: the table's rows carry the vectors,
+        # and scanning them read the whole table (3.5 s CPU at 1M vectors, 130 ms this way; 40 ms -> 1 ms at 10k).
         with self._lock:
-            return int(
-                self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model_key = ?", (model_key,)).fetchone()[0]
-            )
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM embeddings INDEXED BY embeddings_file WHERE model_key = ?", (model_key,)
+            ).fetchone()[0])
 
     # -- tags ----------------------------------------------------------------------------------------
     def files_to_tag(self, source: str) -> list[FileRecord]:
