@@ -10,7 +10,9 @@ index`` saves it (``auto`` policy: ``Flat`` at 10k, ``IVF1024,SQ8`` at 1M), then
 * ``problem_ms``: ``index_problem`` (catalog id, change id, 16 sampled catalog vectors reconstructed and
   compared, 2 one-list searches whose scores must be cosines); on a machine shared with other work the wall
   times are mostly waiting, the CPU times are what the check costs;
-* ``rss_delta_mb``: resident memory the check added (the mapped index is not read to check it).
+* ``rss_delta_mb``: resident memory the check added (the mapped index is not read to check it);
+* ``open_ms`` / ``open_cpu_ms``: all of what a search process does before searching, ``open_index(save=False)``
+  (load, check, catch up, count), against a read-only catalog.
 
     python benchmarks/index_integrity.py --sizes 10000 1000000 --work /tmp/glimpse-integrity
 """
@@ -88,13 +90,21 @@ def measure(work: Path, n: int, rounds: int) -> dict[str, object]:
         checksum_ms.append((t3 - t2) * 1000)
         del index
     catalog.close()
+    reader = Catalog(directory.parent / "catalog.sqlite3", readonly=True)
+    open_ms, open_cpu_ms = [], []
+    for _ in range(rounds):
+        t0, c0 = time.perf_counter(), time.process_time()
+        open_index(directory, reader, KEY, DIM, save=False)
+        open_ms.append((time.perf_counter() - t0) * 1000)
+        open_cpu_ms.append((time.process_time() - c0) * 1000)
+    reader.close()
     med = lambda xs: round(statistics.median(xs), 2)  # noqa: E731
     loaded = FaissIndex.load(directory, KEY, DIM, mmap=True)
     return {"n": n, "factory": loaded.factory, "mapped": loaded._mapped, "index_mb": round(path.stat().st_size / 2**20),
             "load_ms": med(load_ms), "load_cpu_ms": med(load_cpu_ms),
             "faiss_read_ms": med(read_ms) if read_ms else None,
             "checksum_ms": med(checksum_ms), "checksum_cpu_ms": med(checksum_cpu_ms), "problem_ms": med(problem_ms),
-            "problem_cpu_ms": med(problem_cpu_ms),
+            "problem_cpu_ms": med(problem_cpu_ms), "open_ms": med(open_ms), "open_cpu_ms": med(open_cpu_ms),
             "rss_delta_mb": round(float(np.max(rss)), 1)}
 
 
