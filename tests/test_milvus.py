@@ -243,3 +243,41 @@ def test_tagging_leaves_milvus_caught_up(tmp_path, tiny_clip, small_vocab):
         rows = fresh._client.query(fresh.collection, filter="id >= 0", output_fields=["id", "tags"])
         assert len(rows) == 5 and {int(r["id"]): sorted(r["tags"]) for r in rows} == catalog_tags
         fresh.close()
+
+
+def test_collection_of_another_catalog_is_refilled(tmp_path, filled, caplog):
+    """A collection filled from a deleted catalog is not reused: its ids name other files in the new one."""
+    import logging
+
+    from glimpse.vectors.milvus import CATALOG_PROPERTY
+
+    catalog, _, vectors = filled
+    db = str(tmp_path / "store.db")
+    open_store(db, tmp_path / "index", catalog, KEY, DIM).close()
+    fresh = Catalog(tmp_path / "fresh.sqlite3")  # same files, numbered in the opposite order
+    fresh.register_model(KEY, "synthetic", DIM, {})
+    fresh.apply([FileUpdate(path=f"/new/{i}.jpg", size=1, mtime_ns=1, state="ok", hash=f"h{i}", vector=v)
+                 for i, v in enumerate(vectors[::-1])], KEY)
+    assert fresh.last_change() == catalog.last_change() and fresh.catalog_id != catalog.catalog_id
+    with caplog.at_level(logging.WARNING, logger="glimpse"):
+        index = open_store(db, tmp_path / "index", fresh, KEY, DIM)
+    assert any("another catalog" in r.getMessage() and "refilled" in r.getMessage() for r in caplog.records)
+    assert index.catalog_id == fresh.catalog_id and len(index) == 60
+    first = index.search(vectors[-1:], 1)[0]  # the new catalog's file 1 holds the old catalog's last vector
+    assert first.ids.tolist() == [1] and first.scores[0] == pytest.approx(1.0, abs=1e-5)
+    properties = index._client.describe_collection(index.collection)["properties"]
+    assert properties[CATALOG_PROPERTY] == fresh.catalog_id
+    # a collection that records no catalog (made before the binding) is refilled too
+    index._client.drop_collection_properties(index.collection, property_keys=[CATALOG_PROPERTY])
+    index.close()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glimpse"):
+        again = open_store(db, tmp_path / "index", fresh, KEY, DIM)
+    assert any("records no catalog" in r.getMessage() for r in caplog.records) and again.catalog_id == fresh.catalog_id
+    again.close()
+    # bound and caught up: reused without a notice
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="glimpse"):
+        open_store(db, tmp_path / "index", fresh, KEY, DIM).close()
+    assert not caplog.records
+    fresh.close()

@@ -86,3 +86,24 @@ def test_index_of_other_dimension_is_refused(tmp_path, catalog):
     open_index(tmp_path / "index", catalog, KEY, DIM)
     with pytest.raises(IndexMismatchError, match="rebuild-index"):
         FaissIndex.load(tmp_path / "index", KEY, 16)
+
+
+def test_batch_committed_during_catch_up_is_not_taken_for_damage(tmp_path, catalog, monkeypatch, caplog):
+    """A writer committing between the replay and the count check makes the counts differ for a moment: the
+    reader catches up again instead of rebuilding the whole index (and telling the user it was damaged)."""
+    add_files(catalog, random_vectors(4))
+    index = open_index(tmp_path / "index", catalog, KEY, DIM)
+    add_files(catalog, random_vectors(2, seed=1), start=10)
+    real_count = catalog.count_embeddings
+    committed = []
+
+    def count_while_a_writer_commits(model_key):
+        if not committed:  # the concurrent indexing batch lands right after the reader's replay
+            committed.append(add_files(catalog, random_vectors(3, seed=2), start=20))
+        return real_count(model_key)
+
+    monkeypatch.setattr(catalog, "count_embeddings", count_while_a_writer_commits)
+    monkeypatch.setattr(index, "reset", lambda: pytest.fail("rebuilt an index that was only behind"))
+    assert sync_index(index, catalog)
+    assert len(index) == 9 and set(committed[0]) <= set(index.ids().tolist())
+    assert not [r for r in caplog.records if r.name == "glimpse"]

@@ -603,10 +603,12 @@ class Catalog:
         return id_arr, vectors
 
     def count_embeddings(self, model_key: str) -> int:
+        # Counted in embeddings_file, which holds (file_id, model_key) only: the table's rows carry the vectors,
+        # and scanning them read the whole table (3.5 s CPU at 1M vectors, 130 ms this way; 40 ms -> 1 ms at 10k).
         with self._lock:
-            return int(
-                self._db.execute("SELECT COUNT(*) FROM embeddings WHERE model_key = ?", (model_key,)).fetchone()[0]
-            )
+            return int(self._db.execute(
+                "SELECT COUNT(*) FROM embeddings INDEXED BY embeddings_file WHERE model_key = ?", (model_key,)
+            ).fetchone()[0])
 
     # -- tags ----------------------------------------------------------------------------------------
     def files_to_tag(self, source: str) -> list[FileRecord]:
@@ -721,6 +723,30 @@ class Catalog:
             for table in ("tags", "tagged"):
                 db.execute(f"DELETE FROM {table} WHERE source = ?", (old_source,))
         return renamed
+
+    def sample_embedding_ids(self, model_key: str, count: int, rng: np.random.Generator | None = None) -> list[int]:
+        """Up to ``count`` distinct file ids with a vector of ``model_key``, spread at random over the id range.
+
+        Index lookups only (the first id at or after each random point), so it costs the same at 1M vectors
+        as at 100: for sampled integrity checks of derived vector indexes.
+        """
+        rng = rng or np.random.default_rng()
+        with self._lock:
+            # Two queries: SQLite seeks the primary key for a lone MIN or MAX, but scans every row for both at once.
+            bound = "SELECT {}(file_id) FROM embeddings WHERE model_key = ?"
+            low = self._db.execute(bound.format("MIN"), (model_key,)).fetchone()[0]
+            if low is None:
+                return []
+            high = self._db.execute(bound.format("MAX"), (model_key,)).fetchone()[0]
+            found = set()
+            for point in rng.integers(low, high + 1, size=count).tolist():
+                row = self._db.execute(
+                    "SELECT file_id FROM embeddings WHERE model_key = ? AND file_id >= ? ORDER BY file_id LIMIT 1",
+                    (model_key, point),
+                ).fetchone()
+                found.add(int(row[0]))
+        return sorted(found)
+
 
 def sqlite_failure(exc: sqlite3.Error, path: Path) -> CatalogError:
     """The one-line error for an SQLite failure on the catalog at ``path``: what happened and what to do.

@@ -12,7 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glimpse.errors import IndexMismatchError
+from glimpse.errors import GlimpseError, IndexMismatchError
+
+
+class IndexDamagedError(GlimpseError):
+    """A persisted vector index (file or manifest) is unreadable, inconsistent, or not its catalog's.
+
+    Never shown as an error on its own: the opener rebuilds the index from the catalog with a notice.
+    """
+
+
+class IndexStorageError(GlimpseError):
+    """The vector index folder cannot be used: a file stands where it should be, or saving failed (disk full,
+    read-only). The message says what to do; a failed save leaves the previous index intact."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,8 @@ class VectorIndex(ABC):
     model_key: str
     dim: int
     applied_change: int
+    #: ``Catalog.catalog_id`` of the catalog the index was built from (None: not recorded, an older index)
+    catalog_id: str | None = None
     #: rows also hold file metadata (path, tags), so the store replays the catalog's metadata-only changes
     #: (moves, re-tagging) too — see ``Catalog.changed_since(metadata=)``
     stores_metadata: bool = False

@@ -8,9 +8,10 @@
 
 so path-prefix and tag filters run inside Milvus (``search(..., path_prefix=, tags=, no_tags=)``, and
 ``search_filtered``, which ``Library`` searches use). Like the FAISS index it is derived from the catalog:
-the id of the last catalog change it applied is stored as a collection property and ``vectors.sync_index``
-replays newer changes (upserts and deletes) into it, including metadata-only ones (a move changes the
-path, tagging the tags), so the filters see what the catalog holds.
+the id of the last catalog change it applied and the ``Catalog.catalog_id`` it was filled from are stored as
+collection properties (``vectors.open_store`` refills a collection of another catalog, or of none recorded),
+and ``vectors.sync_index`` replays newer changes (upserts and deletes) into it, including metadata-only ones
+(a move changes the path, tagging the tags), so the filters see what the catalog holds.
 
 ``path`` is the catalog path as ``FileRecord.display_path`` (undecodable bytes as U+FFFD); ``tags`` are the
 file's tags folded to ASCII lower case, as the catalog compares them (``COLLATE NOCASE``). Collections made
@@ -33,6 +34,9 @@ from glimpse.errors import GlimpseError, IndexMismatchError, UserInputError
 from glimpse.vectors.base import SearchResult, VectorIndex
 
 APPLIED_PROPERTY = "glimpse.applied_change"
+# The catalog the rows came from: a collection filled from another (e.g. deleted and re-made) catalog holds
+# vectors under ids that now name other files.
+CATALOG_PROPERTY = "glimpse.catalog_id"
 # Set on collections whose rows hold folded tags and follow metadata changes: filters there are exact.
 FILTERS_PROPERTY = "glimpse.filters"
 FILTERS_VERSION = "1"
@@ -166,8 +170,10 @@ class MilvusIndex(VectorIndex):
         # Strong consistency: a search right after indexing must see what was just written.
         self._client.create_collection(self.collection, schema=schema, index_params=params,
                                        consistency_level="Strong",
-                                       properties={APPLIED_PROPERTY: "0", FILTERS_PROPERTY: FILTERS_VERSION})
+                                       properties={APPLIED_PROPERTY: "0", FILTERS_PROPERTY: FILTERS_VERSION,
+                                                   CATALOG_PROPERTY: self.catalog.catalog_id or ""})
         self.applied_change = 0
+        self.catalog_id = self.catalog.catalog_id
         self.filterable = True
 
     def _check_existing(self) -> None:
@@ -180,7 +186,11 @@ class MilvusIndex(VectorIndex):
                 f"{self.model_key} gives {self.dim}; drop the collection or use another store"
             )
         properties = info.get("properties", {})
-        self.applied_change = int(properties.get(APPLIED_PROPERTY, 0))
+        self.catalog_id = properties.get(CATALOG_PROPERTY) or None
+        try:
+            self.applied_change = int(properties.get(APPLIED_PROPERTY, 0))
+        except ValueError:  # not ours, or damaged: unbound, so open_store refills it
+            self.applied_change, self.catalog_id = 0, None
         self.filterable = properties.get(FILTERS_PROPERTY) == FILTERS_VERSION
 
     def save(self) -> None:

@@ -389,6 +389,7 @@ def rebuilt(index: FaissIndex, catalog: Catalog, policy: IndexPolicy | None = No
     fresh = FaissIndex(index.directory, index.model_key, index.dim, wanted_factory(policy, len(ids), index.dim))
     tuning = build(fresh, ids, vectors, policy, text_queries)
     fresh.applied_change = last
+    fresh.catalog_id = catalog.catalog_id
     return fresh, tuning
 
 

@@ -68,8 +68,11 @@ def text_probe_vectors(encoder: Encoder, cache_dir: Path | None = None, *, count
             pass  # a damaged cache is only a cache: encode again and overwrite it
     vectors = encoder.encode_texts(prompts)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, lambda tmp: _save(tmp, vectors))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write(path, lambda tmp: _save(tmp, vectors))
+        except OSError:
+            pass  # only a cache: a read-only (or full) library encodes the prompts again next time
     return vectors
 
 
