@@ -65,7 +65,7 @@ def test_small_tokenizer_has_the_real_clip_format(tmp_path):
     processor = small["post_processor"]
     assert processor["type"] == real["post_processor"]["type"]
     assert (processor["cls"][0], processor["sep"][0]) == (BOS, EOS)
-    real_tokenizer = tiny_models._real_clip_tokenizer()
+    real_tokenizer = tiny_models.real_clip_tokenizer()
     for text in TEXTS:  # the same text comes back out (normalised alike)
         assert small_clip_tokenizer().decode(small_clip_tokenizer()(text)["input_ids"]) == \
             real_tokenizer.decode(real_tokenizer(text)["input_ids"])

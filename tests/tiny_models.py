@@ -48,7 +48,8 @@ def require_clip_tokenizer() -> Path:
     return CLIP_TOKENIZER_DIR
 
 
-def _real_clip_tokenizer(context_length: int = 77):
+def real_clip_tokenizer(context_length: int = 77):
+    """The real CLIP tokenizer (checked against CLIP_DOG_IDS); skips the calling test without the test data."""
     from transformers import CLIPTokenizerFast
 
     tok_dir = require_clip_tokenizer()
@@ -174,7 +175,7 @@ def _write_clip(
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     context_length = text.get("max_position_embeddings", 77)
-    tokenizer = _real_clip_tokenizer(context_length) if real_tokenizer else small_clip_tokenizer(context_length)
+    tokenizer = real_clip_tokenizer(context_length) if real_tokenizer else small_clip_tokenizer(context_length)
     config = CLIPConfig(
         text_config={
             "vocab_size": len(tokenizer),
