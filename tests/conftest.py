@@ -43,20 +43,26 @@ def make_photos(directory: Path, n: int, start: int = 0) -> list[Path]:
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
-    """A tiny random CLIP checkpoint directory in the real HF format."""
-    from tiny_models import make_tiny_clip, require_clip_tokenizer
+    """A tiny random CLIP checkpoint directory in the real HF format (small trained CLIP tokenizer)."""
+    from tiny_models import make_tiny_clip
 
-    require_clip_tokenizer()
     return make_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
 
 
 @pytest.fixture(scope="session")
 def tiny_clip_b(tmp_path_factory) -> Path:
     """A second tiny CLIP with other weights (and so another model key)."""
-    from tiny_models import make_tiny_clip, require_clip_tokenizer
+    from tiny_models import make_tiny_clip
 
-    require_clip_tokenizer()
     return make_tiny_clip(tmp_path_factory.mktemp("models") / "tiny-clip-b", projection_dim=24, seed=1)
+
+
+@pytest.fixture(scope="session")
+def clip_tokenizer_dir(tmp_path_factory) -> Path:
+    """A tokenizer folder (``tokenizer.json`` in CLIP's format) for training from scratch: the small one."""
+    from tiny_models import write_small_clip_tokenizer
+
+    return write_small_clip_tokenizer(tmp_path_factory.mktemp("tokenizer") / "clip-tokenizer")
 
 
 @pytest.fixture()

@@ -20,7 +20,19 @@ from glimpse.tagging.base import select
 from glimpse.tagging.onnx_export import export_ram, tag_agreement
 from glimpse.tagging.ram import RamTagger
 from glimpse.tagging.ram_onnx import OnnxRamTagger
-from test_tagging_ram import GOLDEN, official_order, pixels, write_checkpoint
+from test_tagging_ram import GOLDEN, PARITY_ATOL, official_order, official_state_dict, pixels, write_checkpoint
+
+# onnxruntime sums in another order than torch; on the well-conditioned test model (see test_tagging_ram) that
+# moves logits by ~1e-6, so the fp32 export is held to the same tolerance as torch's parity with the official code.
+ONNX_ATOL = PARITY_ATOL
+
+
+def ill_conditioned_state(gain: float = 4.0) -> dict:
+    """RAM weights whose matrices are ``gain`` x the well-conditioned scale: activations grow layer by layer
+    (like an untrained net's), so int8 quantisation error grows with them until it changes tags."""
+    state = official_state_dict(plus=False, shift=GOLDEN["ram"]["shift"])
+    derived = ("relative_position_index", "attn_mask", "label_embed")
+    return {k: v * gain if v.ndim > 1 and not k.endswith(derived) else v for k, v in state.items()}
 
 
 @pytest.mark.parametrize("variant", ["ram", "ram_plus"])
@@ -29,16 +41,14 @@ def test_fp32_export_matches_torch_and_the_official_goldens(tmp_path, variant):
     result = export_ram(checkpoint, tmp_path / "onnx")
     parity = result["parity"]
     assert parity["passed"] and parity["identical_tag_sets"] == parity["samples"] == 10
-    assert parity["max_abs_logit_diff"] <= 1e-2
+    assert parity["max_abs_logit_diff"] <= ONNX_ATOL
     assert result["parity"]["rule"].startswith("identical tags")
     assert result["source"] == RamTagger(checkpoint).source  # fp32 tags are stored under the checkpoint's source
     assert sorted(os.listdir(tmp_path / "onnx")) == ["parity.json", "ram.json", "ram.onnx", "ram_tag_list.txt",
                                                      "ram_tag_list_chinese.txt", "ram_tag_list_threshold.txt"]
     tagger = OnnxRamTagger(tmp_path / "onnx", languages=("en", "zh"))
     logits = tagger.logits(pixels())
-    # torch matches the official code to 1e-4 on these inputs; onnxruntime sums in another order, which the
-    # tiny random-weight model amplifies to a few 1e-3 (a real checkpoint is far better conditioned).
-    assert np.abs(logits - np.array(GOLDEN[variant]["logits"])).max() <= 1e-2
+    assert np.abs(logits - np.array(GOLDEN[variant]["logits"])).max() <= PARITY_ATOL + ONNX_ATOL
     tags = select(tagger.score_pixels(pixels()), tagger.vocab)
     assert [official_order(row) for row in tags] == GOLDEN[variant]["tags"]
     assert tags[0][0].name_zh.startswith("标签")
@@ -65,14 +75,13 @@ def test_onnx_tagging_runs_without_torch(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)[0]
     assert [t["tag"] for t in result["tags"]] == [t.name for t in torch_tags]
-    # Same tags, same order; probabilities close (the tiny random model amplifies summation-order rounding to
-    # a few 1e-2 in logits on some photos; a trained checkpoint is far better conditioned).
-    np.testing.assert_allclose([t["score"] for t in result["tags"]], [t.score for t in torch_tags], atol=1e-2)
+    # Same tags, same order, the same probabilities up to onnxruntime's summation order.
+    np.testing.assert_allclose([t["score"] for t in result["tags"]], [t.score for t in torch_tags], atol=ONNX_ATOL)
 
 
 def test_int8_export_is_refused_when_it_changes_tags(tmp_path):
-    """The tiny random model is too ill-conditioned for int8: the export must refuse and write nothing."""
-    checkpoint = write_checkpoint(tmp_path / "ckpt", "ram")
+    """A model too ill-conditioned for int8 (tags change): the export must refuse and write nothing."""
+    checkpoint = write_checkpoint(tmp_path / "ckpt", "ram", state=ill_conditioned_state())
     with pytest.raises(ParityError, match=r"int8 ONNX export does not match torch .*tag agreement"):
         export_ram(checkpoint, tmp_path / "int8", precision="int8")
     assert not (tmp_path / "int8").exists()

@@ -113,15 +113,13 @@ def test_augment_shifts_and_flips_within_the_reflect_padding():
     assert torch.equal(out, again)
 
 
-def test_train_from_scratch_learns_and_loads_through_the_normal_loader(tmp_path):
-    from tiny_models import require_clip_tokenizer
-
-    tokenizer = require_clip_tokenizer()
+def test_train_from_scratch_learns_and_loads_through_the_normal_loader(tmp_path, clip_tokenizer_dir):
+    tokenizer = clip_tokenizer_dir
     data = image_folder_data(_folder(tmp_path / "data"), ["a photo of a {}.", "a {} thing."])
     assert data.class_names == ["blue", "red"] and data.captions[0] == ["a photo of a blue.", "a blue thing."]
-    options = TrainOptions(epochs=12, batch_size=8, lr=2e-3, warmup=0.1, augment=False, seed=0)
+    options = TrainOptions(epochs=24, batch_size=8, lr=2e-3, warmup=0.1, augment=False, seed=0)
     report = train_clip(data, tmp_path / "out", config="tiny", tokenizer=tokenizer, options=options)
-    assert report.steps == 12 and len(report.step_losses) == 12
+    assert report.steps == 24 and len(report.step_losses) == 24
     # The loss goes down: the last steps are clearly below the first ones.
     assert np.mean(report.step_losses[-3:]) < np.mean(report.step_losses[:3]) - 0.05
 
@@ -139,10 +137,10 @@ def test_train_from_scratch_learns_and_loads_through_the_normal_loader(tmp_path)
     vectors = encoder.encode_images([Image.open(p) for p in data.paths])
     assert vectors.shape == (8, 128) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
     clf = ZeroShotClassifier.build(encoder, ["blue", "red"], ["a photo of a {}."])
-    # 12 steps on two colours are enough to tell them apart.
+    # 24 steps on two colours are enough to tell them apart (12 were, for some seeds only: 2 of 5 failed).
     assert (clf.probabilities(vectors).argmax(1) == np.array(data.groups)).mean() >= 0.75
     report_file = json.loads((tmp_path / "out" / "train_report.json").read_text())
-    assert report_file["steps"] == 12 and report_file["config"]["config"] == "tiny"
+    assert report_file["steps"] == 24 and report_file["config"]["config"] == "tiny"
 
 
 def test_fine_tune_a_checkpoint_on_caption_pairs(tmp_path, tiny_clip):
@@ -178,13 +176,12 @@ def test_train_errors(tmp_path):
         caption_data([])
 
 
-def test_train_clip_cli_then_classify_with_the_new_model(tmp_path):
+def test_train_clip_cli_then_classify_with_the_new_model(tmp_path, clip_tokenizer_dir):
     from typer.testing import CliRunner
 
     from glimpse.cli import app
-    from tiny_models import require_clip_tokenizer
 
-    tokenizer = require_clip_tokenizer()
+    tokenizer = clip_tokenizer_dir
     _folder(tmp_path / "data", per_class=3)
     runner = CliRunner()
     result = runner.invoke(app, ["train", "clip", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "m"),

@@ -11,8 +11,10 @@ Import this module only in tests that need torch + transformers; it imports them
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
+from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 
@@ -20,7 +22,9 @@ import pytest
 import torch
 
 # The real CLIP BPE tokenizer (tokenizer.json of openai/clip-vit-base-patch32), shipped with the test data
-# in ../shared/data next to the checkout; GLIMPSE_TEST_CLIP_TOKENIZER points elsewhere.
+# in ../shared/data next to the checkout; GLIMPSE_TEST_CLIP_TOKENIZER points elsewhere. Only what needs CLIP's
+# own token ids (the B/32-shaped benchmark models, the check that the trained tokenizer has CLIP's format) uses
+# it; tiny models use the small tokenizer trained below, so the suite runs on a fresh clone.
 CLIP_TOKENIZER_DIR = Path(
     os.environ.get("GLIMPSE_TEST_CLIP_TOKENIZER")
     or Path(__file__).resolve().parents[2] / "shared" / "data" / "clip-tokenizer"
@@ -32,31 +36,128 @@ BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, as stored in preprocessor_config.js
 
 # "a photo of a dog" with the real CLIP tokenizer (bos, tokens, eos): used to check the tokenizer file.
 CLIP_DOG_IDS = [49406, 320, 1125, 539, 320, 1929, 49407]
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
+# CLIP's pre-tokenizer split (transformers' CLIPTokenizer and the real tokenizer.json use this exact pattern).
+CLIP_SPLIT = r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"""
 
 
 def require_clip_tokenizer() -> Path:
-    """Return the CLIP tokenizer directory, or skip the calling test when the test data is absent."""
+    """Return the real CLIP tokenizer directory, or skip the calling test when the test data is absent."""
     if not (CLIP_TOKENIZER_DIR / "tokenizer.json").is_file():
-        pytest.skip(f"CLIP tokenizer test data not found at {CLIP_TOKENIZER_DIR}")
+        pytest.skip(f"the real CLIP tokenizer (test data) is not at {CLIP_TOKENIZER_DIR}")
     return CLIP_TOKENIZER_DIR
 
 
-def _clip_tokenizer(context_length: int = 77):
+def real_clip_tokenizer(context_length: int = 77):
+    """The real CLIP tokenizer (checked against CLIP_DOG_IDS); skips the calling test without the test data."""
     from transformers import CLIPTokenizerFast
 
     tok_dir = require_clip_tokenizer()
     tokenizer = CLIPTokenizerFast(
         tokenizer_file=str(tok_dir / "tokenizer.json"),
-        bos_token="<|startoftext|>",
-        eos_token="<|endoftext|>",
-        unk_token="<|endoftext|>",
-        pad_token="<|endoftext|>",
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=EOS,
+        pad_token=EOS,
         model_max_length=context_length,
     )
     ids = tokenizer("a photo of a dog")["input_ids"]
     if ids != CLIP_DOG_IDS:
         raise RuntimeError(f"{tok_dir}/tokenizer.json is not CLIP's: got {ids}, want {CLIP_DOG_IDS}")
     return tokenizer
+
+
+def _byte_symbols() -> list[str]:
+    """CLIP's ``bytes_to_unicode``: one printable character per byte, in CLIP's order (its first 256 ids)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    others = [b for b in range(256) if b not in printable]
+    return [chr(b) for b in printable] + [chr(256 + n) for n in range(len(others))]
+
+
+def _tokenizer_corpus() -> list[str]:
+    """The small fixed English corpus the test tokenizer's merges are learnt from."""
+    return [*_siglip_corpus(), " ".join(_EN_WORDS)]
+
+
+def _clip_words(texts: list[str]) -> Counter[tuple[str, ...]]:
+    """Word counts as CLIP's BPE sees them: normalised, split and byte-mapped by CLIP's own pipeline (run by
+    ``tokenizers``), one symbol per byte and ``</w>`` on the last one."""
+    from tokenizers import Regex, normalizers, pre_tokenizers
+
+    normalizer = normalizers.Sequence(
+        [normalizers.NFC(), normalizers.Replace(Regex(r"\s+"), " "), normalizers.Lowercase()]
+    )
+    splitter = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split(Regex(CLIP_SPLIT), behavior="removed", invert=True),
+         pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    words: Counter[tuple[str, ...]] = Counter()
+    for text in texts:
+        for word, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)):
+            words[(*word[:-1], word[-1] + "</w>")] += 1
+    return words
+
+
+@lru_cache(maxsize=1)
+def trained_clip_merges(max_merges: int = 400) -> tuple[tuple[str, str], ...]:
+    """BPE merges learnt from ``_tokenizer_corpus()``: the most frequent adjacent pair first, ties broken by
+    the pair itself, so the result is the same on every machine (``tokenizers``' trainer breaks ties by hash
+    order, which differs between runs)."""
+    words = _clip_words(_tokenizer_corpus())
+    merges: list[tuple[str, str]] = []
+    while len(merges) < max_merges:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            for pair in itertools.pairwise(word):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        if pairs[best] < 2:
+            break
+        merges.append(best)
+        words = Counter({_merge(word, best): count for word, count in words.items()})
+    return tuple(merges)
+
+
+def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
+    out: list[str] = []
+    i = 0
+    while i < len(word):
+        if word[i : i + 2] == pair:
+            out.append(pair[0] + pair[1])
+            i += 2
+        else:
+            out.append(word[i])
+            i += 1
+    return tuple(out)
+
+
+def trained_clip_vocab() -> dict[str, int]:
+    """CLIP's vocabulary layout: the 256 byte symbols, the same with ``</w>``, one token per merge, bos, eos."""
+    symbols = _byte_symbols()
+    tokens = symbols + [s + "</w>" for s in symbols]
+    tokens += list(dict.fromkeys(a + b for a, b in trained_clip_merges()))
+    tokens += [BOS, EOS]
+    return {token: i for i, token in enumerate(tokens)}
+
+
+def small_clip_tokenizer(context_length: int = 77):
+    """A small CLIP tokenizer (~620 tokens) in the real format: byte-level BPE with CLIP's normaliser (NFC,
+    whitespace, lower-case), pre-tokenizer, ``</w>`` word ends and bos/eos post-processor; bos and eos are the
+    last two ids, as in CLIP. Built by transformers' own ``CLIPTokenizer`` from the trained merges."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(vocab=trained_clip_vocab(), merges=list(trained_clip_merges()), bos_token=BOS,
+                         eos_token=EOS, unk_token=EOS, pad_token=EOS, model_max_length=context_length)
+
+
+def write_small_clip_tokenizer(directory: Path, context_length: int = 77) -> Path:
+    """Save the small CLIP tokenizer (``tokenizer.json`` + ``tokenizer_config.json``) into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    small_clip_tokenizer(context_length).save_pretrained(directory)
+    return directory
 
 
 def _write_clip(
@@ -67,12 +168,14 @@ def _write_clip(
     projection_dim: int,
     image_size: int,
     seed: int,
+    real_tokenizer: bool = False,
 ) -> Path:
     from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = _clip_tokenizer(text.get("max_position_embeddings", 77))
+    context_length = text.get("max_position_embeddings", 77)
+    tokenizer = real_clip_tokenizer(context_length) if real_tokenizer else small_clip_tokenizer(context_length)
     config = CLIPConfig(
         text_config={
             "vocab_size": len(tokenizer),
@@ -103,7 +206,7 @@ TINY_TOWER = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2
 
 
 def make_tiny_clip(directory: Path, *, image_size: int = 32, projection_dim: int = 16, seed: int = 0) -> Path:
-    """A tiny random ``CLIPModel`` (2 layers, hidden 32) with the real CLIP tokenizer; returns ``directory``.
+    """A tiny random ``CLIPModel`` (2 layers, hidden 32) with the small trained CLIP tokenizer; returns ``directory``.
 
     Preprocessing: shortest edge -> ``image_size``, center crop ``image_size``², bicubic, OpenAI mean/std.
     """
@@ -118,7 +221,8 @@ def make_tiny_clip(directory: Path, *, image_size: int = 32, projection_dim: int
 
 
 def make_clip_b32_shaped(directory: Path, seed: int = 0) -> Path:
-    """A random ``CLIPModel`` with the exact shapes of openai/clip-vit-base-patch32 (for benchmarks)."""
+    """A random ``CLIPModel`` with the exact shapes of openai/clip-vit-base-patch32 (for benchmarks): the real
+    CLIP tokenizer (its 49,408-row embedding table), so it needs the test data."""
     return _write_clip(
         directory,
         vision={
@@ -140,6 +244,7 @@ def make_clip_b32_shaped(directory: Path, seed: int = 0) -> Path:
         projection_dim=512,
         image_size=224,
         seed=seed,
+        real_tokenizer=True,
     )
 
 
