@@ -406,6 +406,15 @@ class Catalog:
         with self._lock:
             return {r[0] for r in self._db.execute("SELECT id FROM files WHERE path >= ? AND path < ?", (lo, hi))}
 
+    def holds_images(self, prefix: str) -> bool:
+        """Whether any image (indexed or failed, not a skipped non-image) is ``prefix`` or lies inside it."""
+        lo, hi = prefix_range(prefix)
+        with self._lock:
+            return self._db.execute(
+                "SELECT 1 FROM files WHERE ((path >= ? AND path < ?) OR path = ?) AND state != 'skipped' LIMIT 1",
+                (lo, hi, path_key(prefix)),
+            ).fetchone() is not None
+
     def file_by_path(self, path: str) -> FileRecord | None:
         with self._lock:
             row = self._db.execute(

@@ -110,6 +110,14 @@ class _NoticeHandler(logging.Handler):
         err.print(f"[yellow]notice:[/] {shown(record.getMessage())}", markup=True, highlight=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from glimpse import __version__
+
+        sys.stdout.write(f"glimpse {__version__}\n")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
@@ -123,6 +131,8 @@ def main_options(
     store: Annotated[str | None, typer.Option(
         "--store", help="Vector store. Default: embedded FAISS inside the library.")] = None,
     device: Annotated[str, typer.Option("--device", help="Torch device for encoding: cpu, cuda, mps.")] = "cpu",
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version, help="Print glimpse's version and exit.")] = False,
 ) -> None:
     """glimpse — recognize and search anything in your image collections."""
     logger = logging.getLogger("glimpse")

@@ -290,6 +290,7 @@ class Library:
             self.catalog.register_model(spec.key, spec.name, spec.dim, spec.to_dict())
             if self.catalog.get_meta("default_model") is None:
                 self.catalog.set_meta("default_model", self.model_name)
+            new_roots = [root for root in roots if root not in set(self.catalog.roots())]
             for root in roots:
                 self.catalog.add_root(root)
             if memory_budget is not None:
@@ -299,6 +300,12 @@ class Library:
             indexer = Indexer(self.catalog, self.encoder, batch_size=batch_size, workers=workers,
                               max_megapixels=max_megapixels, progress=progress)
             report = indexer.run(roots)
+            for root in new_roots:
+                if not self.catalog.holds_images(root):  # an empty folder or a non-image is no root
+                    self.catalog.remove_root(root)
+                    shown = os.fsencode(root).decode("utf-8", "replace")
+                    notice(f"no images found under {shown}; it was not added to the library"
+                           if os.path.isdir(root) else f"{shown} is not an image; it was not added to the library")
             self._vector_index(save=True)
             self._clean_temporary_files()
         return report
