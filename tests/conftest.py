@@ -40,6 +40,24 @@ def make_photo(path: Path, seed: int, size: tuple[int, int] = (96, 72), fmt: str
     return path
 
 
+class RecordingProgress:
+    """A Progress (``glimpse.pipeline.Progress``) that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done = 0
+        self.finished = False
+
+    def start(self, total: int) -> None:
+        self.total = total
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+
+    def finish(self) -> None:
+        self.finished = True
+
+
 def make_photos(directory: Path, n: int, start: int = 0) -> list[Path]:
     return [make_photo(directory / f"img_{i:03d}.jpg", seed=i) for i in range(start, start + n)]
 

@@ -14,7 +14,7 @@ pytest.importorskip("ray.data")
 pq = pytest.importorskip("pyarrow.parquet")
 
 import glimpse  # noqa: E402
-from conftest import make_photos  # noqa: E402
+from conftest import RecordingProgress, make_photos  # noqa: E402
 from glimpse.distributed import (  # noqa: E402
     DistributedError,
     RayIndexJob,
@@ -32,22 +32,6 @@ def local_ray():
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
-
-
-class Counted:
-    """A Progress that remembers what it was told."""
-
-    def __init__(self) -> None:
-        self.total, self.done, self.finished = None, 0, False
-
-    def start(self, total: int) -> None:
-        self.total = total
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-
-    def finish(self) -> None:
-        self.finished = True
 
 
 def make_corpus(tmp_path):
@@ -78,7 +62,7 @@ def tagged_job(local_ray, tiny_clip, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         use_small_vocabulary(base, mp)
         job = RayIndexJob([str(photos)], str(tiny_clip), base / "job", shard_size=5, batch_size=3, tags=True)
-        progress = Counted()
+        progress = RecordingProgress()
         report = job.run(encoders=1, workers=1, progress=progress)
         yield photos, base / "job", report, progress
 

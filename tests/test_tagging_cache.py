@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import RecordingProgress
 from glimpse.zeroshot import TextCache, move_text_cache
 
 DIM = 4
@@ -44,22 +45,6 @@ class FakeEncoder:
     @property
     def encoded(self) -> list[str]:
         return [t for call in self.calls for t in call]
-
-
-class RecordingProgress:
-    def __init__(self) -> None:
-        self.total: int | None = None
-        self.done = 0
-        self.finished = False
-
-    def start(self, total: int) -> None:
-        self.total = total
-
-    def advance(self, n: int = 1) -> None:
-        self.done += n
-
-    def finish(self) -> None:
-        self.finished = True
 
 
 TEXTS = [f"a photo of tag {i}" for i in range(45)]
