@@ -185,13 +185,11 @@ def _resize_and_crop(image: Image.Image, pre: Preprocess) -> np.ndarray:
     """Steps 1–2: ``uint8[pre.height, pre.width, 3]`` of an RGB image, in bounded memory (see the module doc)."""
     width, height = image.size
     size = resize_size(width, height, pre)
-    resample = _RESAMPLE[pre.interpolation]
-    if pre.resize == "squash":
-        if _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES:
-            return np.asarray(image.resize(size, resample=resample))
-        return np.asarray(_window_resize(image, size, (0.0, 0.0, float(width), float(height)), pre.interpolation))
     if _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES:
-        return _center_crop(np.asarray(image.resize(size, resample=resample)), pre.height, pre.width)
+        resized = np.asarray(image.resize(size, resample=_RESAMPLE[pre.interpolation]))
+        return resized if pre.resize == "squash" else _center_crop(resized, pre.height, pre.width)
+    if pre.resize == "squash":
+        return np.asarray(_window_resize(image, size, (0.0, 0.0, float(width), float(height)), pre.interpolation))
     # Only the crop window (clipped to the resized image; the rest is the reference's zero padding).
     new_w, new_h = size
     top, left = (new_h - pre.height) // 2, (new_w - pre.width) // 2
