@@ -9,9 +9,9 @@ import os
 import shutil
 
 import numpy as np
-from conftest import make_photo, make_photos
 from typer.testing import CliRunner
 
+from conftest import make_photo, make_photos
 from glimpse.cli import app
 from glimpse.images import open_image
 
