@@ -27,7 +27,6 @@ from glimpse.checkpoints import (
     read_checkpoint,
     weight_files,
 )
-from glimpse.checkpoints import legacy_key as legacy_key  # transition re-export for keymigration.py
 from glimpse.errors import ModelError, ModelNotFoundError
 from glimpse.families import model_classes
 from glimpse.spec import SPEC_FILENAME, Family, ModelSpec
