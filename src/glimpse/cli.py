@@ -12,7 +12,6 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -21,7 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from glimpse.display import printable
-from glimpse.errors import GlimpseError, UserInputError
+from glimpse.errors import GlimpseError
+from glimpse.settings import LibrarySettings
 
 if TYPE_CHECKING:
     from glimpse.library import Hit, Library
@@ -44,26 +44,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 
-@dataclass
-class Options:
-    library: Path | None
-    model: str | None
-    store: str | None
-    device: str
-
-    def open(self, *, create: bool = True) -> Library:
-        from glimpse.library import open_library
-        from glimpse.vectors import is_milvus_store
-
-        if self.store not in (None, "", "faiss") and not is_milvus_store(self.store):
-            raise UserInputError(
-                f"--store {self.store!r}: give 'faiss' (the default), a Milvus server as milvus://HOST:PORT, "
-                "or a milvus-lite file ending in .db"
-            )
-        return open_library(self.library, self.model, device=self.device, store=self.store or None, create=create)
+# The global options are the Library's settings: the server is given the same object (`glimpse serve`).
+Options = LibrarySettings
 
 
-def options_of(ctx: typer.Context) -> Options:
+def options_of(ctx: typer.Context) -> LibrarySettings:
     return ctx.find_root().obj  # type: ignore[no-any-return]
 
 
@@ -139,7 +124,7 @@ def main_options(
     if not any(isinstance(h, _NoticeHandler) for h in logger.handlers):
         logger.addHandler(_NoticeHandler(logging.WARNING))
         logger.propagate = False  # shown once, by this handler, not again by Python's last-resort handler
-    ctx.obj = Options(library, model, store, device)
+    ctx.obj = LibrarySettings(library, model, store, device)
 
 
 # -- progress --------------------------------------------------------------------------------------------

@@ -16,8 +16,7 @@ from glimpse.display import printable
 from glimpse.errors import UserInputError
 
 if TYPE_CHECKING:
-    from glimpse.imagevectors import ImageVectors
-    from glimpse.library import Library
+    from glimpse.library import ImageVectors, Library
 
 eval_app = typer.Typer(help="Measure classification and retrieval quality on your own data.", no_args_is_help=True)
 train_app = typer.Typer(help="Train a few-shot probe or a CLIP model.", no_args_is_help=True)
@@ -28,11 +27,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 def _vectors(lib: Library, paths: list[Path] | None) -> ImageVectors:
     """Vectors of the given files/folders, or of the whole library when none are given."""
-    from glimpse.imagevectors import library_vectors, vectors_for_paths
-
-    if not paths:
-        return library_vectors(lib)
-    return vectors_for_paths(lib, [str(p) for p in paths])
+    return lib.vectors([str(p) for p in paths] if paths else None)
 
 
 def _report_failures(found: ImageVectors) -> None:
@@ -122,10 +117,9 @@ def moderate(
             import numpy as np
 
             from glimpse.datasets import read_image_folder
-            from glimpse.imagevectors import vectors_for_paths
 
             data = read_image_folder(calibrate_dir)
-            found = vectors_for_paths(lib, data.paths)
+            found = lib.vectors(data.paths)
             folder_of = {p: data.classes[y] for p, y in zip(data.paths, data.labels, strict=True)}
             names = [c.name for c in loaded.categories]
             truth = np.array([[folder_of[p] == n for n in names] for p in found.paths], dtype=bool)
@@ -291,12 +285,11 @@ def train_probe_cmd(
 
     from glimpse.datasets import read_image_folder
     from glimpse.evaluate import top_k_accuracy
-    from glimpse.imagevectors import vectors_for_paths
     from glimpse.probe import train_probe
 
     folder = read_image_folder(data)
     with open_library_ctx(ctx) as lib:
-        found = vectors_for_paths(lib, folder.paths)
+        found = lib.vectors(folder.paths)
         label_of = dict(zip(folder.paths, folder.labels, strict=True))
         labels = np.array([label_of[p] for p in found.paths], dtype=np.int64)
         probe = train_probe(found.vectors, labels, folder.class_names(), lib.spec.key, lib.spec.name,
