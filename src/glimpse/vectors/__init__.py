@@ -31,7 +31,7 @@ __all__ = ["FaissIndex", "IndexDamagedError", "IndexStorageError", "SearchResult
 
 
 def is_milvus_store(store: str | None) -> bool:
-    """Whether ``store`` names a Milvus store. Only for ``cli.Options.open`` until it calls ``check_store``
+    """Whether ``store`` names a Milvus store. Only for ``Library.__init__`` until it calls ``check_store``
     (then delete this): a value of no known form is False here, as it always was."""
     from glimpse.errors import UserInputError
     from glimpse.vectors.milvus import MilvusIndex
