@@ -17,18 +17,11 @@ import numpy as np
 import pytest
 
 from glimpse.catalog import STATE_OK, Catalog, FileUpdate
-from glimpse.vectors import (
-    IndexStorageError,
-    describe_store,
-    index_problem,
-    open_index,
-    rebuild_store,
-    select,
-    sync_index,
-    text_probes,
-)
 from glimpse.vectors import faiss as faiss_mod
+from glimpse.vectors import select, text_probes
+from glimpse.vectors.base import IndexStorageError
 from glimpse.vectors.faiss import FaissIndex
+from glimpse.vectors.sync import describe_store, index_problem, open_index, rebuild_store, sync_index
 from glimpse.vectors.synthetic import clustered_embeddings
 
 KEY = "synthetic-32"

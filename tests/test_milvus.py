@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from conftest import make_photos
 from glimpse.catalog import Catalog, FileUpdate
 from glimpse.errors import IndexMismatchError
-from glimpse.vectors import open_store, sync_index
 from glimpse.vectors.milvus import FILTERS_PROPERTY, MAX_TAGS, MilvusIndex, filter_expression, fold_tag
+from glimpse.vectors.sync import open_store, sync_index
 from glimpse.vectors.synthetic import clustered_embeddings
 from test_search_filters import expected_ids, far_query, filter_cases, make_filter_photos, put_test_tags
 

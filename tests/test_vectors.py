@@ -10,8 +10,8 @@ import pytest
 from glimpse.catalog import STATE_OK, Catalog, FileUpdate
 from glimpse.encoders.base import l2_normalize
 from glimpse.errors import IndexMismatchError
-from glimpse.vectors import open_index, sync_index
 from glimpse.vectors.faiss import FaissIndex
+from glimpse.vectors.sync import open_index, sync_index
 
 KEY = "m"
 DIM = 8

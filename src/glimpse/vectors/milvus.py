@@ -9,7 +9,7 @@
 so path-prefix and tag filters run inside Milvus (``search(..., path_prefix=, tags=, no_tags=)``, and
 ``search_filtered``, which ``Library`` searches use). Like the FAISS index it is derived from the catalog:
 the id of the last catalog change it applied and the ``Catalog.catalog_id`` it was filled from are stored as
-collection properties (``vectors.open_store`` refills a collection of another catalog, or of none recorded),
+collection properties (``vectors.sync.open_store`` refills a collection of another catalog, or of none recorded),
 and ``vectors.sync_index`` replays newer changes (upserts and deletes) into it, including metadata-only ones
 (a move changes the path, tagging the tags), so the filters see what the catalog holds.
 
