@@ -612,6 +612,7 @@ class Library:
         ok = np.zeros(len(files), dtype=bool)
         failed: set[int] = set()
         digests: dict[int, str] = {}  # row -> content hash to look a stored vector up by
+        known_hash: dict[int, str | None] = {}  # row -> the hash its catalog row (state ok) was indexed with
         for row, path in enumerate(files):
             rec = known.get(path) or self.catalog.file_by_path(path) or self.catalog.file_by_path(
                 os.path.realpath(path))
@@ -624,6 +625,7 @@ class Library:
                 continue
             if rec is not None:
                 result.ids[row] = rec.id
+                known_hash[row] = rec.hash if rec.state == STATE_OK else None
             if rec is not None and rec.state == STATE_OK and rec.hash and (rec.size, rec.mtime_ns) == (
                     st.st_size, st.st_mtime_ns):
                 digests[row] = rec.hash  # unchanged since indexing: the catalog's hash holds, as for the indexer
@@ -635,17 +637,16 @@ class Library:
                 reason = str(exc) if isinstance(exc, ImageError) else (exc.strerror or str(exc)).lower()
                 result.errors.append({"path": path, "reason": reason})
                 failed.add(row)
-        holders = self.catalog.embedded_ids_by_hash(digests.values(), key)
-        wanted = {row: holders[d] for row, d in digests.items() if d in holders}
-        if wanted:
-            stored_ids, stored = self.catalog.embeddings(key, set(wanted.values()))
-            by_id = dict(zip(stored_ids.tolist(), stored, strict=True))
-            for row, file_id in wanted.items():
-                if file_id in by_id:
-                    result.vectors[row] = by_id[file_id]
-                    result.stored_from[row] = file_id
-                    ok[row] = True
-            result.stored = int(ok.sum())
+        # A file still holding the content its own row was indexed with uses that row's vector; any other
+        # content is looked up by hash among every file with a vector of this model (a copy, a changed file
+        # whose new content was indexed elsewhere).
+        own = {row: result.ids[row] for row, d in digests.items()
+               if result.ids[row] is not None and known_hash.get(row) == d}
+        self._fill_stored(result, ok, own)
+        rest = {row: d for row, d in digests.items() if not ok[row]}
+        holders = self.catalog.embedded_ids_by_hash(rest.values(), key) if rest else {}
+        self._fill_stored(result, ok, {row: holders[d] for row, d in rest.items() if d in holders})
+        result.stored = int(ok.sum())
         todo = [row for row in range(len(files)) if not ok[row] and row not in failed]
         if progress is not None:
             progress.start(len(todo))
@@ -674,6 +675,23 @@ class Library:
             result.stored_from = [result.stored_from[i] for i in keep]
             result.vectors = result.vectors[keep]
         return result
+
+    def _fill_stored(self, result: ImageVectors, ok: np.ndarray, source: dict[int, int]) -> None:
+        """Rows of ``result`` take the stored vector of the file id ``source[row]`` where there is one."""
+        if not source:
+            return
+        key = self.spec.key
+        wanted = set(source.values())
+        # Most of the library: one scan of the model's vectors beats id look-ups in chunks of 500.
+        whole = len(wanted) > self.catalog.count_embeddings(key) // 2
+        stored_ids, stored = self.catalog.embeddings(key, None if whole else wanted)
+        position = {file_id: n for n, file_id in enumerate(stored_ids.tolist())}
+        for row, file_id in source.items():
+            n = position.get(file_id)
+            if n is not None:
+                result.vectors[row] = stored[n]
+                result.stored_from[row] = file_id
+                ok[row] = True
 
     def image_vector(self, image: str | os.PathLike[str] | int) -> np.ndarray:
         """The ``float32[d]`` vector of an indexed image (by id) or of an image file (stored when still
