@@ -17,7 +17,7 @@ from pathlib import Path
 from glimpse.dedup import find_perceptual, hamming, image_hashes
 from glimpse.errors import ImageError
 from glimpse.images import open_image
-from glimpse.imagevectors import image_files
+from glimpse.pipeline import image_files
 
 DUPS = Path(__file__).resolve().parents[2] / "shared" / "data" / "dups"
 

@@ -102,21 +102,20 @@ def test_text_cache_survives_a_damaged_file(tmp_path, open_lib):
 
 def test_classify_uses_stored_embeddings_without_re_encoding(tmp_path, open_lib):
     from glimpse.images import open_image
-    from glimpse.imagevectors import library_vectors, vectors_for_paths
 
     photos = make_photos(tmp_path / "photos", 4)
     lib = open_lib()
     lib.index([tmp_path / "photos"])
     fresh = lib.encoder.encode_images([open_image(p, min_side=lib.spec.preprocess.min_side).image for p in photos])
     lib2 = open_lib()  # a new process would start like this: nothing encoded yet
-    found = vectors_for_paths(lib2, [tmp_path / "photos"])
+    found = lib2.vectors([tmp_path / "photos"])
     assert found.stored == 4 and found.encoded == 0 and "encoder" not in lib2.__dict__
-    whole = library_vectors(lib2)
+    whole = lib2.vectors()
     assert sorted(whole.paths) == sorted(found.paths)
     np.testing.assert_allclose(found.vectors, fresh, atol=1e-5)
     # A changed file is encoded again instead of using its stale vector.
     make_photo(photos[0], seed=99)
-    found = vectors_for_paths(lib2, [tmp_path / "photos"])
+    found = lib2.vectors([tmp_path / "photos"])
     assert found.stored == 3 and found.encoded == 1
 
 

@@ -434,6 +434,40 @@ class Catalog:
                     out[rec.id] = rec
         return out
 
+    def indexed_files(self) -> list[FileRecord]:
+        """Every readable indexed image (state ok), in id order."""
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE state = 'ok' ORDER BY id").fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def recent_files(self, model_key: str, limit: int, offset: int = 0) -> list[FileRecord]:
+        """Readable images with a vector of ``model_key``, most recently indexed first (then highest id)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
+                "JOIN embeddings e ON e.file_id = f.id AND e.model_key = ? WHERE f.state = 'ok' "
+                "ORDER BY f.indexed_at DESC, f.id DESC LIMIT ? OFFSET ?",
+                (model_key, int(limit), int(offset)),
+            ).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def embedded_ids_by_hash(self, content_hashes: Iterable[str], model_key: str) -> dict[str, int]:
+        """``{content hash: id of a file with that content holding a vector of model_key}`` for the hashes
+        some indexed file has (one id per hash)."""
+        wanted = sorted(set(content_hashes))
+        found: dict[str, int] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for digest, file_id in self._db.execute(
+                    "SELECT f.hash, MIN(f.id) FROM files f JOIN embeddings e ON e.file_id = f.id AND e.model_key = ? "
+                    f"WHERE f.state = 'ok' AND f.hash IN ({marks}) GROUP BY f.hash",
+                    [model_key, *chunk],
+                ):
+                    found[digest] = int(file_id)
+        return found
+
     def errors(self, limit: int | None = None) -> list[FileRecord]:
         sql = f"SELECT {_FILE_COLUMNS} FROM files WHERE state = 'error' ORDER BY path"
         if limit is not None:

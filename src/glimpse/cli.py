@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 # handles_errors, options_of: transitional, commands/serve.py still imports them from here;
 # glimpse.commands.server (taking them from glimpse.commands.common) replaces it, and then they go.
 from glimpse.commands.common import App, Device, err, handles_errors, options_of, shown  # noqa: F401
-from glimpse.errors import UserInputError
-
-if TYPE_CHECKING:
-    from glimpse.library import Library
+from glimpse.settings import LibrarySettings
 
 app = App(
     name="glimpse",
@@ -29,25 +25,6 @@ app = App(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-
-
-@dataclass
-class Options:
-    library: Path | None
-    model: str | None
-    store: str | None
-    device: str
-
-    def open(self, *, create: bool = True) -> Library:
-        from glimpse.library import open_library
-        from glimpse.vectors import is_milvus_store
-
-        if self.store not in (None, "", "faiss") and not is_milvus_store(self.store):
-            raise UserInputError(
-                f"--store {self.store!r}: give 'faiss' (the default), a Milvus server as milvus://HOST:PORT, "
-                "or a milvus-lite file ending in .db"
-            )
-        return open_library(self.library, self.model, device=self.device, store=self.store or None, create=create)
 
 
 class _NoticeHandler(logging.Handler):
@@ -86,7 +63,8 @@ def main_options(
     if not any(isinstance(h, _NoticeHandler) for h in logger.handlers):
         logger.addHandler(_NoticeHandler(logging.WARNING))
         logger.propagate = False  # shown once, by this handler, not again by Python's last-resort handler
-    ctx.obj = Options(library, model, store, device.value)
+    # The global options are the Library's settings: the server is given the same object (`glimpse serve`).
+    ctx.obj = LibrarySettings(library, model, store, device.value)
 
 
 # Command modules, grouped by what users see. Each exposes ``register(app)``, which only attaches its

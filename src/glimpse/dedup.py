@@ -257,20 +257,9 @@ def find_perceptual(paths: Sequence[str], threshold: float = DEFAULT_THRESHOLDS[
 
 
 # -- over a library ------------------------------------------------------------------------------------
-def _library_files(lib: Library) -> list[Any]:
-    from glimpse.catalog import STATE_OK
-
-    records: dict[int, Any] = {}
-    for root in lib.catalog.roots():
-        for rec in lib.catalog.files_under(root).values():
-            if rec.state == STATE_OK:
-                records[rec.id] = rec
-    return [records[k] for k in sorted(records)]
-
-
 def find_exact(lib: Library) -> DuplicateReport:
     """Files of the library with identical content hashes (as recorded at indexing time)."""
-    records = _library_files(lib)
+    records = lib.indexed_files()
     items = [Item(r.path, r.id, (r.width or 0) * (r.height or 0)) for r in records]
     first: dict[str, int] = {}
     pairs = []
@@ -284,55 +273,38 @@ def find_exact(lib: Library) -> DuplicateReport:
     return DuplicateReport("exact", 0.0, len(items), group_pairs(items, pairs, higher_is_closer=True))
 
 
-def range_search(native: Any, queries: np.ndarray, threshold: float, chunk: int = 1024
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per query row of ``float32[q, d]``, the ``(int64 ids, float32 scores)`` of every vector of the faiss
-    index ``native`` (inner product) scoring strictly above ``threshold``."""
-    out: list[tuple[np.ndarray, np.ndarray]] = []
-    for start in range(0, len(queries), chunk):
-        block = np.ascontiguousarray(queries[start:start + chunk], dtype=np.float32)
-        lims, scores, ids = native.range_search(block, float(threshold))
-        out += [(ids[lims[r]:lims[r + 1]].astype(np.int64), scores[lims[r]:lims[r + 1]].astype(np.float32))
-                for r in range(len(block))]
-    return out
-
-
-def _exact_range_search(ids: np.ndarray, vectors: np.ndarray, threshold: float, chunk: int = 1024
-                        ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The same as :func:`range_search` by blocked matrix products over the stored vectors, for stores
-    without a faiss index (e.g. Milvus); memory stays ``chunk x n``."""
-    out: list[tuple[np.ndarray, np.ndarray]] = []
-    for start in range(0, len(vectors), chunk):
-        scores = vectors[start:start + chunk] @ vectors.T
-        for row in scores:
-            keep = np.flatnonzero(row > threshold)
-            out.append((ids[keep], row[keep].astype(np.float32)))
-    return out
-
-
 def find_semantic(lib: Library, threshold: float = DEFAULT_THRESHOLDS["semantic"]) -> DuplicateReport:
-    """Images whose embeddings have cosine >= ``threshold``, found with the vector index's range search."""
-    _check_threshold("semantic", threshold)
-    from glimpse.imagevectors import library_vectors
+    """Images whose embeddings have cosine >= ``threshold``, found with the vector store's range search.
 
-    stored = library_vectors(lib)
-    records = lib.catalog.files_by_id([i for i in stored.ids if i is not None])
+    Every image's vector follows the library's freshness rule (``Library.vectors``): a file changed since
+    indexing is compared by its current content, and one that can no longer be read is listed in ``failed``.
+    """
+    _check_threshold("semantic", threshold)
+    found = lib.vectors()
+    records = lib.catalog.files_by_id([i for i in found.ids if i is not None])
     items = [Item(p, i, ((records[i].width or 0) * (records[i].height or 0)) if i in records else 0)
-             for p, i in zip(stored.paths, stored.ids, strict=True)]
-    row_of = {i: k for k, i in enumerate(stored.ids)}
-    index = lib._vector_index(save=False)  # caught up with the catalog, read-only
-    native = getattr(index, "native", None)
-    if native is not None and hasattr(native, "range_search"):
-        matches = range_search(native, stored.vectors, threshold)
-    else:
-        matches = _exact_range_search(np.asarray(stored.ids, dtype=np.int64), stored.vectors, threshold)
-    pairs = []
-    for k, (ids, scores) in enumerate(matches):
+             for p, i in zip(found.paths, found.ids, strict=True)]
+    row_of = {i: k for k, i in enumerate(found.ids)}
+    # Rows whose vector is not the store's vector of their id (changed since indexing) are compared exactly
+    # by their current vectors; every other pair comes from the store's range search.
+    fresh = [k for k, (i, src) in enumerate(zip(found.ids, found.stored_from, strict=True)) if src != i]
+    fresh_ids = {found.ids[k] for k in fresh}
+    pairs: dict[tuple[int, int], float] = {}
+    for k, (ids, scores) in enumerate(lib.range_search(found.vectors, threshold)):
+        if found.ids[k] in fresh_ids:
+            continue
         for file_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
             j = row_of.get(file_id)
-            if j is not None and j > k:
-                pairs.append((k, j, float(score)))
-    return DuplicateReport("semantic", threshold, len(items), group_pairs(items, pairs, higher_is_closer=True))
+            if j is not None and j > k and file_id not in fresh_ids:
+                pairs[(k, j)] = float(score)
+    for k in fresh:
+        scores = found.vectors @ found.vectors[k]
+        for j in np.flatnonzero(scores > threshold).tolist():
+            if j != k:
+                pairs[(min(j, k), max(j, k))] = float(scores[j])
+    ordered = [(k, j, d) for (k, j), d in sorted(pairs.items())]
+    return DuplicateReport("semantic", threshold, len(items), group_pairs(items, ordered, higher_is_closer=True),
+                           found.errors)
 
 
 def find_duplicates(lib: Library, level: str, threshold: float | None = None,
@@ -346,8 +318,6 @@ def find_duplicates(lib: Library, level: str, threshold: float | None = None,
     if level == "semantic":
         return find_semantic(lib, value)
     if paths:
-        from glimpse.imagevectors import image_files
-
-        return find_perceptual(image_files(paths), value)
-    records = _library_files(lib)
+        return find_perceptual(lib.image_files(paths), value)
+    records = lib.indexed_files()
     return find_perceptual([r.path for r in records], value, [r.id for r in records])

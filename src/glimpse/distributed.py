@@ -543,10 +543,8 @@ def bulk_load(library: Library, work_dir: str | os.PathLike[str]) -> int:
             f"uses {spec.name} (key {spec.key}); open the library with --model {job['model']}"
         )
     loaded = 0
-    with library._writer_lock():
-        library.catalog.register_model(spec.key, spec.name, spec.dim, spec.to_dict())
-        if library.catalog.get_meta("default_model") is None:
-            library.catalog.set_meta("default_model", library.model_name)
+    # The writer's context registers the model, and on the way out catches the vector store up and saves it.
+    with library.writing(registers_model=True) as catalog:
         for marker in sorted(work_dir.glob("shard-*.done")):
             tag_source = _read_marker(marker).get("tag_source")
             table = pq.read_table(marker.with_suffix(".parquet"))
@@ -558,13 +556,12 @@ def bulk_load(library: Library, work_dir: str | os.PathLike[str]) -> int:
                     format=r["format"], error=r["error"],
                     vector=np.asarray(r["embedding"], dtype=np.float32) if r["state"] == STATE_OK else None,
                 ) for r in chunk]
-                ids = library.catalog.apply(updates, spec.key)
+                ids = catalog.apply(updates, spec.key)
                 if tag_source:
-                    library.catalog.put_tags(
+                    catalog.put_tags(
                         [(file_id, r["hash"], list(zip(r["tags"], r["tag_scores"], strict=True)))
                          for file_id, r in zip(ids, chunk, strict=True) if r["state"] == STATE_OK], tag_source)
                 loaded += len(updates)
-        library._vector_index(save=True)
     return loaded
 
 

@@ -146,12 +146,11 @@ def evaluate_classification(lib: Library, folder: str | os.PathLike[str], *, tem
                             probe: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """Zero-shot (and, with ``probe``, the probe's) accuracy on an ImageFolder, class names from its folders."""
     from glimpse.datasets import read_image_folder
-    from glimpse.imagevectors import vectors_for_paths
     from glimpse.probe import Probe
     from glimpse.zeroshot import ZeroShotClassifier, text_cache_for
 
     data = read_image_folder(folder)
-    found = vectors_for_paths(lib, data.paths)
+    found = lib.vectors(data.paths)
     label_of = {os.path.abspath(p): y for p, y in zip(data.paths, data.labels, strict=True)}
     labels = np.asarray([label_of[os.path.abspath(p)] for p in found.paths], dtype=np.int64)
     names = data.class_names()
@@ -181,10 +180,9 @@ def evaluate_classification(lib: Library, folder: str | os.PathLike[str], *, tem
 def evaluate_multilabel(lib: Library, data: Any, *, templates: str | None = None) -> dict[str, Any]:
     """Zero-shot multi-label scoring of a ``MultiLabelSet`` (e.g. YOLO labels): mAP over classes, each
     class ranking the images by the cosine to its prompt ensemble, and per-class AP."""
-    from glimpse.imagevectors import vectors_for_paths
     from glimpse.zeroshot import ZeroShotClassifier, text_cache_for
 
-    found = vectors_for_paths(lib, data.paths)
+    found = lib.vectors(data.paths)
     row_of = {os.path.abspath(p): i for i, p in enumerate(data.paths)}
     targets = data.targets[[row_of[os.path.abspath(p)] for p in found.paths]]
     classifier = ZeroShotClassifier.build(lib.encoder, data.classes, templates,
@@ -211,9 +209,8 @@ def evaluate_retrieval(lib: Library, captions: Any, ks: Sequence[int] = DEFAULT_
     Identical caption texts are one query whose relevant images are all the images carrying it (with
     class prompts as captions, every image of the class is a correct answer).
     """
-    from glimpse.imagevectors import vectors_for_paths
 
-    found = vectors_for_paths(lib, captions.paths)
+    found = lib.vectors(captions.paths)
     row_of = {os.path.abspath(p): i for i, p in enumerate(found.paths)}
     query_of: dict[str, int] = {}
     pairs: list[tuple[int, int]] = []  # (query, image row)

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog
+from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog, FileRecord
 from glimpse.errors import (
     GlimpseError,
     ImageError,
@@ -30,8 +30,9 @@ from glimpse.errors import (
     ReadOnlyLibraryError,
     UserInputError,
 )
-from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image
+from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image, open_regular_file
 from glimpse.notices import notice
+from glimpse.settings import default_library_dir
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
@@ -39,21 +40,12 @@ if TYPE_CHECKING:
     from glimpse.spec import ModelSpec
     from glimpse.vectors.base import VectorIndex
 
-LIBRARY_ENV = "GLIMPSE_LIBRARY"
 INDEX_DIRNAME = "index"
 LOCK_FILENAME = "indexing.lock"
 
 
 class EmptyLibraryError(GlimpseError):
     """The library holds no vectors of the model in use."""
-
-
-def default_library_dir() -> Path:
-    """``$GLIMPSE_LIBRARY``, else ``$XDG_DATA_HOME/glimpse``, else ``~/.local/share/glimpse``."""
-    if os.environ.get(LIBRARY_ENV):
-        return Path(os.environ[LIBRARY_ENV]).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / "glimpse"
 
 
 @dataclass(frozen=True)
@@ -73,6 +65,26 @@ class Hit:
         data["score"] = round(float(self.score), 6)
         data["tags"] = [{"tag": tag, "score": round(float(score), 6)} for tag, score in self.tags]
         return data
+
+
+@dataclass
+class ImageVectors:
+    """``vectors[i]`` (L2-normalised ``float32[d]``) belongs to ``paths[i]``; ``ids[i]`` is its catalog id, or
+    ``None`` when the file is not in the library; ``stored_from[i]`` is the id whose stored vector row ``i``
+    is (``ids[i]`` for an unchanged file, another file's id for a copy of it, ``None`` when freshly encoded).
+    ``stored``/``encoded`` count where the vectors came from; ``errors`` holds ``{"path", "reason"}`` of the
+    files that could not be read (they have no row)."""
+
+    paths: list[str]
+    vectors: np.ndarray
+    ids: list[int | None]
+    stored_from: list[int | None] = field(default_factory=list)
+    stored: int = 0
+    encoded: int = 0
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {"images": len(self.paths), "stored": self.stored, "encoded": self.encoded, "failed": len(self.errors)}
 
 
 @dataclass
@@ -143,8 +155,21 @@ class Library:
     """An image library: catalog + vector indexes under one directory, bound to one model."""
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, model: str | None = None,
-                 *, device: str = "cpu", store: str | None = None, create: bool = True) -> None:
+                 *, device: str = "cpu", store: str | None = None, create: bool = True,
+                 encoder: Encoder | None = None) -> None:
+        """``encoder``: an already-loaded encoder to use (its spec is the library's model); it is borrowed,
+        so ``close()`` leaves it open for its owner."""
         from glimpse.registry import DEFAULT_MODEL
+        from glimpse.vectors import is_milvus_store
+
+        # A mistyped store URI fails before anything is created.
+        if store in ("", "faiss"):
+            store = None
+        elif store is not None and not is_milvus_store(store):
+            raise UserInputError(
+                f"--store {store!r}: give 'faiss' (the default), a Milvus server as milvus://HOST:PORT, "
+                "or a milvus-lite file ending in .db"
+            )
 
         self.directory = Path(directory).expanduser() if directory is not None else default_library_dir()
         catalog_path = self.directory / CATALOG_FILENAME
@@ -173,6 +198,10 @@ class Library:
         self.device = device
         #: vector store: None = embedded FAISS; a milvus:// / http:// URI or a *.db milvus-lite file
         self.store = store
+        self._borrowed_encoder = encoder is not None
+        if encoder is not None:
+            self.__dict__["encoder"] = encoder  # the cached properties' slots: no second model load
+            self.__dict__["spec"] = encoder.spec
         self._index: VectorIndex | None = None
         self._model_missing: ModelError | None = None  # set when only the catalog's copy of the spec is known
         self._coverage_checked_at: int | None = None
@@ -260,6 +289,26 @@ class Library:
         finally:
             os.close(fd)
 
+    @contextmanager
+    def writing(self, *, registers_model: bool = False) -> Iterator[Catalog]:
+        """The writer's context: holds the library's indexing lock while the body changes the catalog.
+
+        ``registers_model``: the model in use is recorded in the catalog first (the default model of a new
+        library too), for bodies that add its vectors. On a clean exit the vector store is caught up with
+        the catalog and saved, and half-written index files of killed runs are removed. Raises
+        LibraryBusyError while another process writes, ReadOnlyLibraryError where the library is read-only.
+        """
+        with self._writer_lock():
+            if registers_model:
+                spec = self.spec
+                self.catalog.register_model(spec.key, spec.name, spec.dim, spec.to_dict())
+                if self.catalog.get_meta("default_model") is None:
+                    self.catalog.set_meta("default_model", self.model_name)
+            yield self.catalog
+            if registers_model or self._index is not None or self.catalog.count_embeddings(self.spec.key):
+                self._vector_index(save=True)
+            self._clean_temporary_files()
+
     def index(
         self,
         paths: Sequence[str | os.PathLike[str]],
@@ -285,11 +334,8 @@ class Library:
             roots.append(path)
         if not roots:
             raise UserInputError("nothing to index: give at least one folder or image file")
-        with self._writer_lock():
+        with self.writing(registers_model=True):
             spec = self.spec
-            self.catalog.register_model(spec.key, spec.name, spec.dim, spec.to_dict())
-            if self.catalog.get_meta("default_model") is None:
-                self.catalog.set_meta("default_model", self.model_name)
             new_roots = [root for root in roots if root not in set(self.catalog.roots())]
             for root in roots:
                 self.catalog.add_root(root)
@@ -306,8 +352,6 @@ class Library:
                     shown = os.fsencode(root).decode("utf-8", "replace")
                     notice(f"no images found under {shown}; it was not added to the library"
                            if os.path.isdir(root) else f"{shown} is not an image; it was not added to the library")
-            self._vector_index(save=True)
-            self._clean_temporary_files()
         return report
 
     # -- vectors -------------------------------------------------------------------------------------
@@ -322,8 +366,8 @@ class Library:
         For after catalog-only changes such as tagging: a store that keeps tags (Milvus) then holds them,
         and later searches do not each replay the same changes.
         """
-        with self._writer_lock():
-            self._vector_index(save=True)
+        with self.writing():
+            pass
 
     def _vector_index(self, *, save: bool) -> VectorIndex:
         """The current model's index, caught up with the catalog.
@@ -375,10 +419,14 @@ class Library:
 
     def _search_vector(self, vector: np.ndarray, k: int, min_score: float | None, *,
                        tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
-                       folder: str | os.PathLike[str] | None = None) -> list[Hit]:
-        """Best-first hits of ``float32[d]`` ``vector``; filters go to the store where it can apply them."""
+                       folder: str | os.PathLike[str] | None = None, offset: int = 0,
+                       accept: Callable[[str], bool] | None = None) -> list[Hit]:
+        """Hits ``offset .. offset+k`` of ``float32[d]`` ``vector``, best first, among those passing the
+        filters (in the store where it can apply them) and ``accept(path)``."""
         if k < 1:
             raise UserInputError(f"k must be at least 1, got {k}")
+        if offset < 0:
+            raise UserInputError(f"offset must be at least 0, got {offset}")
         index = self._vector_index(save=False)
         if len(index) == 0:
             raise EmptyLibraryError(
@@ -388,31 +436,37 @@ class Library:
         self._note_coverage()
         tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
         self._check_filters(tags + no_tags, prefixes, folder)
-        found: list[tuple[int, float]] | None = None
+        keep = self._id_filter(tags, no_tags, prefixes)
+        want, total = offset + k, len(index)
+        fetch = want
+        while True:  # widen the search until enough hits pass every filter, or the matches are exhausted
+            found, exhausted = self._candidates(index, vector, fetch, keep, tags, no_tags, prefixes)
+            records = self.catalog.files_by_id([i for i, _ in found])
+            passed = [(i, s) for i, s in found if i in records and (min_score is None or s >= min_score)
+                      and (accept is None or accept(records[i].path))]
+            below = min_score is not None and bool(found) and found[-1][1] < min_score
+            if len(passed) >= want or exhausted or below or fetch >= total:
+                break
+            fetch = min(total, fetch * 4)
+        passed = passed[offset:want]
+        tag_map = self.catalog.tags_of([i for i, _ in passed])
+        return [Hit(i, records[i].path, float(s), records[i].width, records[i].height, tuple(tag_map.get(i, ())))
+                for i, s in passed]
+
+    def _candidates(self, index: VectorIndex, vector: np.ndarray, fetch: int, keep: Callable[[int], bool] | None,
+                    tags: list[str], no_tags: list[str], prefixes: Sequence[str]
+                    ) -> tuple[list[tuple[int, float]], bool]:
+        """The best ``fetch`` ``(id, score)`` of the index passing the id filters, and whether there are no
+        more to find. A store that can filter (Milvus) filters inside its search."""
         if tags or no_tags or prefixes:
-            pushed = index.search_filtered(vector[None, :], k, path_prefixes=prefixes, tags=tags, no_tags=no_tags)
+            pushed = index.search_filtered(vector[None, :], fetch, path_prefixes=prefixes, tags=tags, no_tags=no_tags)
             if pushed is not None:
                 found = list(zip(pushed[0].ids.tolist(), pushed[0].scores.tolist(), strict=True))
-        if found is None:
-            keep = self._id_filter(tags, no_tags, prefixes)
-            fetch = k
-            while True:  # with a filter, widen the search until k hits pass it (or the index is exhausted)
-                result = index.search(vector[None, :], fetch)[0]
-                found = [(i, s) for i, s in zip(result.ids.tolist(), result.scores.tolist(), strict=True)
-                         if keep is None or keep(i)]
-                if keep is None or len(found) >= k or fetch >= len(index):
-                    break
-                fetch = min(len(index), fetch * 4)
-        found = found[:k]
-        records = self.catalog.files_by_id([i for i, _ in found])
-        tag_map = self.catalog.tags_of([i for i, _ in found])
-        hits = []
-        for file_id, score in found:
-            rec = records.get(file_id)
-            if rec is None or (min_score is not None and score < min_score):
-                continue
-            hits.append(Hit(file_id, rec.path, float(score), rec.width, rec.height, tuple(tag_map.get(file_id, ()))))
-        return hits
+                return found, len(found) < fetch
+        result = index.search(vector[None, :], fetch)[0]
+        found = [(i, s) for i, s in zip(result.ids.tolist(), result.scores.tolist(), strict=True)
+                 if i >= 0 and (keep is None or keep(i))]
+        return found, fetch >= len(index)
 
     def _check_filters(self, tag_names: Sequence[str], prefixes: Sequence[str],
                        folder: str | os.PathLike[str] | None) -> None:
@@ -471,52 +525,188 @@ class Library:
 
     def search(self, query: str, k: int = 10, *, images: Sequence[str | os.PathLike[str]] | None = None,
                min_score: float | None = None, tags: Sequence[str] | None = None,
-               no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None) -> list[Hit]:
+               no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
+               offset: int = 0, accept: Callable[[str], bool] | None = None) -> list[Hit]:
         """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms).
 
         ``tags``: hits must carry all of these tags; ``no_tags``: hits must carry none of them (tags compare
         ASCII case-insensitively); ``folder``: hits must lie inside this folder (see ``folder_prefixes``).
         Up to ``k`` hits pass the filters: a store that can filter (Milvus) does it inside its search,
-        otherwise the search widens until ``k`` hits pass or the index is exhausted.
+        otherwise the search widens until ``k`` hits pass or the index is exhausted. ``offset`` skips that
+        many passing hits (pages); ``accept(path) -> bool`` is one more filter (the server's "may be served").
         """
         from glimpse.query import embed_terms, parse_query
 
         terms = parse_query(query, list(images or []))  # a malformed query fails before any model work
         self._require_content()
         return self._search_vector(embed_terms(terms, self.encoder), k, min_score, tags=tags, no_tags=no_tags,
-                                   folder=folder)
+                                   folder=folder, offset=offset, accept=accept)
 
     def search_vector(self, vector: np.ndarray, k: int = 10, *, min_score: float | None = None,
                       tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
-                      folder: str | os.PathLike[str] | None = None) -> list[Hit]:
+                      folder: str | os.PathLike[str] | None = None, offset: int = 0,
+                      accept: Callable[[str], bool] | None = None) -> list[Hit]:
         """Best-first hits for an L2-normalised ``float32[d]`` query vector (e.g. built by the server).
 
-        Filters as in ``search``.
+        Filters, ``offset`` and ``accept`` as in ``search``.
         """
         self._require_content()
         return self._search_vector(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags, no_tags=no_tags,
-                                   folder=folder)
+                                   folder=folder, offset=offset, accept=accept)
+
+    def recent(self, k: int = 50, offset: int = 0) -> list[Hit]:
+        """The most recently indexed images with a vector of the model in use, newest first (score 0.0)."""
+        if k < 1 or offset < 0:
+            raise UserInputError(f"k must be at least 1 and offset at least 0, got k={k}, offset={offset}")
+        records = self.catalog.recent_files(self.spec.key, k, offset)
+        tag_map = self.catalog.tags_of([r.id for r in records])
+        return [Hit(r.id, r.path, 0.0, r.width, r.height, tuple(tag_map.get(r.id, ()))) for r in records]
+
+    def range_search(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per row of ``float32[q, d]`` ``queries``: ``(int64 ids, float32 scores)`` of every indexed vector
+        scoring strictly above ``threshold`` (cosine), from the vector store caught up with the catalog."""
+        index = self._vector_index(save=False)
+        if hasattr(index, "range_search"):
+            return index.range_search(np.asarray(queries, dtype=np.float32), float(threshold))
+        # TODO(K): transitional until VectorIndex.range_search lands; exact products over the stored vectors.
+        ids, vectors = self.catalog.embeddings(self.spec.key)
+        out = []
+        for start in range(0, len(queries), 1024):
+            for row in np.asarray(queries[start:start + 1024], dtype=np.float32) @ vectors.T:
+                keep = np.flatnonzero(row > threshold)
+                out.append((ids[keep], row[keep].astype(np.float32)))
+        return out
+
+    def image_files(self, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+        """The image files under ``paths`` (files and folders), as ``glimpse.pipeline.image_files`` lists them."""
+        from glimpse.pipeline import image_files
+
+        return image_files(paths)
+
+    def indexed_files(self) -> list[FileRecord]:
+        """Every readable indexed image of the library, in id order."""
+        return self.catalog.indexed_files()
+
+    def vectors(self, paths: Sequence[str | os.PathLike[str]] | None = None, *, batch_size: int = 32,
+                progress: Progress | None = None) -> ImageVectors:
+        """Vectors of the images under ``paths`` (``None``: every indexed image), with the model in use.
+
+        The one freshness rule of glimpse: a stored vector is used only for a file whose content is still
+        the content it was encoded from — its size and mtime are unchanged since indexing, or its content
+        hash equals that of a file holding a vector of this model (a touched or copied file). Anything else
+        is decoded and encoded once, so a file changed since indexing is never answered with a stale vector.
+        Files that cannot be read are reported in ``errors``, never fatal. ``progress`` counts encoded files.
+        """
+        if paths is None:
+            records = self.indexed_files()
+            if not records:
+                raise EmptyLibraryError(
+                    f"the library {self.directory} has no images indexed; run `glimpse index PATH` first"
+                )
+            files = [r.path for r in records]
+            known: dict[str, FileRecord] = {r.path: r for r in records}
+        else:
+            files = self.image_files(paths)
+            if not files:
+                raise UserInputError(f"no image files found in {', '.join(os.fspath(p) for p in paths)}")
+            known = {}
+        return self._vectors_of(files, known, batch_size=batch_size, progress=progress)
+
+    def vectors_of(self, records: Sequence[FileRecord], *, batch_size: int = 32,
+                   progress: Progress | None = None) -> ImageVectors:
+        """``vectors`` of these catalog rows (from ``indexed_files``, or a catalog query such as the files a
+        tagger has not tagged yet), by the same freshness rule; a row whose file is gone is in ``errors``."""
+        return self._vectors_of([r.path for r in records], {r.path: r for r in records}, batch_size=batch_size,
+                                progress=progress)
+
+    def _vectors_of(self, files: list[str], known: dict[str, FileRecord], *, batch_size: int,
+                    progress: Progress | None) -> ImageVectors:
+        from glimpse.pipeline import content_hash
+
+        key = self.spec.key
+        result = ImageVectors(list(files), np.zeros((len(files), self.spec.dim), dtype=np.float32),
+                              [None] * len(files), [None] * len(files))
+        ok = np.zeros(len(files), dtype=bool)
+        failed: set[int] = set()
+        digests: dict[int, str] = {}  # row -> content hash to look a stored vector up by
+        for row, path in enumerate(files):
+            rec = known.get(path) or self.catalog.file_by_path(path) or self.catalog.file_by_path(
+                os.path.realpath(path))
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                reason = f"cannot read file: {(exc.strerror or str(exc)).lower()}"
+                result.errors.append({"path": path, "reason": reason})
+                failed.add(row)
+                continue
+            if rec is not None:
+                result.ids[row] = rec.id
+            if rec is not None and rec.state == STATE_OK and rec.hash and (rec.size, rec.mtime_ns) == (
+                    st.st_size, st.st_mtime_ns):
+                digests[row] = rec.hash  # unchanged since indexing: the catalog's hash holds, as for the indexer
+                continue
+            try:
+                with open_regular_file(path) as fh:
+                    digests[row] = content_hash(fh)
+            except (ImageError, OSError) as exc:
+                reason = str(exc) if isinstance(exc, ImageError) else (exc.strerror or str(exc)).lower()
+                result.errors.append({"path": path, "reason": reason})
+                failed.add(row)
+        holders = self.catalog.embedded_ids_by_hash(digests.values(), key)
+        wanted = {row: holders[d] for row, d in digests.items() if d in holders}
+        if wanted:
+            stored_ids, stored = self.catalog.embeddings(key, set(wanted.values()))
+            by_id = dict(zip(stored_ids.tolist(), stored, strict=True))
+            for row, file_id in wanted.items():
+                if file_id in by_id:
+                    result.vectors[row] = by_id[file_id]
+                    result.stored_from[row] = file_id
+                    ok[row] = True
+            result.stored = int(ok.sum())
+        todo = [row for row in range(len(files)) if not ok[row] and row not in failed]
+        if progress is not None:
+            progress.start(len(todo))
+        try:
+            for start in range(0, len(todo), batch_size):
+                rows, images = [], []
+                for row in todo[start:start + batch_size]:
+                    try:
+                        images.append(open_image(files[row], min_side=self.spec.preprocess.min_side).image)
+                        rows.append(row)
+                    except ImageError as exc:
+                        result.errors.append({"path": files[row], "reason": str(exc)})
+                if images:
+                    result.vectors[rows] = self.encoder.encode_images(images)
+                    ok[rows] = True
+                    result.encoded += len(rows)
+                if progress is not None:
+                    progress.advance(len(todo[start:start + batch_size]))
+        finally:
+            if progress is not None:
+                progress.finish()
+        if not ok.all():
+            keep = np.flatnonzero(ok)
+            result.paths = [files[i] for i in keep]
+            result.ids = [result.ids[i] for i in keep]
+            result.stored_from = [result.stored_from[i] for i in keep]
+            result.vectors = result.vectors[keep]
+        return result
 
     def image_vector(self, image: str | os.PathLike[str] | int) -> np.ndarray:
-        """The stored vector of an indexed image (by id or path), else the image freshly encoded."""
+        """The ``float32[d]`` vector of an indexed image (by id) or of an image file (stored when still
+        current by the freshness rule of ``vectors``, else freshly encoded)."""
         if isinstance(image, int):
             ids, vectors = self.catalog.embeddings(self.spec.key, [image])
             if not len(ids):
                 raise UserInputError(f"no image with id {image} is indexed with {self.spec.name}")
             return vectors[0]
-        path = os.path.realpath(os.path.expanduser(os.fspath(image)))
-        rec = self.catalog.file_by_path(path)
-        if rec is not None and rec.state == STATE_OK:
-            ids, vectors = self.catalog.embeddings(self.spec.key, [rec.id])
-            if len(ids):
-                return vectors[0]
+        path = os.path.abspath(os.path.expanduser(os.fspath(image)))
         if not os.path.isfile(path):
             raise UserInputError(f"{image} is not a file; give an image path or an indexed image id")
-        try:
-            decoded = open_image(path, min_side=self.spec.preprocess.min_side)
-        except ImageError as exc:
-            raise type(exc)(f"{image}: {exc}") from exc  # the reason alone does not say which file
-        return self.encoder.encode_images([decoded.image])[0]
+        found = self._vectors_of([path], {}, batch_size=1, progress=None)
+        if found.errors:
+            raise ImageError(f"{image}: {found.errors[0]['reason']}")  # the reason alone does not say which file
+        return found.vectors[0]
 
     def similar(self, image: str | os.PathLike[str] | int, k: int = 10, *, min_score: float | None = None,
                 tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
@@ -530,7 +720,7 @@ class Library:
     def remove(self, paths: Sequence[str | os.PathLike[str]]) -> int:
         """Forget files and folders (the files on disk are untouched); returns how many were forgotten."""
         removed = 0
-        with self._writer_lock():
+        with self.writing():
             for raw in paths:
                 path = os.path.realpath(os.path.expanduser(os.fspath(raw)))
                 count = self.catalog.delete_under(path)
@@ -538,8 +728,6 @@ class Library:
                 if count == 0 and not dropped_root:
                     raise UserInputError(f"{raw} is not in the library; `glimpse status` lists its roots")
                 removed += count
-            if self.catalog.count_embeddings(self.spec.key) or self._index is not None:
-                self._vector_index(save=True)
         return removed
 
     def status(self) -> LibraryStatus:
@@ -573,7 +761,7 @@ class Library:
         )
 
     def close(self) -> None:
-        if "encoder" in self.__dict__:
+        if "encoder" in self.__dict__ and not self._borrowed_encoder:
             self.encoder.close()
         if hasattr(self._index, "close"):  # a Milvus store holds a client connection
             self._index.close()

@@ -31,7 +31,7 @@ import numpy as np
 
 from glimpse.catalog import STATE_ERROR, STATE_OK, STATE_SKIPPED, Catalog, FileRecord, FileUpdate
 from glimpse.encoders.base import Encoder
-from glimpse.errors import GlimpseError, ImageError
+from glimpse.errors import GlimpseError, ImageError, UserInputError
 from glimpse.images import (
     DEFAULT_MAX_MEGAPIXELS,
     IMAGE_EXTENSIONS,
@@ -289,7 +289,7 @@ def prepare(
             # What the first bytes and the file size already tell is said before reading the rest.
             check_content(fh)
             check_file_size(os.fstat(fh.fileno()).st_size, max_megapixels)
-            digest = _content_hash(fh)
+            digest = content_hash(fh)
             old = task.existing
             if old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector:
                 # Touched but not changed: keep the stored vectors, no decode.
@@ -310,13 +310,30 @@ def prepare(
     return result(STATE_OK, digest, pixels, width=decoded.width, height=decoded.height, format=decoded.format)
 
 
-def _content_hash(fh: BinaryIO) -> str:
+def content_hash(fh: BinaryIO) -> str:
     """The catalog's content hash: blake2b-128 of the whole file, hex, read in blocks from its start (the
     same value as ``hashlib.blake2b(data, digest_size=16)`` of the file's bytes)."""
     fh.seek(0)
     digest = hashlib.file_digest(fh, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
     fh.seek(0)
     return digest
+
+
+def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The image candidates named by ``paths`` (files, or folders walked recursively), in a stable order.
+
+    The one file listing of glimpse. Paths are absolute as the caller named them (``abspath``, symlinks
+    kept), so a caller can match them with its own list; ``Library.vectors`` finds a file's catalog row by
+    this path or by its ``realpath`` (roots are stored resolved). Unreadable entries and files that are
+    not image candidates (by extension or content) are left out.
+    """
+    found: list[str] = []
+    for raw in paths:
+        root = os.path.abspath(os.path.expanduser(os.fspath(raw)))
+        if not os.path.exists(root):
+            raise UserInputError(f"{os.fspath(raw)} does not exist; give image files or folders")
+        found += [item.path for item in scan([root]) if item.problem is None and is_candidate(item.path)]
+    return found
 
 
 def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Task], Prepared], items: Iterable[Task], window: int

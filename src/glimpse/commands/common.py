@@ -27,6 +27,7 @@ from glimpse.errors import GlimpseError
 
 if TYPE_CHECKING:
     from glimpse.library import Library
+    from glimpse.settings import LibrarySettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,9 +68,9 @@ class Device(StrEnum):
     mps = "mps"
 
 
-def options_of(ctx: typer.Context) -> Any:
+def options_of(ctx: typer.Context) -> LibrarySettings:
     """The global options (``--library``, ``--model``, ``--store``, ``--device``) of the running command."""
-    return ctx.find_root().obj
+    return ctx.find_root().obj  # type: ignore[no-any-return]
 
 
 @contextmanager

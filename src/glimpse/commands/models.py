@@ -9,6 +9,7 @@ from scratch). Imports of the feature modules happen inside the commands so that
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -134,14 +135,14 @@ def train_probe_cmd(
 
     from glimpse.datasets import read_image_folder
     from glimpse.evaluate import top_k_accuracy
-    from glimpse.imagevectors import vectors_for_paths
     from glimpse.probe import train_probe
 
     folder = read_image_folder(data)
     with open_library_ctx(ctx) as lib:
-        found = vectors_for_paths(lib, folder.paths)
-        label_of = dict(zip(folder.paths, folder.labels, strict=True))
-        labels = np.array([label_of[p] for p in found.paths], dtype=np.int64)
+        found = lib.vectors(folder.paths)
+        # lib.vectors lists files by absolute path; the folder may have been given relative
+        label_of = {os.path.abspath(p): y for p, y in zip(folder.paths, folder.labels, strict=True)}
+        labels = np.array([label_of[os.path.abspath(p)] for p in found.paths], dtype=np.int64)
         probe = train_probe(found.vectors, labels, folder.class_names(), lib.spec.key, lib.spec.name,
                             kind=kind.value)  # type: ignore[arg-type]
         probe.save(output)

@@ -31,18 +31,6 @@ if TYPE_CHECKING:
     from glimpse.tagging.base import Tagger
 
 
-def _image_files(paths: list[Path]) -> list[str]:
-    from glimpse.pipeline import scan
-
-    files = []
-    for raw in paths:
-        path = os.path.realpath(os.path.expanduser(str(raw)))
-        if not os.path.exists(path):
-            raise UserInputError(f"{raw} does not exist; give image files or folders")
-        files += [f.path for f in scan([path]) if f.problem is None]
-    return files
-
-
 class TaggerKind(StrEnum):
     """``--tagger``: the CLIP tagger of any CLIP-family model, or a RAM / RAM++ checkpoint."""
 
@@ -70,11 +58,11 @@ def make_tagger(ctx: typer.Context, kind: TaggerKind | str, ram_checkpoint: str 
     opts = options_of(ctx)
     encoder, cache_dir, progress = None, None, None
     if kind == TaggerKind.clip:
-        from glimpse.library import default_library_dir, library_model
+        from glimpse.library import library_model
         from glimpse.registry import load_encoder
 
         encoder = load_encoder(opts.model or library_model(opts.library), device=opts.device)
-        cache_dir = str(opts.library or default_library_dir())
+        cache_dir = str(opts.library_dir)
         progress = make_progress(quiet, "Tag vocabulary")
     return build_tagger(str(kind), encoder=encoder, ram_checkpoint=ram_checkpoint, device=opts.device,
                         cache_dir=cache_dir, progress=progress, **options)
@@ -105,13 +93,14 @@ def tag(
 ) -> None:
     """Tag images with a CLIP-family model (no extra weights) or a RAM / RAM++ checkpoint."""
     from glimpse.images import open_image
+    from glimpse.pipeline import image_files
     from glimpse.tagging.base import check_threshold
     from glimpse.tagging.factory import parse_languages
     from glimpse.tagging.library_tags import parse_list
 
     languages = parse_languages(lang)
     check_threshold(threshold)
-    files = _image_files(paths)
+    files = image_files(paths)
     model = make_tagger(ctx, tagger, ram_checkpoint, quiet=as_json, languages=languages,
                          global_threshold=threshold is not None, open_set=parse_list(open_set),
                          open_threshold=open_threshold, vocabulary=vocabulary, calibrated=calibrated,

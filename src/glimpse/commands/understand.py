@@ -38,17 +38,12 @@ from glimpse.display import printable
 from glimpse.errors import UserInputError
 
 if TYPE_CHECKING:
-    from glimpse.imagevectors import ImageVectors
-    from glimpse.library import Library
+    from glimpse.library import ImageVectors, Library
 
 
 def _vectors(lib: Library, paths: list[Path] | None) -> ImageVectors:
     """Vectors of the given files/folders, or of the whole library when none are given."""
-    from glimpse.imagevectors import library_vectors, vectors_for_paths
-
-    if not paths:
-        return library_vectors(lib)
-    return vectors_for_paths(lib, [str(p) for p in paths])
+    return lib.vectors([str(p) for p in paths] if paths else None)
 
 
 def _display(path: str) -> str:
@@ -151,13 +146,13 @@ def moderate(
             import numpy as np
 
             from glimpse.datasets import read_image_folder
-            from glimpse.imagevectors import vectors_for_paths
 
             data = read_image_folder(calibrate_dir)
-            found = vectors_for_paths(lib, data.paths)
-            folder_of = {p: data.classes[y] for p, y in zip(data.paths, data.labels, strict=True)}
+            found = lib.vectors(data.paths)
+            # lib.vectors lists files by absolute path; the folder may have been given relative
+            folder_of = {os.path.abspath(p): data.classes[y] for p, y in zip(data.paths, data.labels, strict=True)}
             names = [c.name for c in loaded.categories]
-            truth = np.array([[folder_of[p] == n for n in names] for p in found.paths], dtype=bool)
+            truth = np.array([[folder_of[os.path.abspath(p)] == n for n in names] for p in found.paths], dtype=bool)
             calibrated = calibrate(moderator, found.vectors, truth, target_precision)
             if write_policy is not None:
                 write_policy.write_text(with_thresholds(loaded, calibrated).to_toml(), encoding="utf-8")

@@ -20,6 +20,7 @@ from glimpse.tagging.base import Tagger, select
 
 if TYPE_CHECKING:
     from glimpse.catalog import Catalog
+    from glimpse.library import Library
     from glimpse.pipeline import Progress
 
 
@@ -91,13 +92,15 @@ def parse_list(value: str | Sequence[str] | None) -> list[str]:
     return [part.strip() for item in items for part in item.split(",") if part.strip()]
 
 
-def tag_library(library: Any, *, batch_size: int = 1024, progress: Progress | None = None,
+def tag_library(library: Library, *, batch_size: int = 1024, progress: Progress | None = None,
                 **options: Any) -> TagReport:
     """Tag a library's images with the CLIP tagger of its own model, from the stored image vectors.
 
-    No image is decoded again: the CLIP tagger's scores are a function of the image embedding, which the
-    catalog already holds. ``progress`` counts the vocabulary prompts encoded (the slow part, once per
-    model: they are cached chunk by chunk, so an interrupted run resumes). ``options`` go to ``select``.
+    The CLIP tagger's scores are a function of the image embedding, which the catalog already holds: only
+    files changed since indexing (or without a vector of the model) are decoded, by ``Library.vectors_of``'s
+    freshness rule; unreadable ones count as failed. ``progress`` counts the vocabulary prompts encoded (the
+    slow part, once per model: they are cached chunk by chunk, so an interrupted run resumes). ``options`` go
+    to ``select``.
     """
     from glimpse.tagging.clip_tagger import ClipTagger
     from glimpse.zeroshot import text_cache_for
@@ -105,17 +108,21 @@ def tag_library(library: Any, *, batch_size: int = 1024, progress: Progress | No
     tagger = ClipTagger(library.encoder, cache=text_cache_for(library.directory, library.spec.key),
                         progress=progress)
     catalog = library.catalog
-    todo = {rec.id: rec for rec in catalog.files_to_tag(tagger.source)}
+    todo = catalog.files_to_tag(tagger.source)
     report = TagReport(tagger.source, unchanged=max(catalog.counts().get("ok", 0) - len(todo), 0))
-    ids = sorted(todo)
-    for start in range(0, len(ids), batch_size):
-        have, vectors = catalog.embeddings(library.spec.key, ids[start : start + batch_size])
-        if not len(have):
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        # The library's freshness rule: a file changed since indexing is scored from its current content.
+        found = library.vectors_of(chunk)
+        hash_of = {rec.id: rec.hash for rec in chunk}
+        report.failed += len(found.errors)
+        report.errors += found.errors
+        if not found.paths:
             continue
-        results = select(tagger.score_vectors(vectors), tagger.vocab, **options)
-        catalog.put_tags([(int(i), todo[int(i)].hash, [(t.name, t.score) for t in tags])
-                          for i, tags in zip(have.tolist(), results, strict=True)], tagger.source)
-        report.tagged += len(have)
+        results = select(tagger.score_vectors(found.vectors), tagger.vocab, **options)
+        catalog.put_tags([(int(i), hash_of[int(i)], [(t.name, t.score) for t in tags])
+                          for i, tags in zip(found.ids, results, strict=True) if i is not None], tagger.source)
+        report.tagged += len(found.paths)
         report.tags += sum(len(t) for t in results)
     if report.tagged:
         # A store that filters by tags (Milvus) takes them in now; if another process is indexing, it will.
