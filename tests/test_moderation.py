@@ -142,3 +142,26 @@ def test_moderate_cli_with_a_real_model(tmp_path, tiny_clip):
                                                                                        abs=1e-6)
     result = runner.invoke(app, [*base, "moderate", str(tmp_path / "photos"), "--policy", str(tmp_path / "nope")])
     assert result.exit_code == 1 and "cannot read policy file" in result.stderr
+
+
+def test_the_shipped_example_policy_runs_through_the_command(tmp_path, tiny_clip):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from glimpse.cli import app
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "moderation-policy.toml"
+    policy = Policy.load(example)
+    assert [c.name for c in policy.categories] == ["weapons", "blood", "documents"]
+    assert {c.action for c in policy.categories} == {"flag", "reject"} and policy.templates == "photo"
+    make_photos(tmp_path / "photos", 2)
+    base = ["--library", str(tmp_path / "lib"), "--model", str(tiny_clip)]
+    result = CliRunner().invoke(app, [*base, "moderate", str(tmp_path / "photos"), "--policy", str(example),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert len(rows) == 2 and all(set(r["scores"]) == {"weapons", "blood", "documents"} for r in rows)
+    assert all(r["action"] in ("allow", "flag", "reject") for r in rows)
+    audit = [json.loads(line) for line in (tmp_path / "lib" / "moderation-audit.jsonl").read_text().splitlines()]
+    assert [a["policy_sha256"] for a in audit] == [policy.digest] * 2

@@ -251,6 +251,10 @@ def test_bundle_runner_needs_only_onnxruntime_numpy_pillow(clip_onnx, tmp_path):
     assert {"image_encoder.onnx", "text_encoder.onnx", "tokenizer.json", "feature_matmul.onnx", "texts.txt",
             "texts_ids.json", "config.json", "run.py"} <= {p.name for p in bundle.iterdir()}
     assert not list(bundle.glob("*.data"))  # self-contained graphs, as NPU converters take them
+    from glimpse.bundle import runner_source
+
+    # run.py is the packaged, linted glimpse/bundle_runner.py, byte for byte
+    assert (bundle / "run.py").read_bytes() == runner_source() and b"import glimpse" not in runner_source()
     import shutil
 
     work = tmp_path / "bundle"

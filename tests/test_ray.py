@@ -278,3 +278,23 @@ def test_cli_index_engine_ray(local_ray, corpus, tmp_path, tiny_clip, small_voca
         assert result.exit_code == 2 and message in result.stderr
     bad = runner.invoke(app, [*base, "index", str(listing), "--engine", "spark"])
     assert bad.exit_code == 1 and "'local' (the default) or 'ray'" in bad.stderr
+
+
+def test_index_on_ray_owns_the_job(local_ray, corpus, tmp_path, tiny_clip):
+    """The Library-level call the CLI makes: a managed job directory under the library, resumed by a re-run."""
+    from glimpse.distributed import JOBS_DIRNAME, index_on_ray, managed_work_dir
+
+    _, listing = corpus
+    seen = []
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip)) as lib:
+        report, loaded = index_on_ray(lib, [listing], encoders=1, workers=1, memory_budget=2**30,
+                                      on_job=seen.append)
+        assert (report.files, report.encoded, loaded) == (11, 9, 11)
+        assert len(seen) == 1 and seen[0].work_dir == managed_work_dir(lib, [str(listing)])
+        assert seen[0].work_dir.parent == lib.directory / JOBS_DIRNAME
+        assert lib.status().index_vectors == 9 and lib.catalog.get_meta("default_model") == lib.model_name
+        from glimpse.vectors.select import load_policy
+
+        assert load_policy(lib.catalog, lib.spec.key).memory_budget == 2**30
+        again, loaded_again = index_on_ray(lib, [listing], encoders=1)
+        assert (again.shards, again.shards_done_before, loaded_again) == (0, 1, 11)

@@ -12,8 +12,8 @@
     config.json          preprocessing, context length, padding, pad id, input names
     run.py               standalone runner (index a folder, search by text) — onnxruntime, numpy, Pillow
 
-The runner is generated from :data:`RUNNER` (its own code, no glimpse import) so it runs on a board with
-nothing else installed.
+run.py is a copy of the module ``glimpse.bundle_runner`` (its own code, no glimpse import, linted and
+tested with the package), so it runs on a board with nothing else installed.
 """
 
 from __future__ import annotations
@@ -100,125 +100,13 @@ def write_bundle(model_dir: str | Path, out: str | Path, texts: tuple[str, ...] 
                        "mean": list(pre.mean), "std": list(pre.std), "rescale": pre.rescale},
     }
     (out / "config.json").write_text(json.dumps(config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    (out / "run.py").write_text(RUNNER, encoding="utf-8")
+    (out / "run.py").write_bytes(runner_source())
     return out
 
 
-RUNNER = r'''#!/usr/bin/env python3
-"""Standalone glimpse edge runner: needs onnxruntime, numpy and Pillow only.
+def runner_source() -> bytes:
+    """The text of the bundle's run.py: the packaged ``glimpse/bundle_runner.py``."""
+    from importlib.resources import files
 
-    python run.py index PHOTOS_DIR          # writes gallery.npy + gallery.txt next to this script
-    python run.py search "a photo of a dog" [-k 5]
+    return files("glimpse").joinpath("bundle_runner.py").read_bytes()
 
-Queries listed in texts.txt run from their stored ids (texts_ids.json); any other text needs the
-``tokenizers`` package (pip install tokenizers) to read tokenizer.json.
-"""
-import argparse
-import json
-import os
-import sys
-
-import numpy as np
-import onnxruntime as ort
-from PIL import Image
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-CFG = json.load(open(os.path.join(HERE, "config.json"), encoding="utf-8"))
-RESAMPLE = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}
-
-
-def session(name):
-    return ort.InferenceSession(os.path.join(HERE, name), providers=["CPUExecutionProvider"])
-
-
-def pixels(path):
-    p = CFG["preprocess"]
-    im = Image.open(path)
-    im.draft("RGB", (p["width"], p["height"]))
-    im = im.convert("RGB")
-    w, h = im.size
-    if p["resize"] == "squash":
-        size = (p["width"], p["height"])
-    else:
-        s = p["shortest_edge"] or min(p["height"], p["width"])
-        size = (s, int(s * h / w)) if w <= h else (int(s * w / h), s)
-    im = im.resize(size, resample=RESAMPLE[p["interpolation"]])
-    a = np.asarray(im, dtype=np.float32) * p["rescale"]
-    if p["resize"] != "squash":
-        top, left = (a.shape[0] - p["height"]) // 2, (a.shape[1] - p["width"]) // 2
-        a = a[max(top, 0):max(top, 0) + p["height"], max(left, 0):max(left, 0) + p["width"]]
-        a = np.pad(a, ((0, p["height"] - a.shape[0]), (0, p["width"] - a.shape[1]), (0, 0)))
-    a = (a - np.array(p["mean"], np.float32)) / np.array(p["std"], np.float32)
-    return a.transpose(2, 0, 1)
-
-
-def normalise(v):
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
-def token_ids(text):
-    stored = json.load(open(os.path.join(HERE, "texts_ids.json"), encoding="utf-8"))
-    if text in stored:
-        return stored[text]
-    try:
-        from tokenizers import Tokenizer
-    except ImportError:
-        sys.exit(f"{text!r} is not in texts.txt; install the tokenizers package to search any text")
-    tok = Tokenizer.from_file(os.path.join(HERE, "tokenizer.json"))
-    tok.no_padding()
-    tok.enable_truncation(CFG["context_length"])
-    return tok.encode(text).ids
-
-
-def encode_text(text):
-    ids = token_ids(text)
-    length = CFG["context_length"] if CFG["padding"] == "max_length" else len(ids)
-    row = np.full((1, length), CFG["pad_id"], np.int64)
-    row[0, :len(ids)] = ids
-    mask = np.zeros_like(row)
-    mask[0, :len(ids)] = 1
-    sess = session("text_encoder.onnx")
-    feeds = {}
-    for node in sess.get_inputs():
-        feeds[node.name] = mask if node.name == "attention_mask" else row
-    return normalise(sess.run(None, feeds)[0].astype(np.float32))
-
-
-def index(folder):
-    paths = sorted(os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs
-                   if f.lower().endswith((".jpg", ".jpeg", ".png", ".webp", ".bmp")))
-    sess = session("image_encoder.onnx")
-    name = sess.get_inputs()[0].name
-    vectors = []
-    for i in range(0, len(paths), 16):
-        batch = np.stack([pixels(p) for p in paths[i:i + 16]]).astype(np.float32)
-        vectors.append(sess.run(None, {name: batch})[0])
-    gallery = normalise(np.concatenate(vectors).astype(np.float32))
-    np.save(os.path.join(HERE, "gallery.npy"), gallery)
-    open(os.path.join(HERE, "gallery.txt"), "w", encoding="utf-8").write("\n".join(paths) + "\n")
-    print(f"indexed {len(paths)} images")
-
-
-def search(text, k):
-    gallery = np.load(os.path.join(HERE, "gallery.npy"))
-    paths = open(os.path.join(HERE, "gallery.txt"), encoding="utf-8").read().splitlines()
-    k = np.array([min(k, len(paths))], np.int64)
-    scores, indices = session("feature_matmul.onnx").run(None, {"query": encode_text(text), "gallery": gallery, "k": k})
-    for score, i in zip(scores[0], indices[0]):
-        print(f"{score:.4f}  {paths[i]}")
-
-
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("index").add_argument("folder")
-    s = sub.add_parser("search")
-    s.add_argument("text")
-    s.add_argument("-k", type=int, default=5)
-    args = parser.parse_args()
-    index(args.folder) if args.cmd == "index" else search(args.text, args.k)
-
-
-if __name__ == "__main__":
-    main()
-'''

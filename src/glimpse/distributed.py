@@ -1,5 +1,7 @@
 """Distributed indexing on Ray Data: list → decode (CPU tasks) → encode (actor pool) → Parquet shards → load.
 
+    report, loaded = index_on_ray(library, ["/data/listing.txt"], address="auto")   # all of it, resumable
+
     work = RayIndexJob(["/data/listing.txt"], model="openai/clip-vit-base-patch32", work_dir="/nfs/job1")
     report = work.run(address="auto")          # resumable: finished shards are skipped on a re-run
     bulk_load(library, "/nfs/job1")            # into the library's catalog, then its FAISS or Milvus store
@@ -30,7 +32,7 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from glimpse.tagging.base import Vocabulary
 
 JOB_FILENAME = "job.json"
+JOBS_DIRNAME = "distributed"  # managed job directories live in <library>/distributed/<digest>
 DEFAULT_SHARD_SIZE = 1000
 LOAD_BATCH = 1000
 DECODE_TASKS_PER_WORKER = 16  # decode tasks a Ray worker process runs before it is replaced
@@ -540,10 +543,8 @@ def bulk_load(library: Library, work_dir: str | os.PathLike[str]) -> int:
             f"uses {spec.name} (key {spec.key}); open the library with --model {job['model']}"
         )
     loaded = 0
-    with library._writer_lock():
-        library.catalog.register_model(spec.key, spec.name, spec.dim, spec.to_dict())
-        if library.catalog.get_meta("default_model") is None:
-            library.catalog.set_meta("default_model", library.model_name)
+    # The writer's context registers the model, and on the way out catches the vector store up and saves it.
+    with library.writing(registers_model=True) as catalog:
         for marker in sorted(work_dir.glob("shard-*.done")):
             tag_source = _read_marker(marker).get("tag_source")
             table = pq.read_table(marker.with_suffix(".parquet"))
@@ -555,11 +556,66 @@ def bulk_load(library: Library, work_dir: str | os.PathLike[str]) -> int:
                     format=r["format"], error=r["error"],
                     vector=np.asarray(r["embedding"], dtype=np.float32) if r["state"] == STATE_OK else None,
                 ) for r in chunk]
-                ids = library.catalog.apply(updates, spec.key)
+                ids = catalog.apply(updates, spec.key)
                 if tag_source:
-                    library.catalog.put_tags(
+                    catalog.put_tags(
                         [(file_id, r["hash"], list(zip(r["tags"], r["tag_scores"], strict=True)))
                          for file_id, r in zip(ids, chunk, strict=True) if r["state"] == STATE_OK], tag_source)
                 loaded += len(updates)
-        library._vector_index(save=True)
     return loaded
+
+
+def quiet_ray_logs() -> None:
+    """Keep Ray's INFO chatter (cluster start, execution plans, progress lines) off the terminal.
+
+    The caller shows its own progress and summary; Ray's warnings and errors still show.
+    """
+    try:
+        from ray.data import DataContext  # first: importing Ray Data configures its loggers
+        from ray.util.debug import log_once
+    except ImportError:  # reported by the job with an install hint
+        return
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    DataContext.get_current().enable_progress_bars = False
+    log_once("ray_data_progress_manager_disabled")  # its "progress bars disabled" notice: ours replace them
+
+
+def managed_work_dir(library: Library, sources: Sequence[str]) -> Path:
+    """The job directory glimpse picks under the library: one per (inputs, model), so that re-running the
+    same command resumes the same job."""
+    digest = hashlib.blake2b(("\n".join(map(str, sources)) + library.spec.key).encode(), digest_size=6).hexdigest()
+    return library.directory / JOBS_DIRNAME / digest
+
+
+def index_on_ray(library: Library, sources: Sequence[str | os.PathLike[str]], *, address: str | None = None,
+                 batch_size: int = 32, workers: int | None = None, encoders: int | None = None,
+                 max_megapixels: float | None = None, with_tags: bool = False, memory_budget: int | None = None,
+                 progress: Progress | None = None, work_dir: str | os.PathLike[str] | None = None,
+                 on_job: Callable[[RayIndexJob], None] | None = None) -> tuple[RayIndexReport, int]:
+    """Index ``sources`` into ``library`` on Ray: encode into resumable Parquet shards, then bulk-load them.
+
+    ``work_dir`` None: a managed directory under the library (:func:`managed_work_dir`); one holding the job
+    of an earlier file list (files were added or removed since) or of another ``max_megapixels`` is replaced,
+    so the new job encodes every file of the new list. A given ``work_dir`` holding another job is an error.
+    ``workers``: decode tasks at once; ``encoders``: encoder actors; ``max_megapixels``: the decode guard
+    (default: the local engine's); ``with_tags``: tag every image with the model's CLIP tagger too;
+    ``memory_budget`` (bytes): recorded as the library's index policy before the load, as a local
+    ``index --memory-budget`` does. ``on_job`` is called with the job before it runs (to show what it will
+    do). Returns the run's report and the number of files loaded into the library.
+    """
+    from glimpse.vectors.select import update_policy
+
+    paths = [str(p) for p in sources]
+    managed = work_dir is None
+    target = managed_work_dir(library, paths) if work_dir is None else Path(work_dir)
+    quiet_ray_logs()
+    job = RayIndexJob(paths, library.model_name, target, batch_size=batch_size,
+                      max_megapixels=DEFAULT_MAX_MEGAPIXELS if max_megapixels is None else max_megapixels,
+                      tags=with_tags, text_cache_dir=library.directory, restart=managed)
+    if on_job is not None:
+        on_job(job)
+    report = job.run(address=address, encoders=encoders, workers=workers, progress=progress)
+    if memory_budget is not None:
+        update_policy(library.catalog, library.spec.key, memory_budget=memory_budget)
+    return report, bulk_load(library, target)

@@ -1,6 +1,7 @@
 """Moderation: a TOML policy of categories scored zero-shot, with thresholds, actions and an audit log.
 
-Policy file::
+Policy file (a complete one ships as ``examples/moderation-policy.toml``; ``glimpse moderate --help`` and
+the README show this format too)::
 
     templates = "photo"             # optional: template set/file for the prompts (default: prompts used as is)
 

@@ -1,17 +1,19 @@
-"""Scale-out commands: ``glimpse index --engine ray`` (delegated here) and ``glimpse bench-scale``.
+"""Scale-out: the printing half of ``glimpse index --engine ray``, and ``glimpse bench-scale``.
 
-Top-level imports stay light (typer only): Ray, faiss and numpy load inside the commands.
+The Ray job itself (job directory, restarts, index policy, bulk load, Ray's logs) is
+:func:`glimpse.distributed.index_on_ray`; here it is only called and its report printed. Top-level imports
+stay light (typer only): Ray, faiss and numpy load inside the commands.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from glimpse.cli import (
+from glimpse.commands.common import (
+    JsonOpt,
     err,
     handles_errors,
     make_progress,
@@ -24,51 +26,34 @@ from glimpse.cli import (
 )
 from glimpse.errors import UserInputError
 
-JOBS_DIRNAME = "distributed"
+if TYPE_CHECKING:
+    from glimpse.distributed import RayIndexJob
 
 
-def index_distributed(ctx: typer.Context, paths: list[Path], *, engine: str, address: str | None, batch_size: int,
-                      memory_budget: str | None, as_json: bool, work_dir: Path | None = None,
-                      workers: int | None = None, encoders: int | None = None,
-                      max_megapixels: float | None = None, with_tags: bool = False) -> None:
-    """``glimpse index --engine ray``: encode on Ray into resumable Parquet shards, then load the library.
+def index_with_ray(ctx: typer.Context, paths: list[Path], *, address: str | None, batch_size: int,
+                   memory_budget: int | None, as_json: bool, workers: int | None = None,
+                   encoders: int | None = None, max_megapixels: float | None = None, with_tags: bool = False) -> None:
+    """``glimpse index --engine ray``: run :func:`glimpse.distributed.index_on_ray` and print what it did.
 
-    ``workers``: decode tasks at once; ``encoders``: encoder actors; ``max_megapixels``: the decode guard
-    (default: the local engine's); ``with_tags``: tag every image with the model's CLIP tagger too.
+    ``memory_budget`` is in bytes (already parsed from ``--memory-budget``).
     """
-    from glimpse.distributed import RayIndexJob, bulk_load
-    from glimpse.images import DEFAULT_MAX_MEGAPIXELS
-    from glimpse.vectors.select import parse_bytes, update_policy
+    from glimpse.distributed import index_on_ray
 
-    if engine != "ray":
-        raise UserInputError(f"--engine {engine!r}: give 'local' (the default) or 'ray'")
-    budget = parse_bytes(memory_budget) if memory_budget else None
-    _quiet_ray_logs()
+    def announce(job: RayIndexJob) -> None:
+        if as_json:
+            return
+        pending = len(job.pending_shards())
+        err.print(f"[bold]Ray job[/] {len(job.paths)} files in {job.shard_count} shards, {pending} to encode"
+                  f"{' and tag' if with_tags else ''} ({shown(str(job.work_dir))}"
+                  f"{'; restarted: the files or settings changed since the last run' if job.restarted else ''})")
+
     with open_library_ctx(ctx) as lib:
-        managed = work_dir is None
-        if work_dir is None:
-            # One job directory per (inputs, model): re-running the same command resumes it.
-            digest = hashlib.blake2b(("\n".join(map(str, paths)) + lib.spec.key).encode(), digest_size=6).hexdigest()
-            work_dir = lib.directory / JOBS_DIRNAME / digest
-        # A managed directory holding the job of an earlier file list (files were added or removed since)
-        # or of another --max-megapixels is replaced: the new job encodes every file of the new list.
-        job = RayIndexJob([str(p) for p in paths], lib.model_name, work_dir, batch_size=batch_size,
-                          max_megapixels=DEFAULT_MAX_MEGAPIXELS if max_megapixels is None else max_megapixels,
-                          tags=with_tags, text_cache_dir=lib.directory,
-                          restart=managed)
-        if not as_json:
-            pending = len(job.pending_shards())
-            err.print(f"[bold]Ray job[/] {len(job.paths)} files in {job.shard_count} shards, {pending} to encode"
-                      f"{' and tag' if with_tags else ''} ({shown(str(work_dir))}"
-                      f"{'; restarted: the files or settings changed since the last run' if job.restarted else ''})")
-        report = job.run(address=address, encoders=encoders, workers=workers,
-                         progress=make_progress(as_json, "Encoding on Ray"))
-        if budget is not None:
-            update_policy(lib.catalog, lib.spec.key, memory_budget=budget)
-        loaded = bulk_load(lib, work_dir)
-    data = {**report.to_dict(), "loaded": loaded}
+        report, loaded = index_on_ray(lib, [str(p) for p in paths], address=address, batch_size=batch_size,
+                                      workers=workers, encoders=encoders, max_megapixels=max_megapixels,
+                                      with_tags=with_tags, memory_budget=memory_budget,
+                                      progress=make_progress(as_json, "Encoding on Ray"), on_job=announce)
     if as_json:
-        print_json(data)
+        print_json({**report.to_dict(), "loaded": loaded})
         return
     rate = report.encoded / report.seconds if report.seconds > 0 else 0.0
     err.print(f"[bold]Indexed on Ray[/] {report.files} files: {report.shards} shards written now, "
@@ -80,36 +65,20 @@ def index_distributed(ctx: typer.Context, paths: list[Path], *, engine: str, add
     print_errors([(item["path"], item["reason"]) for item in report.errors])
 
 
-def _quiet_ray_logs() -> None:
-    """Keep Ray's INFO chatter (cluster start, execution plans, progress lines) off the terminal.
-
-    The command prints its own progress bar and summary; Ray's warnings and errors still show.
-    """
-    import logging
-
-    try:
-        from ray.data import DataContext  # first: importing Ray Data configures its loggers
-        from ray.util.debug import log_once
-    except ImportError:  # reported by the job with an install hint
-        return
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    DataContext.get_current().enable_progress_bars = False
-    log_once("ray_data_progress_manager_disabled")  # its "progress bars disabled" notice: ours replace them
-
-
 @handles_errors
 def bench_scale(
     ctx: typer.Context,
-    n: Annotated[int, typer.Option("--n", min=100, help="Number of synthetic 512-d vectors.")] = 100_000,
+    n: Annotated[int, typer.Option("--n", min=100, help="Number of synthetic vectors.")] = 100_000,
     dim: Annotated[int, typer.Option("--dim", min=2, help="Vector dimension.")] = 512,
-    recall_target: Annotated[float, typer.Option("--recall-target", min=0.01, max=1.0)] = 0.95,
-    memory_budget: Annotated[str | None, typer.Option("--memory-budget", help="e.g. 800MB")] = None,
+    recall_target: Annotated[float, typer.Option(
+        "--recall-target", min=0.01, max=1.0, help="Tune the ANN index to reach this recall@10.")] = 0.95,
+    memory_budget: Annotated[str | None, typer.Option(
+        "--memory-budget", help="Choose the index kind to fit this much RAM, e.g. 800MB.")] = None,
     flat_limit: Annotated[int, typer.Option("--flat-limit", min=1, help="Exact search below this many vectors.")
                           ] = 50_000,
     with_model: Annotated[bool, typer.Option(
         "--with-model", help="Also time a fresh search process that encodes query texts with --model.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Recall / latency / memory of the chosen ANN index vs exact flat and numpy brute force at size N."""
     from glimpse.vectors.bench_scale import measure
@@ -132,5 +101,5 @@ def bench_scale(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``bench-scale`` (``glimpse bench index-scale`` can call ``bench_scale`` too)."""
+    """Attach ``bench-scale`` (``index --engine ray`` is attached with ``index`` in glimpse.commands.search)."""
     app.command("bench-scale")(bench_scale)

@@ -1,4 +1,5 @@
-"""CLI: classify, moderate, dupes, eval classify|retrieval, train probe|clip, dataset split|stats.
+"""Understanding what is in the images: ``classify``, ``moderate``, ``dupes`` and ``eval classify|retrieval|
+multilabel|tags`` (how well those answers match labelled data).
 
 Only parsing, calling the library and formatting live here; imports of the feature modules happen inside
 the commands so that ``glimpse --help`` stays fast.
@@ -6,23 +7,38 @@ the commands so that ``glimpse --help`` stays fast.
 
 from __future__ import annotations
 
+import os
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from glimpse.cli import err, handles_errors, open_library_ctx, out, print_errors, print_json
+from glimpse.commands.common import (
+    App,
+    JsonOpt,
+    err,
+    handles_errors,
+    open_library_ctx,
+    out,
+    print_json,
+    print_skipped,
+)
+from glimpse.commands.tagging import (
+    CalibratedOpt,
+    RamCheckpointOpt,
+    TaggerKind,
+    TaggerOpt,
+    TagListOpt,
+    TagThresholdsOpt,
+    VocabularyOpt,
+    make_tagger,
+)
 from glimpse.display import printable
 from glimpse.errors import UserInputError
 
 if TYPE_CHECKING:
     from glimpse.library import ImageVectors, Library
-
-eval_app = typer.Typer(help="Measure classification and retrieval quality on your own data.", no_args_is_help=True)
-train_app = typer.Typer(help="Train a few-shot probe or a CLIP model.", no_args_is_help=True)
-dataset_app = typer.Typer(help="Dataset tools: split an ImageFolder, per-channel statistics.", no_args_is_help=True)
-
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 def _vectors(lib: Library, paths: list[Path] | None) -> ImageVectors:
@@ -30,13 +46,7 @@ def _vectors(lib: Library, paths: list[Path] | None) -> ImageVectors:
     return lib.vectors([str(p) for p in paths] if paths else None)
 
 
-def _report_failures(found: ImageVectors) -> None:
-    print_errors([(item["path"], item["reason"]) for item in found.errors], verb="skipped", hint="")
-
-
 def _display(path: str) -> str:
-    import os
-
     return os.fsencode(path).decode("utf-8", "replace")
 
 
@@ -52,7 +62,7 @@ def classify(
     templates: Annotated[str | None, typer.Option(
         "--templates", help="Prompt templates: openai (80 ImageNet templates), short, photo, or a file.")] = None,
     probe: Annotated[Path | None, typer.Option("--probe", help="Use a probe from `glimpse train probe`.")] = None,
-    top: Annotated[int, typer.Option("--top", "-k", min=1, help="Labels shown per image.")] = 3,
+    top: Annotated[int, typer.Option("-k", "--top", min=1, help="Labels shown per image.")] = 3,
     as_json: JsonOpt = False,
 ) -> None:
     """Zero-shot classify images into your labels (or with a trained probe)."""
@@ -76,7 +86,7 @@ def classify(
             results = classifier.predict(found.vectors, top)
     rows = [{"path": _display(p), "label": r[0]["label"], "score": r[0]["score"], "top": r}
             for p, r in zip(found.paths, results, strict=True)]
-    _report_failures(found)
+    print_skipped(found.errors)
     if as_json:
         print_json(rows)
         return
@@ -92,7 +102,8 @@ def moderate(
     ctx: typer.Context,
     paths: Annotated[list[Path] | None, typer.Argument(help="Images or folders (default: the whole library).")
                      ] = None,
-    policy: Annotated[Path, typer.Option("--policy", help="TOML policy: categories, prompts, thresholds, actions.")
+    policy: Annotated[Path, typer.Option(
+        "--policy", help="TOML policy file: categories, prompts, thresholds, actions (format above).")
                       ] = ...,  # type: ignore[assignment]
     audit: Annotated[Path | None, typer.Option(
         "--audit", help="Append-only JSONL audit log (default: moderation-audit.jsonl in the library).")] = None,
@@ -106,7 +117,25 @@ def moderate(
         "--write-policy", help="With --calibrate: write the policy with the new thresholds here.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Moderate images against a policy: per image an action (allow/flag/reject) and the deciding scores."""
+    r"""Moderate images against a policy: per image an action (allow/flag/reject) and the deciding scores.
+
+    The policy is a TOML file with one [\[category]] table per category; a
+    ready-to-edit example is examples/moderation-policy.toml in the sources:
+
+        templates = "photo"        # optional; default: prompts as written
+        [\[category]]
+        name = "weapons"
+        positive = ["a gun", "a rifle"]  # what the category looks like
+        negative = ["a toy gun"]   # look-alikes; default ["a photo"]
+        threshold = 0.7            # triggers at or above, 0..1; default 0.5
+        action = "reject"          # flag (the default) or reject
+
+    The score is the two-way softmax of the best positive against the best
+    negative prompt (0.5: as much like a look-alike as like the category).
+    An image gets the most severe action among its triggered categories
+    (reject > flag > allow); each decision goes to the audit log.
+    --calibrate picks the thresholds from labelled examples.
+    """
     from glimpse.moderation import Moderator, Policy, append_audit, calibrate, with_thresholds
     from glimpse.zeroshot import text_cache_for
 
@@ -120,9 +149,10 @@ def moderate(
 
             data = read_image_folder(calibrate_dir)
             found = lib.vectors(data.paths)
-            folder_of = {p: data.classes[y] for p, y in zip(data.paths, data.labels, strict=True)}
+            # lib.vectors lists files by absolute path; the folder may have been given relative
+            folder_of = {os.path.abspath(p): data.classes[y] for p, y in zip(data.paths, data.labels, strict=True)}
             names = [c.name for c in loaded.categories]
-            truth = np.array([[folder_of[p] == n for n in names] for p in found.paths], dtype=bool)
+            truth = np.array([[folder_of[os.path.abspath(p)] == n for n in names] for p in found.paths], dtype=bool)
             calibrated = calibrate(moderator, found.vectors, truth, target_precision)
             if write_policy is not None:
                 write_policy.write_text(with_thresholds(loaded, calibrated).to_toml(), encoding="utf-8")
@@ -140,7 +170,7 @@ def moderate(
         results = moderator.decide(found.paths, found.vectors)
         if not no_audit:
             append_audit(audit or lib.directory / "moderation-audit.jsonl", results, loaded, lib.spec.key)
-    _report_failures(found)
+    print_skipped(found.errors)
     if as_json:
         print_json(results)
         return
@@ -150,13 +180,21 @@ def moderate(
 
 
 # -- dupes ----------------------------------------------------------------------------------------------
+class DupesLevel(StrEnum):
+    """``dupes --level``: what makes two images duplicates."""
+
+    exact = "exact"
+    perceptual = "perceptual"
+    semantic = "semantic"
+
+
 @handles_errors
 def dupes(
     ctx: typer.Context,
     paths: Annotated[list[Path] | None, typer.Argument(
         help="perceptual only: images/folders to check instead of the library.")] = None,
-    level: Annotated[str, typer.Option("--level", help="exact (same bytes), perceptual (pHash), semantic (embedding).")
-                     ] = "perceptual",
+    level: Annotated[DupesLevel, typer.Option(
+        "--level", help="exact (same bytes), perceptual (pHash), semantic (embedding).")] = DupesLevel.perceptual,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", help="perceptual: max Hamming distance of 64 bits (default 10); semantic: min cosine "
                             "(default 0.95).")] = None,
@@ -165,10 +203,11 @@ def dupes(
     """Find duplicate images; each group keeps one representative (the largest image)."""
     from glimpse.dedup import find_duplicates
 
-    if paths and level != "perceptual":
-        raise UserInputError(f"--level {level} works on the library; paths can only be given with --level perceptual")
+    if paths and level != DupesLevel.perceptual:
+        raise UserInputError(f"--level {level.value} works on the library; paths can only be given with --level "
+                             "perceptual")
     with open_library_ctx(ctx, create=False) as lib:
-        report = find_duplicates(lib, level, threshold, [str(p) for p in paths or []])
+        report = find_duplicates(lib, level.value, threshold, [str(p) for p in paths or []])
     data = report.to_dict()
     if as_json:
         print_json(data)
@@ -178,6 +217,7 @@ def dupes(
         for dup in group["duplicates"]:
             out.print(f"  dup {printable(dup['path'])}  ({dup['score']:g})", markup=False)
     err.print(f"{len(data['groups'])} group(s), {data['duplicates']} duplicate(s) among {data['images']} images")
+    print_skipped(data["failed"])
 
 
 # -- eval -----------------------------------------------------------------------------------------------
@@ -201,11 +241,37 @@ def eval_classify(
     if as_json:
         print_json(report)
         return
-    for name in ("zero_shot", "probe"):
-        if name in report:
-            part = report[name]
-            out.print(f"{name:<10} top-1 {part['top1']:.4f}  top-5 {part['top5']:.4f}  ({part['images']} images)",
-                      markup=False)
+    print_skipped(report["failed"])
+    for line in classification_table(report):
+        out.print(line, markup=False)
+
+
+def classification_table(report: dict[str, Any]) -> list[str]:
+    """The plain-text table of an ``evaluate_classification`` report: a row per class (its images and
+    accuracy, zero-shot and probe side by side), then the overall top-1 and top-5 rows."""
+    methods = [name for name in ("zero_shot", "probe") if name in report]
+    parts = [report[name] for name in methods]
+    classes: list[str] = parts[0]["classes"]
+    counts = [sum(row) for row in parts[0]["confusion"]]
+    width = max([len("overall top-1"), *(len(printable(c)) for c in classes)])
+    titles = {"zero_shot": "zero-shot"}
+    if "probe" in report:
+        titles["probe"] = f"probe ({report['probe']['kind']})" if report["probe"].get("kind") else "probe"
+    column = max(10, *(len(t) for t in titles.values()))
+
+    def cell(value: float | None) -> str:
+        return f"{'-' if value is None else f'{value:.4f}':>{column}}"
+
+    head = f"{'class':<{width}}  {'images':>6}  " + "  ".join(f"{titles[m]:>{column}}" for m in methods)
+    lines = [head, "-" * len(head)]
+    for name, count in zip(classes, counts, strict=True):
+        lines.append(f"{printable(name):<{width}}  {count:>6}  "
+                     + "  ".join(cell(part["per_class"][name]) for part in parts))
+    lines.append("-" * len(head))
+    for k in ("top1", "top5"):
+        label = f"overall top-{k[-1]}"
+        lines.append(f"{label:<{width}}  {parts[0]['images']:>6}  " + "  ".join(cell(part[k]) for part in parts))
+    return lines
 
 
 @handles_errors
@@ -270,151 +336,59 @@ def eval_multilabel(
               markup=False)
 
 
-# -- train ----------------------------------------------------------------------------------------------
 @handles_errors
-def train_probe_cmd(
+def eval_tags(
     ctx: typer.Context,
-    data: Annotated[Path, typer.Argument(help="ImageFolder with the labelled examples.")],
-    output: Annotated[Path, typer.Argument(help="Probe file to write (e.g. probe.glimpse).")],
-    kind: Annotated[str, typer.Option("--kind", help="linear (logistic regression) or prototype (class means).")
-                    ] = "linear",
-    as_json: JsonOpt = False,
+    labels: Annotated[Path, typer.Argument(help="YOLO folder (images/, labels/, classes.yaml) or TSV file of "
+                                                "'image<TAB>tag,tag' lines.")],
+    tagger: TaggerOpt = TaggerKind.clip,
+    ram_checkpoint: RamCheckpointOpt = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", help="One threshold for every tag (overrides the per-class thresholds).")] = None,
+    vocabulary: VocabularyOpt = None,
+    calibrated: CalibratedOpt = None,
+    tag_list: TagListOpt = None,
+    tag_thresholds: TagThresholdsOpt = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Also print every class's AP, P and R.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Train a few-shot classifier on the library model's embeddings; `classify --probe` uses it."""
-    import numpy as np
+    """Tag evaluation: mAP and per-class precision / recall at the tagger's thresholds on labelled images."""
+    from glimpse.tagging.evaluate_tags import evaluate_tags
 
-    from glimpse.datasets import read_image_folder
-    from glimpse.evaluate import top_k_accuracy
-    from glimpse.probe import train_probe
-
-    folder = read_image_folder(data)
-    with open_library_ctx(ctx) as lib:
-        found = lib.vectors(folder.paths)
-        label_of = dict(zip(folder.paths, folder.labels, strict=True))
-        labels = np.array([label_of[p] for p in found.paths], dtype=np.int64)
-        probe = train_probe(found.vectors, labels, folder.class_names(), lib.spec.key, lib.spec.name,
-                            kind=kind)  # type: ignore[arg-type]
-        probe.save(output)
-    summary = {"probe": str(output), "kind": probe.kind, "classes": probe.labels, "model_key": probe.model_key,
-               "images": len(labels), "train_top1": top_k_accuracy(probe.probabilities(found.vectors), labels, 1),
-               "vectors": found.summary()}
-    if as_json:
-        print_json(summary)
-    else:
-        err.print(f"wrote {printable(output)}: {probe.kind} probe, {len(probe.labels)} classes, {len(labels)} images, "
-                  f"train top-1 {summary['train_top1']:.4f}", markup=False)
-
-
-@handles_errors
-def train_clip_cmd(
-    data: Annotated[Path | None, typer.Option("--data", help="ImageFolder (captions = class names x templates).")
-                    ] = None,
-    captions: Annotated[Path | None, typer.Option(
-        "--captions", help="Image-caption pairs instead: COCO JSON or Flickr-style txt (with --images).")] = None,
-    images: Annotated[Path | None, typer.Option("--images", help="Image folder of --captions.")] = None,
-    output: Annotated[Path, typer.Option("--out", help="Output checkpoint directory (Hugging Face format).")
-                      ] = ...,  # type: ignore[assignment]
-    config: Annotated[str, typer.Option("--config", help="Size config when training from scratch: tiny, small.")
-                      ] = "tiny",
-    base: Annotated[str | None, typer.Option("--base", help="Fine-tune this model (name or directory) instead.")
-                    ] = None,
-    tokenizer: Annotated[Path | None, typer.Option(
-        "--tokenizer", help="From scratch: a folder with tokenizer.json (e.g. any CLIP model directory).")] = None,
-    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 10,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=2)] = 128,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, warm-up + cosine).")] = 2e-3,
-    templates: Annotated[str, typer.Option("--templates", help="Caption templates for ImageFolder data.")] = "short",
-    eval_folder: Annotated[Path | None, typer.Option("--eval", help="ImageFolder scored zero-shot every epoch.")
-                           ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps.")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default: all cores).")] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Contrastive (CLIP) training from scratch or fine-tuning; the output works with every other command."""
-    from glimpse.templates import load_templates
-    from glimpse.train import TrainOptions, caption_data, image_folder_data, train_clip
-
-    if (data is None) == (captions is None):
-        raise UserInputError("give exactly one of --data IMAGEFOLDER or --captions FILE (with --images DIR)")
-    if data is not None:
-        samples = image_folder_data(data, load_templates(templates))
-    else:
-        from glimpse.datasets import read_coco_captions, read_flickr_captions
-
-        if images is None and captions.suffix.lower() != ".json":  # type: ignore[union-attr]
-            raise UserInputError("--captions in Flickr format needs --images DIR")
-        pairs = (read_coco_captions(captions, images) if captions.suffix.lower() == ".json"  # type: ignore[union-attr]
-                 else read_flickr_captions(captions, images))  # type: ignore[arg-type]
-        samples = caption_data(pairs.pairs())
-    options = TrainOptions(epochs=epochs, batch_size=batch_size, lr=lr, templates=templates, seed=seed,
-                           max_steps=max_steps, threads=threads)
-    report = train_clip(samples, output, base=base, config=config, tokenizer=tokenizer, options=options,
-                        eval_folder=eval_folder, log=lambda message: err.print(printable(message), markup=False))
-    data_out: dict[str, Any] = report.to_dict()
-    data_out.pop("step_losses")
-    if as_json:
-        print_json(data_out)
-    else:
-        err.print(f"saved {printable(output)} after {report.steps} steps in {report.seconds:.0f} s "
-                  f"(final loss {report.losses[-1]:.4f}); use it with --model {printable(output)}", markup=False)
-
-
-# -- dataset -------------------------------------------------------------------------------------------
-@handles_errors
-def dataset_split(
-    source: Annotated[Path, typer.Argument(help="ImageFolder to split.")],
-    dest: Annotated[Path, typer.Argument(help="New folder for train/ val/ test/.")],
-    val: Annotated[float, typer.Option("--val", help="Validation fraction per class.")] = 0.1,
-    test: Annotated[float, typer.Option("--test", help="Test fraction per class.")] = 0.1,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same split.")] = 0,
-    link: Annotated[bool, typer.Option("--link", help="Hard-link instead of copying.")] = False,
-    as_json: JsonOpt = False,
-) -> None:
-    """Deterministic, per-class (stratified) train/val/test split of an ImageFolder."""
-    from glimpse.datasets import split_image_folder
-
-    report = split_image_folder(source, dest, val=val, test=test, seed=seed, link=link).to_dict()
+    model = make_tagger(ctx, tagger, ram_checkpoint, quiet=as_json, global_threshold=threshold is not None,
+                        vocabulary=vocabulary, calibrated=calibrated, tag_list=tag_list, thresholds=tag_thresholds)
+    report = evaluate_tags(model, labels, threshold=threshold)
     if as_json:
         print_json(report)
-    else:
-        totals = report["totals"]
-        err.print(f"split into {printable(dest)}: train {totals['train']}, val {totals['val']}, test {totals['test']}",
-                  markup=False)
-
-
-@handles_errors
-def dataset_stats(
-    folder: Annotated[Path, typer.Argument(help="Folder of images (walked recursively).")],
-    size: Annotated[int | None, typer.Option("--size", min=1, help="Shrink each image's short side to this first.")
-                    ] = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Per-channel mean/std (RGB, 0..1) over a folder, streamed one image at a time."""
-    from glimpse.datasets import channel_stats
-
-    stats = channel_stats(folder, size=size).to_dict()
-    if as_json:
-        print_json(stats)
         return
-    out.print(f"images {stats['images']}  pixels {stats['pixels']}", markup=False)
-    out.print("mean   " + ", ".join(f"{v:.4f}" for v in stats["mean"]), markup=False)
-    out.print("std    " + ", ".join(f"{v:.4f}" for v in stats["std"]), markup=False)
-    print_errors([(item["path"], item["reason"]) for item in stats["failed"]], verb="skipped", hint="")
+
+    def pct(value: float | None) -> str:
+        return "  -  " if value is None else f"{100 * value:5.1f}"
+
+    out.print(f"{report['source']} on {report['dataset']}: {report['images']} images, "
+              f"{report['classes_with_positives']}/{report['classes']} classes with positives", markup=False)
+    out.print(f"mAP {pct(report['map'])}   precision {pct(report['precision'])}   "
+              f"recall {pct(report['recall'])}   F1 {pct(report['f1'])}", markup=False)
+    if per_class:
+        for name, row in report["per_class"].items():
+            out.print(f"{name:>24}  AP {pct(row['ap'])}  P {pct(row['precision'])}  R {pct(row['recall'])}"
+                      f"  (n={row['positives']}, t={row['threshold']:.3f})", markup=False)
+    if report["not_in_vocabulary"]:
+        err.print(f"not in the tagger's vocabulary (skipped): {', '.join(report['not_in_vocabulary'])}",
+                  markup=False)
+    for failure in report["failed"]:
+        err.print(f"skipped {printable(failure['path'])}: {printable(failure['reason'])}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the glimpse app."""
+    """Attach classify, moderate, dupes and the ``eval`` group (classify, retrieval, multilabel, tags)."""
     app.command("classify")(classify)
     app.command("moderate")(moderate)
     app.command("dupes")(dupes)
+    eval_app = App(help="Measure classification, retrieval and tagging quality on your own data.",
+                           no_args_is_help=True)
     eval_app.command("classify")(eval_classify)
     eval_app.command("retrieval")(eval_retrieval)
     eval_app.command("multilabel")(eval_multilabel)
-    train_app.command("probe")(train_probe_cmd)
-    train_app.command("clip")(train_clip_cmd)
-    dataset_app.command("split")(dataset_split)
-    dataset_app.command("stats")(dataset_stats)
+    eval_app.command("tags")(eval_tags)
     app.add_typer(eval_app, name="eval")
-    app.add_typer(train_app, name="train")
-    app.add_typer(dataset_app, name="dataset")
