@@ -32,7 +32,7 @@ from glimpse.errors import (
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image, open_regular_file
 from glimpse.notices import notice
-from glimpse.settings import default_library_dir
+from glimpse.settings import LibrarySettings, default_library_dir
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
@@ -198,6 +198,14 @@ class Library:
         self._index: VectorIndex | None = None
         self._model_missing: ModelError | None = None  # set when only the catalog's copy of the spec is known
         self._coverage_checked_at: int | None = None
+
+    @classmethod
+    def from_settings(cls, settings: LibrarySettings, *, create: bool = True, encoder: Encoder | None = None
+                      ) -> Library:
+        """The library ``settings`` name (the CLI's and the server's global options alike); ``create=False``:
+        a missing one raises LibraryNotFoundError; ``encoder``: a loaded encoder to borrow (see ``__init__``)."""
+        return cls(settings.library, settings.model, device=settings.device, store=settings.store, create=create,
+                   encoder=encoder)
 
     # -- model ---------------------------------------------------------------------------------------
     @cached_property

@@ -1,6 +1,7 @@
 """Which library to open, and how: the one set of options the CLI and the server both take.
 
-Light on purpose (no numpy, no catalog): ``glimpse --help`` builds these without loading the library.
+Light on purpose (no numpy, no catalog): ``glimpse --help`` builds these without loading the library;
+``Library.from_settings`` opens the library they name.
 """
 
 from __future__ import annotations
@@ -8,11 +9,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from glimpse.encoders.base import Encoder
-    from glimpse.library import Library
 
 LIBRARY_ENV = "GLIMPSE_LIBRARY"
 
@@ -30,22 +26,15 @@ class LibrarySettings:
     """Which library to open and how: the global options of the CLI and of the server alike.
 
     Each field is the global option of the same name. ``library``: the library folder (None:
-    ``default_library_dir()``); ``model``: a model name or local
-    model directory (None: the model the library was built with); ``store``: the vector store (None or
-    ``"faiss"``: embedded FAISS; see ``glimpse.vectors.stores``); ``device``: the torch device for encoding.
+    ``default_library_dir()``); ``model``: a model name or local model directory (None: the model the
+    library was built with); ``store``: the vector store (None or ``"faiss"``: embedded FAISS; the forms are
+    in ``glimpse.vectors.stores``); ``device``: the torch device for encoding.
     """
 
     library: Path | None = None
     model: str | None = None
     store: str | None = None
     device: str = "cpu"
-
-    def open(self, *, create: bool = True, encoder: Encoder | None = None) -> Library:
-        """The library these settings name (``create=False``: a missing one raises LibraryNotFoundError)."""
-        from glimpse.library import Library
-
-        return Library(self.library, self.model, device=self.device, store=self.store, create=create,
-                       encoder=encoder)
 
     @property
     def library_dir(self) -> Path:

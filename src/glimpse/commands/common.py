@@ -77,7 +77,9 @@ def options_of(ctx: typer.Context) -> LibrarySettings:
 def open_library_ctx(ctx: typer.Context, *, create: bool = True) -> Iterator[Library]:
     """The library of the global options; ``create=False`` for commands that only read one (a mistyped
     ``--library`` then says "no library at …" instead of making an empty one)."""
-    lib = options_of(ctx).open(create=create)
+    from glimpse.library import Library
+
+    lib = Library.from_settings(options_of(ctx), create=create)
     try:
         yield lib
     finally:
