@@ -383,7 +383,7 @@ COMMAND_MODULES = (
     "glimpse.commands.onnx",        # export, bench
     "glimpse.commands.understand",  # classify, moderate, dupes, eval, train, dataset
     "glimpse.commands.tagging",     # tag, tags
-    "glimpse.commands.serve",       # serve
+    "glimpse.commands.server",      # serve
     "glimpse.commands.scale",       # index-scale tools
 )
 
