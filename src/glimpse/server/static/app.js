@@ -138,15 +138,29 @@ function show(view) {
     box.value = "";
     document.title = "glimpse";
   }
-  if (view.mode === "recent") note.textContent = "Recently indexed images";
+  if (view.mode === "recent") {
+    // The recent list is not filtered (yet): say so rather than seem to ignore the filters.
+    const filtered = $("folder").value || (state.features.tags && $("tag").value);
+    note.textContent = filtered ? "Recently indexed images (the filters apply to searches)" : "Recently indexed images";
+  }
   if (view.mode === "similar") labelSimilar(view.similarId, view.name);
   if (view.mode === "image") {
     const preview = document.createElement("img");
     preview.src = URL.createObjectURL(view.image);
     preview.alt = `query image ${view.image.name || ""}`.trim();
     note.replaceChildren("Images like ", preview);
-    if (view.image.name) box.placeholder = `Images like ${view.image.name} (type to search by text)`;
+    if (view.image.name) {
+      note.append(nameLabel(view.image.name));
+      box.placeholder = `More like ${view.image.name}`;
+    }
   }
+}
+
+function nameLabel(name) {
+  const label = document.createElement("span");
+  label.className = "name";
+  label.textContent = name;
+  return label;
 }
 
 // "Images like NAME" above the results and in the query box, NAME being the image's file name.
@@ -163,11 +177,8 @@ async function labelSimilar(id, name) {
     }
   }
   if (state.mode !== "similar" || state.similarId !== id) return; // another view took over meanwhile
-  const label = document.createElement("span");
-  label.className = "name";
-  label.textContent = name;
-  $("query-note").replaceChildren("Images like ", preview, " ", label);
-  $("q").placeholder = `More like ${name} (type to search by text)`;
+  $("query-note").replaceChildren("Images like ", preview, nameLabel(name));
+  $("q").placeholder = `More like ${name}`;
   document.title = `like ${name} · glimpse`;
 }
 
@@ -341,7 +352,8 @@ function searchByImage(file) {
 }
 
 function rerun() {
-  if (state.mode) startSearch(state.mode, { q: state.q, image: state.image, similarId: state.similarId });
+  if (state.mode === "recent") show({ mode: "recent" });
+  else if (state.mode) startSearch(state.mode, { q: state.q, image: state.image, similarId: state.similarId });
 }
 
 function init() {
