@@ -29,8 +29,8 @@ import faiss
 import numpy as np
 
 from glimpse.catalog import STATE_OK, Catalog, FileUpdate
-from glimpse.vectors import index_problem, open_index
 from glimpse.vectors.faiss import FaissIndex, file_checksum
+from glimpse.vectors.sync import index_problem, open_index
 from glimpse.vectors.synthetic import clustered_embeddings
 
 KEY = "bench-integrity"

@@ -22,7 +22,7 @@ import pytest
 
 from conftest import make_photos
 from glimpse.catalog import Catalog
-from glimpse.vectors import FaissIndex
+from glimpse.vectors.faiss import FaissIndex
 
 N_IMAGES = 150
 ROUNDS = 12

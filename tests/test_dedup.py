@@ -142,26 +142,6 @@ def test_dupes_cli(tmp_path, tiny_clip):
     assert result.exit_code == 1 and "--level perceptual" in result.stderr
 
 
-def test_exact_range_search_matches_faiss_range_search():
-    import faiss
-
-    from glimpse.dedup import _exact_range_search, range_search
-    from glimpse.encoders.base import l2_normalize
-
-    vectors = l2_normalize(np.random.default_rng(0).normal(size=(50, 6)))
-    ids = np.arange(100, 150, dtype=np.int64)
-    index = faiss.IndexIDMap2(faiss.IndexFlatIP(6))
-    index.add_with_ids(vectors, ids)
-    fast = range_search(index, vectors, 0.6, chunk=7)
-    slow = _exact_range_search(ids, vectors, 0.6, chunk=7)
-    assert len(fast) == len(slow) == 50
-    for (fi, fs), (si, ss) in zip(fast, slow, strict=True):
-        order_f, order_s = np.argsort(fi), np.argsort(si)
-        np.testing.assert_array_equal(fi[order_f], si[order_s])
-        np.testing.assert_allclose(fs[order_f], ss[order_s], atol=1e-5)
-    assert all(100 + k in fi for k, (fi, _) in enumerate(fast))  # every vector finds itself (cos 1)
-
-
 def test_vectorised_distances_equal_the_pairwise_definition(tmp_path):
     from glimpse.dedup import _close_pairs
 

@@ -17,17 +17,11 @@ import numpy as np
 import pytest
 
 from glimpse.catalog import STATE_OK, Catalog, FileUpdate
-from glimpse.vectors import (
-    IndexStorageError,
-    describe_store,
-    index_problem,
-    open_index,
-    rebuild_store,
-    select,
-    sync_index,
-)
 from glimpse.vectors import faiss as faiss_mod
+from glimpse.vectors import select, text_probes
+from glimpse.vectors.base import IndexStorageError
 from glimpse.vectors.faiss import FaissIndex
+from glimpse.vectors.sync import describe_store, index_problem, open_index, rebuild_store, sync_index
 from glimpse.vectors.synthetic import clustered_embeddings
 
 KEY = "synthetic-32"
@@ -307,15 +301,13 @@ def forbid_writes(monkeypatch) -> None:
         pytest.fail(f"a reader tried to write: {args!r}")
 
     monkeypatch.setattr(faiss, "write_index", refuse)
-    monkeypatch.setattr(faiss_mod, "_atomic_write", refuse)
+    monkeypatch.setattr(text_probes, "atomic_write", refuse)
     monkeypatch.setattr(Path, "mkdir", refuse)
     monkeypatch.setattr(faiss_mod.os, "replace", refuse)
 
 
 def test_readers_never_write_even_when_rebuilding(tmp_path, catalog, vectors, monkeypatch, caplog):
     """A read-only library is searchable: a reader builds a missing or damaged index in memory only."""
-    from glimpse.vectors import text_probes
-
     directory = tmp_path / "index"
     select.save_policy(catalog, KEY, select.IndexPolicy(flat_limit=100))  # an IVF index, tuned for text probes
     encoder = SimpleNamespace(spec=SimpleNamespace(languages=("en",)), key=KEY, dim=DIM,
@@ -324,7 +316,7 @@ def test_readers_never_write_even_when_rebuilding(tmp_path, catalog, vectors, mo
     def unwritable(*args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    monkeypatch.setattr(text_probes, "_atomic_write", unwritable)  # the probe cache cannot be written
+    monkeypatch.setattr(text_probes, "atomic_write", unwritable)  # the probe cache cannot be written
     monkeypatch.setattr(Path, "mkdir", unwritable)
     probes = lambda: text_probes.text_probe_vectors(encoder, directory)  # noqa: E731
     missing = open_index(directory, catalog, KEY, DIM, save=False, text_queries=probes)

@@ -10,8 +10,9 @@ import pytest
 from glimpse.catalog import Catalog, FileUpdate
 from glimpse.errors import IndexMismatchError, UserInputError
 from glimpse.vectors import faiss as faiss_mod
-from glimpse.vectors import open_index, select
+from glimpse.vectors import select
 from glimpse.vectors.faiss import FaissIndex
+from glimpse.vectors.sync import open_index
 from glimpse.vectors.synthetic import clustered_embeddings
 
 DIM = 32

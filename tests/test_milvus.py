@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 from conftest import make_photos
 from glimpse.catalog import Catalog, FileUpdate
 from glimpse.errors import IndexMismatchError
-from glimpse.vectors import open_store, sync_index
 from glimpse.vectors.milvus import FILTERS_PROPERTY, MAX_TAGS, MilvusIndex, filter_expression, fold_tag
+from glimpse.vectors.sync import open_store, sync_index
 from glimpse.vectors.synthetic import clustered_embeddings
 from test_search_filters import expected_ids, far_query, filter_cases, make_filter_photos, put_test_tags
 
@@ -281,3 +281,37 @@ def test_collection_of_another_catalog_is_refilled(tmp_path, filled, caplog):
         open_store(db, tmp_path / "index", fresh, KEY, DIM).close()
     assert not caplog.records
     fresh.close()
+
+
+def test_milvus_range_search_is_exact_and_close_releases_the_client(tmp_path, filled, monkeypatch):
+    """Every stored vector strictly above the threshold, per query, best first — as numpy computes it over the
+    collection's rows, streamed in several batches; ``close`` ends the client's connection."""
+    from pymilvus.exceptions import MilvusException
+
+    catalog, ids, vectors = filled
+    db = str(tmp_path / "store.db")
+    index = MilvusIndex(db, catalog, KEY, DIM)
+    assert [len(found) for found, _ in index.range_search(vectors[:2], 0.0)] == [0, 0]  # empty collection
+    index.upsert(ids, vectors)
+    index.remove(ids[:4])  # removed rows are not found
+    stored_ids, stored = ids[4:], vectors[4:]
+    monkeypatch.setattr(index, "batch_rows", lambda: 7)  # the rows come back in 8 batches
+    queries = np.vstack([vectors[:6], clustered_embeddings(6, DIM, clusters=4, seed=9)])
+    for threshold in (0.9, 0.5, -1.0):
+        found = index.range_search(queries, threshold)
+        assert len(found) == len(queries)
+        for (got, scores), query in zip(found, queries, strict=True):
+            exact = stored @ query
+            keep = np.flatnonzero(exact > threshold)
+            assert got.dtype == np.int64 and scores.dtype == np.float32
+            assert sorted(got.tolist()) == sorted(stored_ids[keep].tolist())
+            by_id = np.argsort(got)
+            np.testing.assert_allclose(scores[by_id], exact[keep][np.argsort(stored_ids[keep])], atol=1e-5)
+            assert list(scores) == sorted(scores, reverse=True)
+    assert sum(len(g) for g, _ in index.range_search(queries, -1.0)) == len(queries) * 56  # cosines are > -1
+    index.close()
+    with pytest.raises(MilvusException):
+        len(index)
+    again = MilvusIndex(db, catalog, KEY, DIM)  # the file is free for a new client
+    assert len(again) == 56
+    again.close()

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from conftest import make_photos
-from glimpse import digests, registry
+from glimpse import checkpoints, digests, registry
 from glimpse.catalog import Catalog, FileUpdate
 from glimpse.encoders.immich import immich_spec
+from glimpse.spec import slug
 from glimpse.tagging.vocab import VOCABULARY_ENV
 
 MIB = 1 << 20
@@ -182,8 +183,8 @@ def test_the_model_directory_is_never_written(tmp_path, tiny_clip, private_cache
 
 def test_legacy_key_reproduces_the_old_key(tiny_clip):
     spec = registry.spec_from_checkpoint(tiny_clip)
-    assert registry.legacy_key(spec) == f"{registry.slug(spec.name)}-{_old_fingerprint(Path(spec.source))[:10]}"
-    assert registry.legacy_key(spec) != spec.key
+    assert checkpoints.legacy_key(spec) == f"{slug(spec.name)}-{_old_fingerprint(Path(spec.source))[:10]}"
+    assert checkpoints.legacy_key(spec) != spec.key
 
 
 # -- migration of libraries keyed the old way --------------------------------------------------------------
@@ -195,14 +196,14 @@ def _index_the_old_way(monkeypatch, open_lib, photos: Path, tiny_clip: Path):
     write_tiny_vocabulary(photos.parent / "vocab.tsv", rows=4)
     monkeypatch.setenv(VOCABULARY_ENV, str(photos.parent / "vocab.tsv"))
     with monkeypatch.context() as patch:
-        patch.setattr(registry, "fingerprint", registry.legacy_fingerprint)
+        patch.setattr(checkpoints, "fingerprint", checkpoints.legacy_fingerprint)
         lib = open_lib()
         lib.index([photos])
         update_policy(lib.catalog, lib.spec.key, recall_target=0.93)
         tag_library(lib, threshold=0.0)  # every tag passes: each file gets some
         old_key = lib.spec.key
         lib.close()
-    assert old_key == registry.legacy_key(registry.spec_from_checkpoint(tiny_clip))
+    assert old_key == checkpoints.legacy_key(registry.spec_from_checkpoint(tiny_clip))
     return old_key
 
 
@@ -319,7 +320,7 @@ def test_an_fp32_export_migrates_like_its_source(tiny_clip, tmp_path):
     directory = export_model(str(tiny_clip), tmp_path / "onnx").directory
     exported, source = registry.load_spec(str(directory)), registry.load_spec(str(tiny_clip))
     assert exported.key == source.key
-    assert registry.legacy_key(exported) == registry.legacy_key(source) is not None
+    assert checkpoints.legacy_key(exported) == checkpoints.legacy_key(source) is not None
 
 
 def test_a_library_that_cannot_be_written_keeps_the_old_key_for_now(tmp_path, monkeypatch, open_lib, tiny_clip):

@@ -19,7 +19,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from glimpse import registry  # noqa: E402
+from glimpse import checkpoints as checkpoint_reader  # noqa: E402
 from glimpse.errors import ModelError, ModelNotFoundError  # noqa: E402
 from glimpse.preprocess import preprocess_batch, preprocess_image  # noqa: E402
 from glimpse.registry import (  # noqa: E402
@@ -358,6 +358,22 @@ def test_unsupported_checkpoint_is_a_model_error(tmp_path):
         spec_from_checkpoint(tmp_path)
 
 
+def test_the_family_table_covers_the_registry_and_the_parity_families():
+    from glimpse.families import FAMILIES as TABLE
+    from glimpse.families import family_of_model_type, family_of_open_clip, get_family
+
+    assert {entry.family for entry in list_models()} <= set(TABLE)
+    assert {name: TABLE[name].model_class for name in FAMILIES} == MODEL_CLASSES
+    assert family_of_model_type("chinese_clip") is TABLE["chinese_clip"]
+    assert family_of_model_type("bert") is None
+    with pytest.raises(ModelError, match="unknown model family"):
+        get_family("bert")
+    # immich / open_clip directories have no model_type: a config key or the model's name tells
+    assert family_of_open_clip({}, "ViT-B-16-SigLIP__webli").name == "siglip"
+    assert family_of_open_clip({"init_logit_bias": -10.0}, "my-model").name == "siglip"
+    assert family_of_open_clip({"embed_dim": 512}, "ViT-B-32__openai").name == "clip"
+
+
 def test_importing_registry_does_not_import_torch_or_transformers():
     code = (
         "import sys, json, glimpse.registry, glimpse.preprocess; "
@@ -393,7 +409,7 @@ def test_preprocess_composites_transparency_like_the_reference():
     rgba = Image.new("RGBA", (40, 30), (255, 0, 0, 0))
     rgba.paste((0, 0, 255, 255), (10, 10, 30, 20))
     processor = transformers.SiglipImageProcessorPil(size={"height": 16, "width": 16})
-    pre = registry.preprocess_from_processor(processor.to_dict(), "siglip")
+    pre = checkpoint_reader.preprocess_from_processor(processor.to_dict(), "siglip")
     np.testing.assert_array_equal(
         preprocess_image(rgba, pre), processor(images=rgba, return_tensors="np")["pixel_values"][0]
     )
@@ -405,7 +421,7 @@ def test_legacy_openai_processor_config_matches_reference(images, tmp_path):
     (directory / "preprocessor_config.json").write_text(json.dumps(OPENAI_PREPROCESSOR_CONFIG))
     config = json.loads((directory / "preprocessor_config.json").read_text())
     assert isinstance(config["size"], int)
-    pre = registry.preprocess_from_processor(config, "clip")
+    pre = checkpoint_reader.preprocess_from_processor(config, "clip")
     assert (pre.resize, pre.shortest_edge, pre.height, pre.width, pre.crop) == ("shortest", 224, 224, 224, True)
     processor = transformers.CLIPImageProcessorPil.from_pretrained(directory)
     reference = processor(images=images, return_tensors="np")["pixel_values"]

@@ -163,7 +163,7 @@ def test_the_clip_tagger_reports_vocabulary_progress(tmp_path, tiny_clip):
     from glimpse.registry import load_encoder
     from glimpse.tagging.base import Vocabulary
     from glimpse.tagging.clip_tagger import ClipTagger
-    from glimpse.tagging.templates import TAG_TEMPLATES
+    from glimpse.templates import TAG_TEMPLATES
     from glimpse.zeroshot import text_cache_for
 
     encoder = load_encoder(str(tiny_clip))
@@ -181,8 +181,8 @@ def test_tagging_a_library_reports_vocabulary_progress(tmp_path, open_lib, monke
 
     from conftest import make_photos
     from glimpse.tagging.library_tags import tag_library
-    from glimpse.tagging.templates import TAG_TEMPLATES
     from glimpse.tagging.vocab import VOCABULARY_ENV
+    from glimpse.templates import TAG_TEMPLATES
 
     text = resources.files("glimpse.tagging").joinpath("data/vocab.tsv").read_text(encoding="utf-8")
     rows = [line for line in text.splitlines() if line and not line.startswith("#")][10:12]

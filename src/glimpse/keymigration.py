@@ -1,7 +1,7 @@
 """Carry a library's vectors over when the key of its model's weights is computed a new way.
 
-Model keys once hashed only the first and last MiB of the weights (``registry.legacy_key``); they now hash
-every byte (``registry.fingerprint``). A library indexed before holds its vectors under the old key of the
+Model keys once hashed only the first and last MiB of the weights (``checkpoints.legacy_key``); they now hash
+every byte (``checkpoints.fingerprint``). A library indexed before holds its vectors under the old key of the
 same weights, so on first use with the new key everything stored under the old one is renamed: the
 catalog's model, embeddings, change log and CLIP tags in one transaction (``Catalog.rename_model_key``),
 the index policy, the FAISS index (rewritten under the new name before the catalog commits, so a kill at
@@ -32,7 +32,7 @@ def adopt_legacy_key(catalog: Catalog, spec: ModelSpec, library_dir: Path, index
     catalog cannot be written (a read-only library), nothing is renamed and ``spec`` comes back with the old
     key, so its vectors are still found.
     """
-    from glimpse.registry import legacy_key
+    from glimpse.checkpoints import legacy_key
 
     known = {model["key"] for model in catalog.models()}
     if spec.key in known:

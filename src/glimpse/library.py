@@ -160,16 +160,9 @@ class Library:
         """``encoder``: an already-loaded encoder to use (its spec is the library's model); it is borrowed,
         so ``close()`` leaves it open for its owner."""
         from glimpse.registry import DEFAULT_MODEL
-        from glimpse.vectors import is_milvus_store
+        from glimpse.vectors.stores import check_store
 
-        # A mistyped store URI fails before anything is created.
-        if store in ("", "faiss"):
-            store = None
-        elif store is not None and not is_milvus_store(store):
-            raise UserInputError(
-                f"--store {store!r}: give 'faiss' (the default), a Milvus server as milvus://HOST:PORT, "
-                "or a milvus-lite file ending in .db"
-            )
+        store = check_store(store)  # a mistyped store URI fails before anything is created
 
         self.directory = Path(directory).expanduser() if directory is not None else default_library_dir()
         catalog_path = self.directory / CATALOG_FILENAME
@@ -375,7 +368,7 @@ class Library:
         Only writers (holding the indexing lock) save it; readers catch up in memory, so a search never
         races an indexing run for the files.
         """
-        from glimpse.vectors import open_store, sync_index
+        from glimpse.vectors.sync import open_store, sync_index
 
         if self._index is None:
             self._index = open_store(self.store, self.directory / INDEX_DIRNAME, self.catalog, self.spec.key,
@@ -396,7 +389,7 @@ class Library:
         ``kind``: a FAISS factory string (``"IVF4096,PQ64"``) or ``"auto"``; ``recall_target``: the
         recall@10 the search parameters are tuned to. Both are remembered for later rebuilds.
         """
-        from glimpse.vectors import rebuild_store
+        from glimpse.vectors.sync import rebuild_store
 
         with self._writer_lock():
             self._index = rebuild_store(self.store, self.directory / INDEX_DIRNAME, self.catalog, self.spec.key,
@@ -565,17 +558,7 @@ class Library:
     def range_search(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per row of ``float32[q, d]`` ``queries``: ``(int64 ids, float32 scores)`` of every indexed vector
         scoring strictly above ``threshold`` (cosine), from the vector store caught up with the catalog."""
-        index = self._vector_index(save=False)
-        if hasattr(index, "range_search"):
-            return index.range_search(np.asarray(queries, dtype=np.float32), float(threshold))
-        # TODO(K): transitional until VectorIndex.range_search lands; exact products over the stored vectors.
-        ids, vectors = self.catalog.embeddings(self.spec.key)
-        out = []
-        for start in range(0, len(queries), 1024):
-            for row in np.asarray(queries[start:start + 1024], dtype=np.float32) @ vectors.T:
-                keep = np.flatnonzero(row > threshold)
-                out.append((ids[keep], row[keep].astype(np.float32)))
-        return out
+        return self._vector_index(save=False).range_search(np.asarray(queries, dtype=np.float32), float(threshold))
 
     def image_files(self, paths: Sequence[str | os.PathLike[str]]) -> list[str]:
         """The image files under ``paths`` (files and folders), as ``glimpse.pipeline.image_files`` lists them."""
@@ -738,7 +721,7 @@ class Library:
         index_kind = "faiss IDMap2,Flat (inner product)"
         try:
             key = self.spec.key
-            from glimpse.vectors import describe_store
+            from glimpse.vectors.sync import describe_store
 
             index_kind, index_vectors = describe_store(self.store, self.directory / INDEX_DIRNAME, self.catalog,
                                                        key, self.spec.dim)
@@ -763,7 +746,7 @@ class Library:
     def close(self) -> None:
         if "encoder" in self.__dict__ and not self._borrowed_encoder:
             self.encoder.close()
-        if hasattr(self._index, "close"):  # a Milvus store holds a client connection
+        if self._index is not None:  # a Milvus store holds a client connection
             self._index.close()
         self.catalog.close()
 

@@ -8,6 +8,7 @@ mismatches such as a checkpoint evaluated with another checkpoint's mean/std.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -17,10 +18,15 @@ from glimpse.errors import ModelError
 SPEC_FILENAME = "spec.json"
 SPEC_VERSION = 1
 
-Family = Literal["clip", "chinese_clip", "siglip"]
+Family = str  # a family name: a key of glimpse.families.FAMILIES ("clip", "chinese_clip", "siglip", ...)
 Runtime = Literal["torch", "onnx"]
 ResizeMode = Literal["shortest", "squash"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
+
+
+def slug(name: str) -> str:
+    """``"openai/clip-vit-base-patch32"`` -> ``"openai-clip-vit-base-patch32"`` (safe in file names and keys)."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "model"
 
 
 @dataclass(frozen=True)

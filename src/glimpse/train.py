@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from glimpse.encoders.torch import features, tokenize_for_model
 from glimpse.errors import ModelError, UserInputError
+from glimpse.families import DEFAULT_FAMILY, FAMILIES, get_family
 
 # Size configs for training from scratch. "tiny" is sized for 32x32 images on a laptop CPU: a ViT with
 # 4x4 patches (64 tokens) and a narrow text tower (captions are short, so 32 positions are plenty).
@@ -149,13 +151,14 @@ def _load_tokenizer(transformers: Any, directory: str | os.PathLike[str], contex
 
 def _default_tokenizer_dir() -> Path:
     """The default model's tokenizer files only (cache first, then a download of a few MB, never weights)."""
-    from glimpse.registry import _TOKENIZER_FILES, DEFAULT_MODEL, _cache_dir, _offline
+    from glimpse.checkpoints import TOKENIZER_FILES
+    from glimpse.registry import DEFAULT_MODEL, hub_cache_dir, hub_offline
 
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(DEFAULT_MODEL, allow_patterns=_TOKENIZER_FILES, cache_dir=_cache_dir(),
-                                      local_files_only=_offline()))
+        return Path(snapshot_download(DEFAULT_MODEL, allow_patterns=TOKENIZER_FILES, cache_dir=hub_cache_dir(),
+                                      local_files_only=hub_offline()))
     except Exception as exc:
         raise UserInputError(
             f"training from scratch needs a tokenizer and the default ({DEFAULT_MODEL}'s) is not available "
@@ -261,10 +264,6 @@ def sigmoid_loss(torch: Any, image_emb: Any, text_emb: Any, groups: Any, logit_s
     return -torch.nn.functional.logsigmoid(labels * logits).sum() / logits.shape[0]
 
 
-def _features(output: Any) -> Any:
-    return output.pooler_output if hasattr(output, "pooler_output") else output
-
-
 @dataclass
 class _TextSide:
     """How captions become text embeddings for one model family (as ``TorchEncoder`` does at query time)."""
@@ -276,17 +275,20 @@ class _TextSide:
 
     def embed(self, torch: Any, model: Any, texts: list[str]) -> Any:
         """L2-normalised ``float32[len(texts), d]`` text embeddings (with gradients when enabled)."""
-        from glimpse.encoders.torch import tokenize_for_model
-
         inputs = tokenize_for_model(self.tokenizer, texts, family=self.family, padding=self.padding,
                                     context_length=self.context_length)
-        return torch.nn.functional.normalize(_features(model.get_text_features(**inputs)), dim=-1)
+        return torch.nn.functional.normalize(features(model.get_text_features(**inputs)), dim=-1)
 
 
 def _batch_loss(torch: Any, model: Any, family: str, image_emb: Any, text_emb: Any, groups: Any) -> Any:
-    if family == "siglip":
-        return sigmoid_loss(torch, image_emb, text_emb, groups, model.logit_scale.exp(), model.logit_bias)
-    return contrastive_loss(torch, image_emb, text_emb, groups, model.logit_scale.exp().clamp(max=100))
+    """The family's training loss (``ModelFamily.loss``) with its learned scale (capped per the family)."""
+    row = get_family(family)
+    scale = model.logit_scale.exp()
+    if row.logit_scale_cap is not None:
+        scale = scale.clamp(max=row.logit_scale_cap)
+    if row.sigmoid:
+        return sigmoid_loss(torch, image_emb, text_emb, groups, scale, model.logit_bias)
+    return contrastive_loss(torch, image_emb, text_emb, groups, scale)
 
 
 def _zero_shot_top1(torch: Any, model: Any, text_side: _TextSide, pixels: np.ndarray, labels: np.ndarray,
@@ -300,7 +302,7 @@ def _zero_shot_top1(torch: Any, model: Any, text_side: _TextSide, pixels: np.nda
         correct = 0
         for start in range(0, len(pixels), 512):
             batch = torch.from_numpy(pixels[start:start + 512])
-            image = torch.nn.functional.normalize(_features(model.get_image_features(pixel_values=batch)), dim=-1)
+            image = torch.nn.functional.normalize(features(model.get_image_features(pixel_values=batch)), dim=-1)
             correct += int((image @ text.t()).argmax(1).eq(torch.from_numpy(labels[start:start + 512])).sum())
     model.train()
     return correct / len(pixels)
@@ -345,14 +347,12 @@ def train_clip(
     random.seed(opts.seed)
 
     if base is not None:
-        from glimpse.encoders.torch import _MODEL_CLASSES
         from glimpse.registry import load_spec, resolve_model_dir
 
         spec = load_spec(base)
-        class_name = _MODEL_CLASSES.get(spec.family)
-        if class_name is None:
-            raise UserInputError(f"fine-tuning supports families {sorted(_MODEL_CLASSES)}; {base} is "
-                                 f"{spec.family!r}")
+        if spec.family not in FAMILIES:
+            raise UserInputError(f"fine-tuning supports families {sorted(FAMILIES)}; {base} is {spec.family!r}")
+        class_name = FAMILIES[spec.family].model_class
         base_dir = resolve_model_dir(base)
         try:
             model = getattr(transformers, class_name).from_pretrained(str(base_dir), local_files_only=True)
@@ -373,7 +373,8 @@ def train_clip(
         context_length = int(SIZE_CONFIGS.get(config, {}).get("text", {}).get("max_position_embeddings", 77))
         tok = _load_tokenizer(transformers, tokenizer, context_length)
         model, image_size = _new_model(transformers, tok, config)
-        text_side = _TextSide(tok, "clip", context_length, "longest")
+        scratch = FAMILIES[DEFAULT_FAMILY]  # _new_model builds a CLIPModel
+        text_side = _TextSide(tok, scratch.name, context_length, scratch.text_padding)
         # From scratch, normalise with the data's own statistics (streamed, so any folder size works).
         stats = _stats_of(data.paths, image_size, channel_stats)
         pre = _preprocess_for(image_size, stats[0], stats[1])
@@ -423,7 +424,7 @@ def train_clip(
             chosen = [random.choice(data.captions[i]) for i in idx.tolist()]
             unique = sorted(set(chosen))
             where = torch.tensor([unique.index(c) for c in chosen])
-            image_emb = torch.nn.functional.normalize(_features(model.get_image_features(pixel_values=batch)), dim=-1)
+            image_emb = torch.nn.functional.normalize(features(model.get_image_features(pixel_values=batch)), dim=-1)
             text_emb = text_side.embed(torch, model, unique)[where]
             loss = _batch_loss(torch, model, text_side.family, image_emb, text_emb, groups[idx])
             optimizer.zero_grad(set_to_none=True)
@@ -431,10 +432,11 @@ def train_clip(
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
-            if text_side.family != "siglip":
+            cap = get_family(text_side.family).logit_scale_cap
+            if cap is not None:
                 # CLIP caps its temperature at 100; SigLIP has no cap (its pretrained scales may exceed 100).
                 with torch.no_grad():
-                    model.logit_scale.clamp_(0, math.log(100))
+                    model.logit_scale.clamp_(0, math.log(cap))
             value = float(loss.detach())
             losses.append(value)
             step_losses.append(value)

@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glimpse.encoders.base import l2_normalize
 from glimpse.errors import UserInputError
-from glimpse.templates import fill, load_templates
+from glimpse.families import get_family
+from glimpse.templates import ensemble, fill, load_templates
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
@@ -200,8 +200,7 @@ def class_embeddings(encoder: Encoder, labels: Sequence[str], templates: Sequenc
     """``float32[len(labels), d]``: per label, the renormalised mean of its prompts' embeddings."""
     prompts = [p for label in labels for p in fill(list(templates), label)]
     vectors = (cache or TextCache(None, encoder.key)).encode(encoder, prompts)
-    per_class = vectors.reshape(len(labels), len(templates), -1).mean(axis=1)
-    return l2_normalize(per_class)
+    return ensemble(vectors.reshape(len(labels), len(templates), -1))
 
 
 @dataclass(frozen=True)
@@ -214,7 +213,8 @@ class Calibration:
 
     @classmethod
     def of(cls, spec: ModelSpec) -> Calibration:
-        return cls(float(spec.logit_scale), spec.logit_bias, spec.family == "siglip")
+        """The calibration of ``spec``: its family's loss decides softmax or sigmoid (``families.ModelFamily.loss``)."""
+        return cls(float(spec.logit_scale), spec.logit_bias, get_family(spec.family).sigmoid)
 
     def probabilities(self, cosine: np.ndarray) -> np.ndarray:
         """``float32[n, c]`` probabilities of ``float32[n, c]`` cosine similarities."""

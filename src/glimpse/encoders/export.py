@@ -37,9 +37,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from glimpse.checkpoints import legacy_key
 from glimpse.encoders.parity import PARITY_TEXTS, THRESHOLDS, ParityReport, compare, generated_images
 from glimpse.errors import ModelError, ParityError, UserInputError
-from glimpse.registry import legacy_key
+from glimpse.families import get_family
 from glimpse.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def _torch_modules(encoder: TorchEncoder, text_inputs: Sequence[str]) -> tuple[A
     """``torch.nn.Module`` wrappers exposing the image and text feature functions with positional inputs."""
     import torch
 
-    from glimpse.encoders.torch import _features
+    from glimpse.encoders.torch import features
 
     model = encoder.model
 
@@ -83,7 +84,7 @@ def _torch_modules(encoder: TorchEncoder, text_inputs: Sequence[str]) -> tuple[A
             self.model = model
 
         def forward(self, pixel_values: Any) -> Any:
-            return _features(self.model.get_image_features(pixel_values=pixel_values))
+            return features(self.model.get_image_features(pixel_values=pixel_values))
 
     class Textual(torch.nn.Module):
         def __init__(self) -> None:
@@ -91,7 +92,7 @@ def _torch_modules(encoder: TorchEncoder, text_inputs: Sequence[str]) -> tuple[A
             self.model = model
 
         def forward(self, *tensors: Any) -> Any:
-            return _features(self.model.get_text_features(**dict(zip(text_inputs, tensors, strict=True))))
+            return features(self.model.get_text_features(**dict(zip(text_inputs, tensors, strict=True))))
 
     return Visual().eval(), Textual().eval()
 
@@ -105,7 +106,7 @@ def export_towers(encoder: TorchEncoder, directory: Path, *, opset: int = OPSET)
     spec = encoder.spec
     pre = spec.preprocess
     sample_texts = ["a photo of a dog on the beach at night", "a cat"]
-    inputs = encoder._tokenize(sample_texts)
+    inputs = encoder.tokenize(sample_texts)
     # token_type_ids are all zero for one-segment text, which is also the models' default.
     names = [n for n in inputs if n != "token_type_ids"]
     visual, textual = _torch_modules(encoder, names)
@@ -180,7 +181,7 @@ def tokenizer_json(encoder: TorchEncoder) -> str:
     tokenizer = encoder.tokenizer
     if getattr(tokenizer, "is_fast", False) and hasattr(tokenizer, "backend_tokenizer"):
         return str(tokenizer.backend_tokenizer.to_str())
-    if encoder.spec.family == "siglip":
+    if get_family(encoder.spec.family).slow_tokenizer == "siglip":
         return str(_siglip_tokenizer(tokenizer).to_str())
     try:
         from transformers.convert_slow_tokenizer import convert_slow_tokenizer
@@ -193,7 +194,7 @@ def tokenizer_json(encoder: TorchEncoder) -> str:
 
 def tokenizer_mismatches(encoder: TorchEncoder, onnx_encoder: OnnxEncoder, texts: Sequence[str]) -> list[str]:
     """Texts whose padded ids differ between the checkpoint tokenizer and our ``tokenizer.json``."""
-    theirs = encoder._tokenize(list(texts))["input_ids"].numpy()
+    theirs = encoder.tokenize(list(texts))["input_ids"].numpy()
     ours = onnx_encoder.tokenizer.encode(list(texts)).input_ids
     if theirs.shape != ours.shape:
         return [f"batch shape {list(ours.shape)} != {list(theirs.shape)}"]
@@ -257,7 +258,8 @@ def calibration_images(directory: str | Path, spec: ModelSpec, limit: int = MAX_
 
 
 # -- export --------------------------------------------------------------------------------------------
-def _prepare_out(out: Path) -> None:
+def prepare_out(out: Path) -> None:
+    """Refuse an ``out`` that exists and is not an empty directory; create its parent (shared with the RAM export)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserInputError(f"{out} already exists and is not empty; choose a new output directory")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -325,7 +327,7 @@ def export_model(
     if calibrate is not None and precision != "int8":
         raise UserInputError("--calibrate is for int8 static quantisation; add --int8")
     out = Path(out).expanduser().resolve()
-    _prepare_out(out)
+    prepare_out(out)
     source = load_spec(str(model))
     if source.runtime != "torch":
         raise UserInputError(f"{model} is already an ONNX model; export from the original checkpoint")

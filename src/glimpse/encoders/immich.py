@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from glimpse.errors import ModelError
-from glimpse.spec import ModelSpec, Preprocess
+from glimpse.families import OPENAI_MEAN, OPENAI_STD, family_of_open_clip
+from glimpse.spec import ModelSpec, Preprocess, slug
 
 VISUAL = "visual/model.onnx"
 TEXTUAL = "textual/model.onnx"
@@ -60,8 +61,8 @@ def _preprocess(cfg: dict[str, Any], image_size: Any) -> Preprocess:
     if interpolation not in _INTERPOLATIONS:
         raise ModelError(f"visual/preprocess_cfg.json: unsupported interpolation {interpolation!r}; "
                          f"expected one of {sorted(_INTERPOLATIONS)}")
-    mean = tuple(float(x) for x in cfg.get("mean", (0.48145466, 0.4578275, 0.40821073)))
-    std = tuple(float(x) for x in cfg.get("std", (0.26862954, 0.26130258, 0.27577711)))
+    mean = tuple(float(x) for x in cfg.get("mean", OPENAI_MEAN))
+    std = tuple(float(x) for x in cfg.get("std", OPENAI_STD))
     if len(mean) != 3 or len(std) != 3:
         raise ModelError(f"visual/preprocess_cfg.json: mean/std need 3 values, found {mean} / {std}")
     common: dict[str, Any] = {"height": height, "width": width, "interpolation": interpolation,
@@ -125,9 +126,12 @@ def _token(value: Any) -> str | None:
 
 
 def immich_spec(directory: str | Path, name: str | None = None) -> ModelSpec:
-    """The ``ModelSpec`` (runtime ``"onnx"``) of the immich-style model in ``directory``."""
-    from glimpse.registry import slug
+    """The ``ModelSpec`` (runtime ``"onnx"``) of the immich-style model in ``directory``.
 
+    The family comes from ``families.family_of_open_clip`` (open_clip configs carry no ``model_type``); a
+    sigmoid family takes its scale and bias from ``init_logit_scale`` / ``init_logit_bias`` (defaults: the
+    row's ``open_clip_logit_scale`` / ``default_logit_bias``), a softmax one the row's ``open_clip_logit_scale``.
+    """
     directory = Path(directory).expanduser().resolve()
     config = _json(directory / "config.json")
     if not isinstance(config.get("embed_dim"), int):
@@ -145,21 +149,22 @@ def immich_spec(directory: str | Path, name: str | None = None) -> ModelSpec:
     pad_token = _token(tok_cfg.get("pad_token")) or _token(special.get("pad_token")) or "<|endoftext|>"
     context_length = int(text.get("context_length") or tok_cfg.get("model_max_length") or 77)
     label = name if name and not Path(name).expanduser().is_dir() else directory.name
-    siglip = "init_logit_bias" in config or "siglip" in label.lower()
+    family = family_of_open_clip(config, label)
     multilingual = bool(re.search(r"xlm|multilingual|nllb|m-clip", label, re.IGNORECASE))
     return ModelSpec(
         name=label,
         key=f"{slug(label)}-{_fingerprint(directory)[:10]}",
-        family="siglip" if siglip else "clip",
+        family=family.name,
         source=str(directory),
         preprocess=preprocess,
         dim=int(config["embed_dim"]),
         context_length=context_length,
         runtime="onnx",
         languages=("multi",) if multilingual else ("en",),
-        logit_scale=100.0 if not siglip else float(config.get("init_logit_scale", 10.0)),
-        logit_bias=float(config.get("init_logit_bias", -10.0)) if siglip else None,
-        text_padding="max_length" if siglip else "longest",
+        logit_scale=float(config.get("init_logit_scale", family.open_clip_logit_scale)) if family.sigmoid
+        else family.open_clip_logit_scale,
+        logit_bias=float(config.get("init_logit_bias", family.default_logit_bias)) if family.sigmoid else None,
+        text_padding=family.text_padding,
         extra={"onnx": {"visual": VISUAL, "textual": TEXTUAL, "tokenizer": TOKENIZER, "precision": "fp32",
                         "pad_token": pad_token, "layout": "immich"}},
     )

@@ -13,16 +13,16 @@ import numpy as np
 
 from glimpse.encoders.base import Encoder
 from glimpse.errors import ModelError
+from glimpse.families import get_family
 
 if TYPE_CHECKING:
     from glimpse.spec import ModelSpec
 
-_MODEL_CLASSES = {"clip": "CLIPModel", "chinese_clip": "ChineseCLIPModel", "siglip": "SiglipModel"}
 
-
-def _features(output: Any) -> Any:
-    """The embedding tensor from ``get_*_features``: transformers 5 returns an output object whose
-    ``pooler_output`` holds the projected features, transformers 4 the tensor itself."""
+def features(output: Any) -> Any:
+    """The embedding tensor ``float32[b, d]`` from ``get_*_features`` (shared by export and training):
+    transformers 5 returns an output object whose ``pooler_output`` holds the projected features,
+    transformers 4 the tensor itself."""
     if hasattr(output, "pooler_output"):
         return output.pooler_output
     return output
@@ -33,10 +33,11 @@ def tokenize_for_model(tokenizer: Any, texts: list[str], *, family: str, padding
     """Token tensors exactly as the model family was trained with (used at query time and in training).
 
     ``padding``: "longest" or "max_length" (SigLIP pools the last position: fixed-length text).
+    Returns ``int64[b, length]`` tensors by input name.
     """
     encoded = tokenizer(texts, padding="max_length" if padding == "max_length" else "longest", truncation=True,
                         max_length=context_length, return_tensors="pt")
-    if family == "siglip":
+    if not get_family(family).text_attention_mask:
         # SigLIP was trained without a text attention mask (it pools the last, padded position);
         # transformers 5's tokenizer returns a mask that would change the embedding, so drop it.
         return {"input_ids": encoded["input_ids"]}
@@ -63,9 +64,7 @@ class TorchEncoder(Encoder):
         self._torch = torch
         self.directory = Path(directory)
         self.device = device
-        class_name = _MODEL_CLASSES.get(spec.family)
-        if class_name is None:
-            raise ModelError(f"unknown model family {spec.family!r}; expected one of {sorted(_MODEL_CLASSES)}")
+        class_name = get_family(spec.family).model_class
         model_class = getattr(transformers, class_name)
         # Our own progress bars cover the work; transformers' per-load bars would only clutter stderr.
         transformers.utils.logging.disable_progress_bar()
@@ -87,21 +86,22 @@ class TorchEncoder(Encoder):
         torch = self._torch
         with torch.inference_mode():
             tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self.device)
-            features = _features(self.model.get_image_features(pixel_values=tensor))
-            return features.float().cpu().numpy()
+            embeds = features(self.model.get_image_features(pixel_values=tensor))
+            return embeds.float().cpu().numpy()
 
-    def _tokenize(self, texts: list[str]) -> dict[str, Any]:
+    def tokenize(self, texts: list[str]) -> dict[str, Any]:
+        """Token tensors of ``texts`` as this model reads them (``tokenize_for_model`` with the spec's rules)."""
         spec = self.spec
         return tokenize_for_model(self.tokenizer, texts, family=spec.family, padding=spec.text_padding,
                                   context_length=spec.context_length)
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         torch = self._torch
-        inputs = self._tokenize(texts)
+        inputs = self.tokenize(texts)
         with torch.inference_mode():
             inputs = {name: value.to(self.device) for name, value in inputs.items()}
-            features = _features(self.model.get_text_features(**inputs))
-            return features.float().cpu().numpy()
+            embeds = features(self.model.get_text_features(**inputs))
+            return embeds.float().cpu().numpy()
 
     def close(self) -> None:
         """Drop the model so its memory can be freed."""

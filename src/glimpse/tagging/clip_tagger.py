@@ -1,8 +1,8 @@
 """Open-vocabulary tagging with any CLIP-family encoder: no RAM weights needed.
 
-Each vocabulary tag is embedded as a prompt-template ensemble (``templates``); an image's cosine similarity
-to every tag is turned into a probability by how far it stands out among all tags of the vocabulary for that
-image: ``p = sigmoid((sim - mean) / std - OFFSET)`` (mean/std over the vocabulary, per image). Raw CLIP
+Each vocabulary tag is embedded as a prompt-template ensemble (``glimpse.templates``); an image's cosine
+similarity to every tag is turned into a probability by how far it stands out among all tags of the vocabulary
+for that image: ``p = sigmoid((sim - mean) / std - OFFSET)`` (mean/std over the vocabulary, per image). Raw CLIP
 similarities sit in a narrow band that shifts from image to image, so a fixed cut on them does not transfer;
 the standardised score does, and per-tag thresholds calibrated on labelled examples refine it.
 """
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from glimpse.tagging.base import Tagger, Vocabulary
-from glimpse.tagging.templates import TAG_TEMPLATES, TAG_TEMPLATES_ZH, embed_labels, ensemble, prompts
 from glimpse.tagging.vocab import load_vocabulary
+from glimpse.templates import TAG_TEMPLATES, TAG_TEMPLATES_ZH, embed_labels, ensemble, prompts
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder

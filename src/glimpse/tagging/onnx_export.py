@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from glimpse.encoders.export import OPSET, _prepare_out
+from glimpse.encoders.export import OPSET, prepare_out
 from glimpse.errors import ModelError, ParityError, UserInputError
 from glimpse.tagging.base import select
 from glimpse.tagging.ram import TAG_LIST, TAG_LIST_CHINESE, TAG_THRESHOLDS
@@ -124,7 +124,7 @@ def export_ram(checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], 
     if precision not in ("fp32", "int8"):
         raise UserInputError(f"precision {precision!r}: expected fp32 or int8")
     out = Path(out).expanduser().resolve()
-    _prepare_out(out)
+    prepare_out(out)
     tagger = RamTagger(checkpoint, tag_list=tag_list, chinese_list=chinese_list, thresholds=thresholds)
     generated = generated_images()
     samples = generated + list(images)

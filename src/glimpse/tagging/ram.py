@@ -310,7 +310,7 @@ class RamTagger(Tagger):
         RAM's label queries are CLIP ViT-B/16 text embeddings (512-d), so ``encoder`` must give 512-d texts;
         the reference builds open-set queries with that model (``openai/clip-vit-base-patch16``).
         """
-        from glimpse.tagging.templates import embed_labels
+        from glimpse.templates import embed_labels
 
         names = [n.strip() for n in names if n.strip()]
         if not names:

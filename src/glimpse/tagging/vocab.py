@@ -54,7 +54,8 @@ def parse_vocabulary(text: str, origin: str = "vocabulary") -> list[tuple[str, s
 
 
 @lru_cache(maxsize=1)
-def _builtin_rows() -> tuple[tuple[str, str, str], ...]:
+def builtin_rows() -> tuple[tuple[str, str, str], ...]:
+    """The built-in vocabulary's ``(english, chinese, category)`` rows, in file order (parsed once)."""
     text = resources.files("glimpse.tagging").joinpath("data/vocab.tsv").read_text(encoding="utf-8")
     return tuple(parse_vocabulary(text, "glimpse/tagging/data/vocab.tsv"))
 
@@ -66,7 +67,7 @@ def load_vocabulary(path: str | Path | None = None, *, threshold: float = DEFAUL
     """
     path = path or os.environ.get(VOCABULARY_ENV) or None
     if path is None:
-        rows = list(_builtin_rows())
+        rows = list(builtin_rows())
     else:
         try:
             text = Path(path).expanduser().read_text(encoding="utf-8")

@@ -24,16 +24,27 @@ import errno
 import json
 import os
 import re
-import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from glimpse.errors import IndexMismatchError
-from glimpse.vectors.base import IndexDamagedError, IndexStorageError, SearchResult, VectorIndex
+from glimpse.vectors.base import (
+    RANGE_BLOCK,
+    RANGE_CHUNK,
+    IndexDamagedError,
+    IndexStorageError,
+    RangeResult,
+    SearchResult,
+    VectorIndex,
+    best_first,
+    empty_range,
+    exact_range_search,
+)
+from glimpse.vectors.files import fsync_file, safe_name, temporary_path, write_bytes
 
 # 2: adds catalog_id and checksum (version-1 manifests still load; they are checked by sampling only)
 MANIFEST_VERSION = 2
@@ -53,37 +64,6 @@ _SEARCH_PARAMS = re.compile(r"[A-Za-z_]+=[0-9]+(\.[0-9]+)?(,[A-Za-z_]+=[0-9]+(\.
 def is_flat(factory: str) -> bool:
     """True for the exact factory, which lives inside an ``IndexIDMap2``."""
     return factory.strip() == "Flat"
-
-
-def _safe_name(model_key: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", model_key)
-
-
-def _temporary(path: Path) -> Path:
-    # A unique temporary name: two processes (or threads) saving at once never write one file.
-    return path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    with open(path, "wb") as fh:
-        fh.write(data)
-
-
-def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """Write ``path`` through ``write(temporary path)``, fsync and rename; on failure no temporary is left."""
-    tmp = _temporary(path)
-    try:
-        write(tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def file_checksum(path: Path) -> str:
@@ -239,11 +219,11 @@ class FaissIndex(VectorIndex):
     # -- files -------------------------------------------------------------------------------------
     @property
     def index_path(self) -> Path:
-        return self.directory / f"{_safe_name(self.model_key)}.faiss"
+        return self.directory / f"{safe_name(self.model_key)}.faiss"
 
     @property
     def manifest_path(self) -> Path:
-        return self.directory / f"{_safe_name(self.model_key)}.json"
+        return self.directory / f"{safe_name(self.model_key)}.json"
 
     @classmethod
     def load(cls, directory: Path, model_key: str, dim: int, *, mmap: bool = False) -> FaissIndex | None:
@@ -318,12 +298,12 @@ class FaissIndex(VectorIndex):
         """Write the index and its manifest (temporaries, fsync, renames); IndexStorageError when that fails,
         with the previous files untouched and no temporary left."""
         check_directory(self.directory)
-        index_tmp, manifest_tmp = _temporary(self.index_path), _temporary(self.manifest_path)
+        index_tmp, manifest_tmp = temporary_path(self.index_path), temporary_path(self.manifest_path)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             self._faiss.write_index(self._index, str(index_tmp))
             checksum = file_checksum(index_tmp)  # just written: read back from the page cache
-            _fsync(index_tmp)
+            fsync_file(index_tmp)
             manifest = {
                 "manifest_version": MANIFEST_VERSION,
                 "model_key": self.model_key,
@@ -337,8 +317,8 @@ class FaissIndex(VectorIndex):
                 "catalog_id": self.catalog_id,
                 "checksum": checksum,
             }
-            _write_bytes(manifest_tmp, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
-            _fsync(manifest_tmp)
+            write_bytes(manifest_tmp, (json.dumps(manifest, indent=2) + "\n").encode("utf-8"))
+            fsync_file(manifest_tmp)
             os.replace(index_tmp, self.index_path)
             os.replace(manifest_tmp, self.manifest_path)
         except BaseException as exc:
@@ -478,6 +458,32 @@ class FaissIndex(VectorIndex):
             wider_scores, wider_ids = self._index.search(queries[short], k, params=params)
             scores[short], ids[short] = wider_scores, wider_ids
             short = short[(wider_ids >= 0).sum(axis=1) < k]
+
+    def range_search(self, queries: np.ndarray, threshold: float) -> list[RangeResult]:
+        """``VectorIndex.range_search`` with faiss' own range search (for IVF: over the lists the tuned
+        ``nprobe`` probes, as ``search`` does); an index kind whose faiss class has none is scanned exactly
+        instead, over the vectors as the index stores them (``reconstruct``: decoded codes for SQ/PQ)."""
+        queries = self._check(np.atleast_2d(queries))
+        if len(self) == 0 or len(queries) == 0:
+            return empty_range(len(queries))
+        out: list[RangeResult] = []
+        for start in range(0, len(queries), RANGE_CHUNK):
+            block = queries[start:start + RANGE_CHUNK]
+            try:
+                lims, scores, ids = self._index.range_search(block, float(threshold))
+            except RuntimeError:  # "range search not implemented" for this kind (checked on the first block)
+                if start:
+                    raise
+                return exact_range_search(queries, self._stored_blocks(), threshold)
+            out += [best_first(ids[lims[r]:lims[r + 1]], scores[lims[r]:lims[r + 1]]) for r in range(len(block))]
+        return out
+
+    def _stored_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(ids int64[b], float32[b, dim])`` blocks of every stored vector, as the index decodes them."""
+        ids = self.ids()
+        for start in range(0, len(ids), RANGE_BLOCK):
+            block = ids[start:start + RANGE_BLOCK]
+            yield block, self._index.reconstruct_batch(block)
 
     def ids(self) -> np.ndarray:
         """All ids in the index, int64[n] (order unspecified)."""

@@ -9,7 +9,7 @@
 so path-prefix and tag filters run inside Milvus (``search(..., path_prefix=, tags=, no_tags=)``, and
 ``search_filtered``, which ``Library`` searches use). Like the FAISS index it is derived from the catalog:
 the id of the last catalog change it applied and the ``Catalog.catalog_id`` it was filled from are stored as
-collection properties (``vectors.open_store`` refills a collection of another catalog, or of none recorded),
+collection properties (``vectors.sync.open_store`` refills a collection of another catalog, or of none recorded),
 and ``vectors.sync_index`` replays newer changes (upserts and deletes) into it, including metadata-only ones
 (a move changes the path, tagging the tags), so the filters see what the catalog holds.
 
@@ -24,14 +24,14 @@ from __future__ import annotations
 import os
 import re
 import string
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
 from glimpse.catalog import Catalog, prefix_range
 from glimpse.errors import GlimpseError, IndexMismatchError, UserInputError
-from glimpse.vectors.base import SearchResult, VectorIndex
+from glimpse.vectors.base import RangeResult, SearchResult, VectorIndex, empty_range, exact_range_search
 
 APPLIED_PROPERTY = "glimpse.applied_change"
 # The catalog the rows came from: a collection filled from another (e.g. deleted and re-made) catalog holds
@@ -270,6 +270,29 @@ class MilvusIndex(VectorIndex):
             return None
         return self.search(queries, k, path_prefix=list(path_prefixes), tags=tags, no_tags=no_tags)
 
+    def range_search(self, queries: np.ndarray, threshold: float) -> list[RangeResult]:
+        """``VectorIndex.range_search``, exact: blocked products over the vectors the collection holds.
+
+        Milvus' own range search (``radius``) returns at most ``limit`` (16384) hits per query, so it cannot
+        promise *every* vector above the threshold; the collection's vectors are streamed instead, once,
+        ``batch_rows()`` at a time, and scored here.
+        """
+        queries = self._check(np.atleast_2d(queries))
+        if len(queries) == 0:
+            return empty_range(0)
+        return exact_range_search(queries, self._stored_blocks(), threshold)
+
+    def _stored_blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(ids int64[b], float32[b, dim])`` blocks of every row of the collection."""
+        iterator = self._client.query_iterator(self.collection, batch_size=self.batch_rows(), filter="id >= 0",
+                                               output_fields=["id", "vector"])
+        try:
+            while batch := iterator.next():
+                yield (np.array([int(r["id"]) for r in batch], dtype=np.int64),
+                       np.array([r["vector"] for r in batch], dtype=np.float32).reshape(len(batch), self.dim))
+        finally:
+            iterator.close()
+
     def ids(self) -> np.ndarray:
         """All ids in the collection, int64[n] (order unspecified)."""
         out: list[int] = []
@@ -285,4 +308,5 @@ class MilvusIndex(VectorIndex):
         return int(rows[0]["count(*)"])
 
     def close(self) -> None:
+        """Close the client connection (milvus-lite: the embedded server's handle)."""
         self._client.close()

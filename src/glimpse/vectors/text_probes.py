@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from glimpse.vectors.faiss import _atomic_write, _safe_name
+from glimpse.vectors.files import atomic_write, safe_name
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
@@ -33,9 +33,9 @@ ZH_SHARE = 0.25  # of the probes, for models that speak Chinese
 def probe_prompts(languages: Sequence[str] = ("en",), count: int = PROBES) -> list[str]:
     """``count`` deterministic prompts: tags spread evenly over the built-in vocabulary, each in a
     template chosen round-robin; a quarter in Chinese when ``languages`` include ``"zh"``."""
-    from glimpse.tagging.vocab import _builtin_rows
+    from glimpse.tagging.vocab import builtin_rows
 
-    rows = _builtin_rows()  # the built-in list, not a user's: the probes must not change with settings
+    rows = builtin_rows()  # the built-in list, not a user's: the probes must not change with settings
     zh = int(count * ZH_SHARE) if "zh" in languages else 0
     prompts: list[str] = []
     for lang, n, templates in (("en", count - zh, EN_TEMPLATES), ("zh", zh, ZH_TEMPLATES)):
@@ -58,7 +58,7 @@ def text_probe_vectors(encoder: Encoder, cache_dir: Path | None = None, *, count
     """
     prompts = probe_prompts(encoder.spec.languages, count)
     digest = hashlib.sha256("\n".join(prompts).encode("utf-8")).hexdigest()[:12]
-    path = cache_dir / f"{_safe_name(encoder.key)}.textprobes-{digest}.npy" if cache_dir is not None else None
+    path = cache_dir / f"{safe_name(encoder.key)}.textprobes-{digest}.npy" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
             cached = np.load(path, allow_pickle=False)
@@ -70,7 +70,7 @@ def text_probe_vectors(encoder: Encoder, cache_dir: Path | None = None, *, count
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write(path, lambda tmp: _save(tmp, vectors))
+            atomic_write(path, lambda tmp: _save(tmp, vectors))
         except OSError:
             pass  # only a cache: a read-only (or full) library encodes the prompts again next time
     return vectors

@@ -1,0 +1,167 @@
+"""Model families: one row per kind of CLIP-like model glimpse runs, holding every rule that differs.
+
+A *family* is an architecture plus its training recipe: the transformers class that loads it, the
+``config.json`` ``model_type`` that names it, the defaults of its config and image-processor classes, how
+its text is tokenised, how its similarities become probabilities and how it is fine-tuned. The checkpoint
+reader (``glimpse.checkpoints``), the torch backend and its ONNX export, the immich reader, zero-shot
+scoring and training all read their per-family rules from ``FAMILIES``; no module branches on a family
+name.
+
+Adding a family is adding one ``ModelFamily`` row to ``_ROWS`` (its ``name`` becomes ``ModelSpec.family``
+and the ``family`` field of ``spec.json``). Fill the columns from the family's transformers config and
+image-processor classes (their defaults apply when a checkpoint's files omit a key). Only a rule that no
+column expresses yet needs a new column, read by the one module that applies it. A row's tests: add a tiny
+checkpoint of it to ``tests/tiny_models.py`` and it joins the parity tests of ``tests/test_models.py``.
+
+Importing this module imports nothing but the standard library: it is consulted on the light query path.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from glimpse.errors import ModelError
+
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """The rules of one model family (see the module docstring for how to add one).
+
+    Checkpoint (``config.json``) defaults, used when a key is absent:
+
+    * ``dim_key``: where the embedding width is: ``"projection_dim"`` (a projection head) or
+      ``"vision_hidden_size"`` (no projection: the vision tower's ``hidden_size``); ``default_dim`` if absent.
+    * ``default_context_length``: ``text_config.max_position_embeddings`` when absent (a tokenizer's smaller
+      ``model_max_length`` still wins).
+    * ``default_log_logit_scale``: ``logit_scale_init_value`` when absent and the weights hold no trained
+      ``logit_scale`` (stored as a log).
+    * ``default_logit_bias``: ``logit_bias_init_value`` when absent and the weights hold no ``logit_bias``;
+      only read for sigmoid families (softmax families have no bias).
+    * ``languages``: what a checkpoint of this family outside the built-in registry is assumed to read.
+
+    Image processor (``preprocessor_config.json``) defaults: ``processor_resize`` ``"shortest"`` (size
+    ``{"shortest_edge": 224}``) or ``"squash"`` (224x224), ``processor_crop`` (``do_center_crop``),
+    ``processor_mean`` / ``processor_std``.
+
+    Text: ``text_padding`` ``"longest"`` (pad to the batch's longest text) or ``"max_length"`` (always the
+    context length: the model pools a fixed position); ``text_attention_mask`` whether the text tower is fed
+    one (SigLIP was trained without); ``slow_tokenizer`` how a checkpoint without a fast tokenizer becomes
+    ``tokenizer.json`` at ONNX export: ``"transformers"`` (its converter) or ``"siglip"`` (SentencePiece with
+    SigLIP's lower-casing, punctuation-stripping canonicaliser).
+
+    Scores and training: ``loss`` ``"softmax"`` (CLIP: ``softmax(scale * cos)`` over classes, symmetric
+    cross-entropy training) or ``"sigmoid"`` (SigLIP: ``sigmoid(scale * cos + bias)`` per class, pairwise
+    sigmoid training); ``logit_scale_cap``: the largest ``exp(logit_scale)`` training allows (``None``: no cap).
+
+    immich / open_clip ONNX directories carry no ``model_type``: a directory is of this family when its
+    ``config.json`` has one of ``open_clip_config_keys`` or its model name contains one of
+    ``open_clip_names`` (case-insensitive; the longest matching name wins); otherwise it is ``clip``.
+    ``open_clip_logit_scale``: a softmax family's scale as is (open_clip configs hold only an init value, CLIP's
+    trained temperature is 100); a sigmoid family's when its config has no ``init_logit_scale``.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    model_class: str
+    dim_key: Literal["projection_dim", "vision_hidden_size"]
+    default_dim: int
+    default_context_length: int
+    default_log_logit_scale: float
+    default_logit_bias: float | None
+    languages: tuple[str, ...]
+    processor_resize: Literal["shortest", "squash"]
+    processor_crop: bool
+    processor_mean: tuple[float, float, float]
+    processor_std: tuple[float, float, float]
+    text_padding: Literal["longest", "max_length"]
+    text_attention_mask: bool
+    slow_tokenizer: Literal["transformers", "siglip"]
+    loss: Literal["softmax", "sigmoid"]
+    logit_scale_cap: float | None
+    open_clip_names: tuple[str, ...] = ()
+    open_clip_config_keys: tuple[str, ...] = ()
+    open_clip_logit_scale: float = 100.0
+
+    @property
+    def sigmoid(self) -> bool:
+        """True for families trained with the pairwise sigmoid loss (they have a logit bias)."""
+        return self.loss == "sigmoid"
+
+    def dim_of(self, config: Mapping[str, Any]) -> int:
+        """The embedding width of a checkpoint of this family from its ``config.json``."""
+        if self.dim_key == "vision_hidden_size":
+            return int((config.get("vision_config") or {}).get("hidden_size", self.default_dim))
+        return int(config.get("projection_dim", self.default_dim))
+
+    def processor_size(self) -> dict[str, int]:
+        """The image processor's default ``size`` (the form its class writes)."""
+        return {"height": 224, "width": 224} if self.processor_resize == "squash" else {"shortest_edge": 224}
+
+
+# What CLIP-recipe rows share: OpenAI's image processor defaults and text/loss rules.
+_CLIP_RECIPE: dict[str, Any] = {
+    "dim_key": "projection_dim", "default_dim": 512, "default_context_length": 77,
+    "default_log_logit_scale": 2.6592, "default_logit_bias": None,
+    "processor_resize": "shortest", "processor_crop": True, "processor_mean": OPENAI_MEAN, "processor_std": OPENAI_STD,
+    "text_padding": "longest", "text_attention_mask": True, "slow_tokenizer": "transformers",
+    "loss": "softmax", "logit_scale_cap": 100.0,
+}
+
+_ROWS: tuple[ModelFamily, ...] = (
+    ModelFamily(name="clip", model_types=("clip",), model_class="CLIPModel", languages=("en",), **_CLIP_RECIPE),
+    ModelFamily(name="chinese_clip", model_types=("chinese_clip",), model_class="ChineseCLIPModel",
+                languages=("zh", "en"), **_CLIP_RECIPE),
+    # SigLIP pools the last text position, so it was trained on fixed-length text and without a mask.
+    ModelFamily(name="siglip", model_types=("siglip",), model_class="SiglipModel", languages=("en",),
+                dim_key="vision_hidden_size", default_dim=768, default_context_length=64,
+                default_log_logit_scale=math.log(10), default_logit_bias=-10.0,
+                processor_resize="squash", processor_crop=False, processor_mean=(0.5, 0.5, 0.5),
+                processor_std=(0.5, 0.5, 0.5), text_padding="max_length", text_attention_mask=False,
+                slow_tokenizer="siglip", loss="sigmoid", logit_scale_cap=None,
+                open_clip_names=("siglip",), open_clip_config_keys=("init_logit_bias",), open_clip_logit_scale=10.0),
+)
+
+FAMILIES: dict[str, ModelFamily] = {row.name: row for row in _ROWS}
+DEFAULT_FAMILY = "clip"  # training from scratch builds one; an immich directory without a family hint is one
+_BY_MODEL_TYPE: dict[str, ModelFamily] = {t: row for row in _ROWS for t in row.model_types}
+
+
+def get_family(name: str) -> ModelFamily:
+    """The family called ``name`` (``ModelSpec.family``); ``ModelError`` when glimpse has no such family."""
+    row = FAMILIES.get(name)
+    if row is None:
+        raise ModelError(f"unknown model family {name!r}; expected one of {sorted(FAMILIES)}")
+    return row
+
+
+def family_of_model_type(model_type: Any) -> ModelFamily | None:
+    """The family of a transformers ``config.json`` ``model_type``, or ``None`` when glimpse has none."""
+    return _BY_MODEL_TYPE.get(str(model_type))
+
+
+def supported_model_types() -> list[str]:
+    """Every ``model_type`` glimpse loads, sorted (for error messages)."""
+    return sorted(_BY_MODEL_TYPE)
+
+
+def model_classes() -> list[str]:
+    """The transformers classes of the families, in table order (for error messages)."""
+    return [row.model_class for row in _ROWS]
+
+
+def family_of_open_clip(config: Mapping[str, Any], name: str) -> ModelFamily:
+    """The family of an immich / open_clip model from its ``config.json`` and model ``name`` (see ``ModelFamily``)."""
+    label = name.lower()
+    best: tuple[int, ModelFamily] | None = None
+    for row in _ROWS:
+        hits = [len(hint) for hint in row.open_clip_names if hint in label]
+        hits += [0 for key in row.open_clip_config_keys if key in config]
+        if hits and (best is None or max(hits) > best[0]):
+            best = (max(hits), row)
+    return best[1] if best else FAMILIES[DEFAULT_FAMILY]
