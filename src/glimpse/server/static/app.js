@@ -5,7 +5,7 @@ const PAGE = 24;
 const DEBOUNCE_MS = 250;
 const $ = (id) => document.getElementById(id);
 
-const PLACEHOLDER = "Search by text, e.g. a dog on the beach";
+let placeholder = ""; // the query box's own hint (from the page), put back when the box holds a text query
 
 // What the grid currently shows (mode: recent, text, similar or image); `run` increments so answers to
 // superseded searches are dropped.
@@ -129,7 +129,7 @@ function show(view) {
   startSearch(view.mode, view);
   const box = $("q");
   const note = $("query-note");
-  box.placeholder = PLACEHOLDER;
+  box.placeholder = placeholder;
   if (view.mode === "text") {
     if (box.value.trim() !== view.q) box.value = view.q; // not while typing: that would move the caret
     note.replaceChildren();
@@ -357,6 +357,7 @@ function rerun() {
 }
 
 function init() {
+  placeholder = $("q").placeholder;
   let timer = null;
   $("q").addEventListener("input", () => {
     clearTimeout(timer);
