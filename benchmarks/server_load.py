@@ -98,6 +98,7 @@ def main() -> None:
     import glimpse
     from conftest import make_photo
     from glimpse.server.app import create_app
+    from glimpse.settings import LibrarySettings
     from server_harness import serve
     from tiny_models import make_clip_b32_shaped, make_tiny_clip
 
@@ -111,7 +112,7 @@ def main() -> None:
     for i in range(args.new_images):
         make_photo(root / "new" / f"{i:05d}.jpg", seed=10_000 + i, size=(320, 240))
 
-    served = serve(create_app(work / "lib", str(model)))
+    served = serve(create_app(LibrarySettings(work / "lib", str(model))))
     try:
         baseline = load(served, args.clients, args.seconds)
         job = _call(served, "POST", "/api/index", b"{}")

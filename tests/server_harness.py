@@ -99,9 +99,10 @@ def session_server(name: str, tmp_path_factory: Any, tiny_clip: Path, pytestconf
     """The server ``name`` (started on first use with ``options`` for create_app), shared by all test files."""
     if name not in _CACHE:
         from glimpse.server.app import create_app
+        from glimpse.settings import LibrarySettings
 
         fixture = session_fixture(tmp_path_factory, tiny_clip)
-        served = serve(create_app(fixture.library, str(tiny_clip), **options))
+        served = serve(create_app(LibrarySettings(fixture.library, str(tiny_clip)), **options))
         pytestconfig.add_cleanup(served.stop)
         _CACHE[name] = served
     return _CACHE[name]

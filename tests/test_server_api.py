@@ -16,6 +16,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 from conftest import make_photos
+from glimpse.errors import UserInputError
 from server_harness import call, get_json, multipart, post_json, serve
 
 
@@ -29,7 +30,7 @@ def test_healthz_and_openapi_document_every_route(server):
     paths = set(get_json(server, "/openapi.json")["paths"])
     assert {"/api/search", "/api/search/image", "/api/similar/{image_id}", "/api/images/{image_id}",
             "/api/images/{image_id}/thumbnail", "/api/images/{image_id}/file", "/api/tags", "/api/classify",
-            "/api/index", "/api/jobs/{job_id}", "/api/status", "/healthz"} <= paths
+            "/api/index", "/api/jobs/{job_id}", "/api/status", "/api/recent", "/healthz"} <= paths
 
 
 def test_text_search_matches_the_library_ranking(server, fx, tiny_clip):
@@ -55,6 +56,32 @@ def test_pages_concatenate_to_one_ranking(server):
     assert [h["id"] for h in first["results"] + second["results"] + last["results"]] == [h["id"] for h in whole]
     assert first["more"] and second["more"] and not last["more"]
     assert len(last["results"]) == 2  # 12 servable images: the symlink out of the root is never listed
+
+
+def test_recent_images_page_newest_first_and_servable_only(server, fx, tiny_clip):
+    # The page's view before any search: the most recently indexed images, in pages, never the symlink.
+    import glimpse
+
+    first, second, last = (get_json(server, f"/api/recent?k=5&offset={o}") for o in (0, 5, 10))
+    assert [p["offset"] for p in (first, second, last)] == [0, 5, 10]
+    assert first["more"] and second["more"] and not last["more"]
+    listed = first["results"] + second["results"] + last["results"]
+    assert len(listed) == 12 and fx.escape_id not in {h["id"] for h in listed}
+    with glimpse.open_library(fx.library, model=str(tiny_clip)) as lib:
+        expected = [h.id for h in lib.recent(50) if h.id != fx.escape_id]
+    assert [h["id"] for h in listed] == expected
+    assert all(h["score"] == 0 and h["thumbnail"] == f"/api/images/{h['id']}/thumbnail" for h in listed)
+    assert get_json(server, "/api/recent?k=50")["results"] == listed
+    assert call(server, "GET", "/api/recent?k=0").status == 422
+
+
+def test_favicon_is_served(server):
+    icon = call(server, "GET", "/favicon.ico")
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+    assert icon.body.startswith(b"<svg") and b"</svg>" in icon.body
+    linked = call(server, "GET", "/static/favicon.svg")
+    assert linked.status == 200 and linked.body == icon.body
+    assert b'rel="icon" href="/static/favicon.svg"' in call(server, "GET", "/").body
 
 
 def test_query_text_naming_a_server_file_is_text_not_a_file(server, fx):
@@ -264,13 +291,14 @@ def test_searches_keep_working_while_indexing(tmp_path, tiny_clip):
     """A job indexes 40 new photos while 3 clients search; every search answers, new images appear."""
     import glimpse
     from glimpse.server.app import create_app
+    from glimpse.settings import LibrarySettings
 
     root = tmp_path / "root"
     make_photos(root / "old", 6)
     with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip)) as lib:
         lib.index([root])
     new = make_photos(root / "new", 40, start=100)
-    served = serve(create_app(tmp_path / "lib", str(tiny_clip), index_batch_size=4))
+    served = serve(create_app(LibrarySettings(tmp_path / "lib", str(tiny_clip)), index_batch_size=4))
     try:
         started = post_json(served, "/api/index", {})
         assert started.status == 202, started.body
@@ -314,7 +342,7 @@ def test_searches_keep_working_while_indexing(tmp_path, tiny_clip):
 def test_tag_labels_follow_the_language(tmp_path):
     # The page's EN/中文 toggle: tags are stored by English name (the filter key) and shown in the asked language.
     from glimpse.catalog import STATE_OK, Catalog, FileUpdate
-    from glimpse.server.extensions import Tags
+    from glimpse.server.tags import Tags
 
     catalog = Catalog(tmp_path / "catalog.sqlite3")
     (file_id,) = catalog.apply([FileUpdate("/r/a.jpg", 1, 1, STATE_OK, hash="h")], "m")
@@ -336,3 +364,65 @@ def test_api_docs_are_served_without_a_cdn(server):
     assert "/docs-assets/swagger-ui-bundle.js" in html and "cdn" not in html.lower()
     script = call(server, "GET", "/docs-assets/swagger-ui-bundle.js")
     assert script.status == 200 and len(script.body) > 100_000
+
+
+def test_the_server_serves_the_store_it_is_given(tmp_path, tiny_clip, monkeypatch):
+    """``glimpse --store x.db serve``: searches and the indexing job use the milvus-lite store, never FAISS."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    from glimpse.library import Library
+    from glimpse.server.app import create_app
+    from glimpse.settings import LibrarySettings
+    from glimpse.vectors.milvus import MilvusIndex
+
+    root = tmp_path / "root"
+    old = make_photos(root / "old", 6)
+    settings = LibrarySettings(tmp_path / "lib", str(tiny_clip), store=str(tmp_path / "x.db"))
+    with Library.from_settings(settings) as lib:
+        lib.index([root])
+        expected = lib.search("a red car", k=3)
+    searched: list[int] = []
+    real_search = MilvusIndex.search
+
+    def spy(self, queries, k, **filters):
+        searched.append(k)
+        return real_search(self, queries, k, **filters)
+
+    monkeypatch.setattr(MilvusIndex, "search", spy)
+    served = serve(create_app(settings, index_batch_size=4))
+    try:
+        assert get_json(served, "/api/status")["index_kind"].startswith("milvus")
+        hits = get_json(served, f"/api/search?q={quote('a red car')}&k=3")["results"]
+        assert searched, "the search did not go through the Milvus store"
+        assert [h["id"] for h in hits] == [h.id for h in expected]
+        assert [h["score"] for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)
+        # The indexing job opens the same store (it used to index into a FAISS index of its own).
+        new = make_photos(root / "new", 4, start=50)
+        started = post_json(served, "/api/index", {})
+        assert started.status == 202, started.body
+        assert served.app.state.service.jobs.wait_idle(timeout=60)
+        job = get_json(served, f"/api/jobs/{started.json()['id']}")
+        assert job["state"] == "done" and job["report"]["added"] == 4, job
+        body, headers = multipart("file", "n.jpg", new[2].read_bytes())
+        hits = call(served, "POST", "/api/search/image?k=1", body=body, headers=headers).json()["results"]
+        assert hits[0]["path"] == str(new[2]) and hits[0]["score"] > 0.999
+        assert not list((tmp_path / "lib").rglob("*.faiss"))  # no FAISS index was ever written
+        assert get_json(served, f"/api/similar/{hits[0]['id']}?k=1")["results"][0]["path"] == str(new[2])
+        assert str(old[0]) in {h["path"] for h in get_json(served, "/api/recent?k=50")["results"]}
+    finally:
+        served.stop()
+
+
+def test_a_bad_store_is_refused_at_start(tmp_path, tiny_clip):
+    from typer.testing import CliRunner
+
+    from glimpse.cli import app
+    from glimpse.server.app import create_app
+    from glimpse.settings import LibrarySettings
+
+    with pytest.raises(UserInputError, match=r"--store 'redis://x'.*milvus://HOST:PORT"):
+        create_app(LibrarySettings(tmp_path / "lib", str(tiny_clip), store="redis://x"))
+    result = CliRunner().invoke(app, ["--library", str(tmp_path / "lib"), "--model", str(tiny_clip),
+                                      "--store", "redis://x", "serve", "--port", "0"])
+    assert result.exit_code == 1 and "milvus://HOST:PORT" in result.stderr
+    assert not (tmp_path / "lib").exists()  # refused before anything was created

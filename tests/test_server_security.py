@@ -314,6 +314,7 @@ def test_thumbnails_are_written_only_under_the_library(server, fx):
 
 def test_the_file_system_root_is_never_indexed(server, monkeypatch, tmp_path, tiny_clip):
     from glimpse.server.service import LibraryService
+    from glimpse.settings import LibrarySettings
 
     service = server.app.state.service
     before = service.jobs.latest()
@@ -325,7 +326,7 @@ def test_the_file_system_root_is_never_indexed(server, monkeypatch, tmp_path, ti
         assert "refusing to index /" in reply.json()["error"] and "whole file system" in reply.json()["error"]
     assert service.jobs.latest() is before  # no job was started
     with pytest.raises(UserInputError, match=r"refusing to index / .*--root"):
-        LibraryService(tmp_path / "lib", str(tiny_clip), roots=["/"])
+        LibraryService(LibrarySettings(tmp_path / "lib", str(tiny_clip)), roots=["/"])
     assert not (tmp_path / "lib").exists()  # refused before the library was opened
 
 

@@ -12,9 +12,7 @@ from typing import Annotated
 
 import typer
 
-# handles_errors, options_of: transitional, commands/serve.py still imports them from here;
-# glimpse.commands.server (taking them from glimpse.commands.common) replaces it, and then they go.
-from glimpse.commands.common import App, Device, err, handles_errors, options_of, shown  # noqa: F401
+from glimpse.commands.common import App, Device, err, shown
 from glimpse.settings import LibrarySettings
 
 app = App(
@@ -75,7 +73,7 @@ COMMAND_MODULES = (
     "glimpse.commands.understand",  # classify, moderate, dupes, eval classify|retrieval|multilabel|tags
     "glimpse.commands.tagging",     # tag, tags, tag-calibrate, tag-export
     "glimpse.commands.models",      # models list, export, bench, train probe|clip, dataset split|stats
-    "glimpse.commands.serve",       # serve
+    "glimpse.commands.server",      # serve
     "glimpse.commands.scale",       # bench-scale (index --engine ray is parsed by index)
 )
 

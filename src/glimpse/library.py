@@ -555,13 +555,27 @@ class Library:
         return self._search_vector(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags, no_tags=no_tags,
                                    folder=folder, offset=offset, accept=accept)
 
-    def recent(self, k: int = 50, offset: int = 0) -> list[Hit]:
-        """The most recently indexed images with a vector of the model in use, newest first (score 0.0)."""
+    def recent(self, k: int = 50, offset: int = 0, *, accept: Callable[[str], bool] | None = None,
+               tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
+               folder: str | os.PathLike[str] | None = None) -> list[Hit]:
+        """Images ``offset .. offset+k`` among the most recently indexed with a vector of the model in use,
+        newest first (score 0.0), keeping those that pass the filters and ``accept`` as ``search`` does."""
         if k < 1 or offset < 0:
             raise UserInputError(f"k must be at least 1 and offset at least 0, got k={k}, offset={offset}")
-        records = self.catalog.recent_files(self.spec.key, k, offset)
-        tag_map = self.catalog.tags_of([r.id for r in records])
-        return [Hit(r.id, r.path, 0.0, r.width, r.height, tuple(tag_map.get(r.id, ()))) for r in records]
+        tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
+        self._check_filters(tags + no_tags, prefixes, folder)
+        keep = self._id_filter(tags, no_tags, prefixes)
+        want, kept, seen = offset + k, [], 0
+        batch = max(want, 100)
+        while len(kept) < want:  # page through the catalog until enough rows pass
+            records = self.catalog.recent_files(self.spec.key, batch, seen)
+            kept += [r for r in records if (keep is None or keep(r.id)) and (accept is None or accept(r.path))]
+            seen += len(records)
+            if len(records) < batch:
+                break
+        chosen = kept[offset:want]
+        tag_map = self.catalog.tags_of([r.id for r in chosen])
+        return [Hit(r.id, r.path, 0.0, r.width, r.height, tuple(tag_map.get(r.id, ()))) for r in chosen]
 
     def range_search(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per row of ``float32[q, d]`` ``queries``: ``(int64 ids, float32 scores)`` of every indexed vector

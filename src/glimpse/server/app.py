@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,6 +40,7 @@ from glimpse.server.security import (
 )
 from glimpse.server.service import MAX_CLASSIFY_LABELS, MAX_K, MAX_TEXT_CHARS, LibraryService, NotFoundError
 from glimpse.server.thumbs import DEFAULT_THUMB_SIZE
+from glimpse.settings import LibrarySettings
 
 STATIC_DIR = Path(__file__).parent / "static"
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000
@@ -79,11 +79,11 @@ class ImageOut(BaseModel):
     size: int
     thumbnail: str
     file: str
-    tags: list[dict[str, Any]] | None = Field(None, description="Present when tagging is installed.")
+    tags: list[dict[str, Any]] = Field(description="Its tags, best first: tag (the filter key), label, score.")
 
 
 class HitOut(ImageOut):
-    score: float = Field(description="Cosine similarity, higher is better.")
+    score: float = Field(description="Cosine similarity, higher is better (0 in the recent-images list).")
 
 
 class SearchOut(BaseModel):
@@ -142,12 +142,12 @@ def _file_id(raw: str) -> int:
     return int(raw)
 
 
-def create_app(library_dir: str | os.PathLike[str], model: str | None = None, token: str | None = None, *,
-               roots: Sequence[str] = (), device: str = "cpu", max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
-               max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, thumb_size: int = DEFAULT_THUMB_SIZE,
-               cors_origins: Sequence[str] = (), index_batch_size: int = 32,
+def create_app(settings: LibrarySettings, token: str | None = None, *, roots: Sequence[str] = (),
+               max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
+               thumb_size: int = DEFAULT_THUMB_SIZE, cors_origins: Sequence[str] = (), index_batch_size: int = 32,
                auth_throttle: AuthThrottle | None = None) -> FastAPI:
-    """The glimpse web app over the library at ``library_dir`` bound to ``model``.
+    """The glimpse web app over the library ``settings`` name (library folder, model, vector store, device:
+    the CLI's global options, so each means the same on both edges).
 
     ``token`` None: no authentication, and only loopback host names are answered (bind to loopback;
     ``glimpse serve`` enforces it). ``roots``: extra folders ``POST /api/index`` may index.
@@ -155,8 +155,8 @@ def create_app(library_dir: str | os.PathLike[str], model: str | None = None, to
     ``auth_throttle``: how wrong tokens are throttled (default :class:`AuthThrottle`'s limits).
     """
     throttle = auth_throttle if auth_throttle is not None else AuthThrottle()
-    service = LibraryService(library_dir, model, roots=list(roots), device=device, max_megapixels=max_megapixels,
-                             thumb_size=thumb_size, index_batch_size=index_batch_size)
+    service = LibraryService(settings, roots=list(roots), max_megapixels=max_megapixels, thumb_size=thumb_size,
+                             index_batch_size=index_batch_size)
     service.warm_up()
     # docs_url=None: FastAPI's default /docs page loads Swagger UI from a CDN, which an offline machine
     # cannot reach; _add_api_docs serves it from the swagger-ui-bundle package instead.
@@ -225,7 +225,14 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
 
     @app.get("/", include_in_schema=False)
     def index_page() -> FileResponse:
+        # The page reads its search from the URL (/?q=..., /?like=ID): one file answers them all.
         return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:
+        # An SVG under the name browsers and tools ask for by default (the page links it as well).
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml",
+                            headers={"cache-control": "public, max-age=86400"})
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, bool]:
@@ -255,7 +262,7 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
         data["roots"] = service.roots()
         latest = service.jobs.latest()
         data["job"] = latest.to_dict() if latest is not None else None
-        data["features"] = {"tags": service.tags.available, "classify": True}
+        data["features"] = {"tags": True, "classify": True}  # kept for clients that read them
         return data
 
     @app.get("/api/search", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
@@ -280,6 +287,12 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
         """Images most like an indexed one ("more like this"); the image itself comes first."""
         vector = service.stored_vector(_file_id(image_id))
         return page_out(vector, k, offset, min_score, folder, tag, lang)
+
+    @app.get("/api/recent", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
+    def recent(k: K = 20, offset: Offset = 0, lang: Lang = "en") -> dict[str, Any]:
+        """The most recently indexed images, newest first (the page's view before any search; score 0)."""
+        page = service.recent(k=k, offset=offset)
+        return {"results": service.hit_dicts(page, lang), "offset": offset, "k": k, "more": page.more}
 
     @app.get("/api/images/{image_id}", tags=["images"], response_model=ImageOut, response_model_exclude_none=True)
     def image_info(image_id: str, lang: Lang = "en") -> dict[str, Any]:
@@ -310,8 +323,8 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
 
     @app.get("/api/tags", tags=["library"])
     def tags(lang: Lang = "en", limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
-        """Most common tags with counts; empty, with ``available: false``, when tagging is not installed."""
-        return {"available": service.tags.available, "tags": service.tags.facets(lang, limit)}
+        """Most common tags with counts (``available`` is always true: kept for clients that read it)."""
+        return {"available": True, "tags": service.tags.facets(lang, limit)}
 
     @app.post("/api/classify", tags=["search"], description="Zero-shot classification of indexed images against "
               f"labels (at most {MAX_CLASSIFY_LABELS} labels per request; their stored vectors are used).")

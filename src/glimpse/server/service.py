@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -24,12 +25,13 @@ import numpy as np
 from glimpse.catalog import STATE_OK, FileRecord
 from glimpse.errors import UserInputError
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, decode_image
-from glimpse.library import Hit, Library, open_library
-from glimpse.server.extensions import Tags
+from glimpse.library import Hit, Library
 from glimpse.server.jobs import Job, JobManager
 from glimpse.server.security import servable_path
+from glimpse.server.tags import Tags
 from glimpse.server.textturns import TurnTakingEncoder
 from glimpse.server.thumbs import DEFAULT_THUMB_SIZE, ThumbnailCache
+from glimpse.settings import LibrarySettings
 
 MAX_K = 200
 MAX_OFFSET = 10_000
@@ -55,6 +57,14 @@ def _printable(path: str) -> str:
     return os.fsencode(path).decode("utf-8", "replace")
 
 
+def check_page(k: int, offset: int) -> None:
+    """UserInputError unless ``1 <= k <= MAX_K`` and ``0 <= offset <= MAX_OFFSET``."""
+    if not 1 <= k <= MAX_K:
+        raise UserInputError(f"k must be between 1 and {MAX_K}, got {k}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise UserInputError(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+
+
 def refuse_filesystem_root(path: str, given_as: str, advice: str = "give a folder of images instead") -> None:
     """UserInputError when the real ``path`` is a file-system root (``/``, or a drive on Windows)."""
     if os.path.dirname(path) == path:
@@ -63,18 +73,20 @@ def refuse_filesystem_root(path: str, given_as: str, advice: str = "give a folde
 
 
 class LibraryService:
-    """The server's view of one library bound to one model."""
+    """The server's view of the library ``settings`` name (the CLI's global options: library, model, store,
+    device), opened once and shared by the request threads."""
 
-    def __init__(self, library_dir: str | os.PathLike[str], model: str | None, *, roots: list[str] | None = None,
-                 device: str = "cpu", max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
-                 thumb_size: int = DEFAULT_THUMB_SIZE, index_batch_size: int = 32) -> None:
+    def __init__(self, settings: LibrarySettings, *, roots: list[str] | None = None,
+                 max_megapixels: float = DEFAULT_MAX_MEGAPIXELS, thumb_size: int = DEFAULT_THUMB_SIZE,
+                 index_batch_size: int = 32) -> None:
         # Roots are checked before the library is opened: a refused start touches nothing.
         self.configured_roots = [os.path.realpath(os.path.expanduser(r)) for r in roots or []]
         for root in self.configured_roots:
             refuse_filesystem_root(root, "--root")
             if not os.path.isdir(root):
                 raise UserInputError(f"root {root} is not a folder; give folders the server may index")
-        self.library: Library = open_library(library_dir, model, device=device)
+        self.settings = settings
+        self.library: Library = Library.from_settings(settings)
         self.max_megapixels = max_megapixels
         self.index_batch_size = index_batch_size
         self.thumbs = ThumbnailCache(self.library.directory, thumb_size, max_megapixels)
@@ -116,9 +128,8 @@ class LibraryService:
             "id": rec.id, "path": path, "name": os.path.basename(path), "folder": os.path.dirname(path),
             "width": rec.width, "height": rec.height, "format": rec.format, "size": rec.size,
             "thumbnail": f"/api/images/{rec.id}/thumbnail", "file": f"/api/images/{rec.id}/file",
+            "tags": (tags if tags is not None else self.tags.for_ids([rec.id], lang)).get(rec.id, []),
         }
-        if self.tags.available:
-            data["tags"] = (tags if tags is not None else self.tags.for_ids([rec.id], lang)).get(rec.id, [])
         return data
 
     def folders(self) -> list[dict[str, Any]]:
@@ -173,38 +184,34 @@ class LibraryService:
         return [{"id": i, "labels": r} for i, r in zip(ids, results, strict=True)]
 
     # -- searching ---------------------------------------------------------------------------------
+    def servable(self) -> Callable[[str], bool]:
+        """Whether a stored path may be served now (inside a root, symlinks resolved)."""
+        roots = self.roots()
+        return lambda path: servable_path(path, roots) is not None
+
     def search(self, vector: np.ndarray, *, k: int, offset: int = 0, min_score: float | None = None,
                folder: str | None = None, tags: list[str] | None = None) -> Page:
         """Hits ``offset .. offset+k`` of ``vector``, keeping only servable images matching the filters.
 
-        The folder and tag filters are the library's (inside the vector store where it can filter); only the
-        servable check is applied here.
+        Every filter is the library's: it widens its search until enough hits pass them and the servable
+        check, so a page is full whenever that many servable matches exist.
         """
-        if not 1 <= k <= MAX_K:
-            raise UserInputError(f"k must be between 1 and {MAX_K}, got {k}")
-        if not 0 <= offset <= MAX_OFFSET:
-            raise UserInputError(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
-        if tags:
-            self.tags.require()
-        roots = self.roots()
-        total = self.library.catalog.count_embeddings(self.library.spec.key)
-        want = offset + k + 1  # one more than the page tells whether another page exists
-        fetch = want
-        while True:
-            limit = max(1, min(fetch, total))
-            with self._index_lock:
-                hits = self.library.search_vector(vector, limit, min_score=min_score, tags=tags or None,
-                                                  folder=folder or None)
-            kept = [h for h in hits if servable_path(h.path, roots) is not None]
-            # Unservable hits are dropped: widen the search until the page is full or the matches are exhausted.
-            if len(kept) >= want or limit >= total or len(hits) < limit:
-                break
-            fetch *= 4
-        return Page(kept[offset : offset + k], offset, len(kept) > offset + k)
+        check_page(k, offset)
+        with self._index_lock:
+            # One more than the page tells whether another page exists.
+            hits = self.library.search_vector(vector, k + 1, offset=offset, accept=self.servable(),
+                                              min_score=min_score, tags=tags or None, folder=folder or None)
+        return Page(hits[:k], offset, len(hits) > k)
+
+    def recent(self, *, k: int, offset: int = 0) -> Page:
+        """The servable images ``offset .. offset+k`` among the most recently indexed, newest first."""
+        check_page(k, offset)
+        hits = self.library.recent(k + 1, offset, accept=self.servable())
+        return Page(hits[:k], offset, len(hits) > k)
 
     def hit_dicts(self, page: Page, lang: str) -> list[dict[str, Any]]:
         records = self.library.catalog.files_by_id([h.id for h in page.hits])
-        tags = self.tags.for_ids([h.id for h in page.hits], lang) if self.tags.available else None
+        tags = self.tags.for_ids([h.id for h in page.hits], lang)
         out = []
         for hit in page.hits:
             data = self.describe(records[hit.id], lang, tags) if hit.id in records else hit.to_dict()
@@ -234,21 +241,15 @@ class LibraryService:
             raise UserInputError("no folders to index: start the server with --root DIR, or run `glimpse index DIR`")
         return self.jobs.start(chosen, self._index_work(chosen))
 
-    def _index_work(self, roots: list[str]) -> Any:
-        shared = self.library
-
+    def _index_work(self, roots: list[str]) -> Callable[[Job], dict[str, Any]]:
         def work(job: Job) -> dict[str, Any]:
-            # Its own Library (catalog connection + vector index) so the writer never mutates what the
-            # request threads read; the loaded model is shared rather than loaded twice, and any texts the
-            # job encodes (IVF tuning's probes) take turns with the searches'.
-            lib = Library(shared.directory, shared.model_name, device=shared.device)
-            lib.spec = shared.spec
-            lib.encoder = self.text_encoder
-            try:
+            # Its own Library (catalog connection + vector store) so the writer never mutates what the
+            # request threads read. It borrows the loaded model rather than loading it twice (closing the
+            # job's library leaves it open), and the texts the job encodes (IVF tuning's probes) take
+            # turns with the searches'.
+            with Library.from_settings(self.settings, encoder=self.text_encoder) as lib:
                 report = lib.index(roots, batch_size=self.index_batch_size, max_megapixels=self.max_megapixels,
                                    progress=job)
-            finally:
-                lib.catalog.close()  # not lib.close(): that would close the encoder the server still uses
             return report.to_dict()
 
         return work

@@ -5,7 +5,10 @@ const PAGE = 24;
 const DEBOUNCE_MS = 250;
 const $ = (id) => document.getElementById(id);
 
-// What the grid currently shows; `run` increments so answers to superseded searches are dropped.
+let placeholder = ""; // the query box's own hint (from the page), put back when the box holds a text query
+
+// What the grid currently shows (mode: recent, text, similar or image); `run` increments so answers to
+// superseded searches are dropped.
 const state = { mode: null, q: "", image: null, similarId: null, offset: 0, more: false, loading: false, run: 0,
                 lang: "en", features: {} };
 
@@ -32,6 +35,9 @@ function filters() {
 }
 
 function request() {
+  if (state.mode === "recent") {
+    return api(`/api/recent?${new URLSearchParams({ k: PAGE, offset: state.offset, lang: state.lang })}`);
+  }
   const params = filters();
   if (state.mode === "text") {
     params.set("q", state.q);
@@ -59,10 +65,13 @@ async function loadPage() {
     state.offset += page.results.length;
     state.more = page.more;
     const shown = $("results").children.length;
-    setMessage(shown ? `${shown} result${shown === 1 ? "" : "s"}${state.more ? ", scroll for more" : ""}`
-                     : "No results.");
+    const what = state.mode === "recent" ? "image" : "result";
+    const empty = state.mode === "recent" ? "No images indexed yet: re-index, or run `glimpse index FOLDER`."
+                                          : "No results.";
+    setMessage(shown ? `${shown} ${what}${shown === 1 ? "" : "s"}${state.more ? ", scroll for more" : ""}` : empty);
   } catch (error) {
-    if (run === state.run) setMessage(error.message, true);
+    // 401: the login form is shown instead of an error line.
+    if (run === state.run) setMessage(error.status === 401 ? "" : error.message, error.status !== 401);
   } finally {
     if (run === state.run) state.loading = false;
   }
@@ -73,8 +82,104 @@ function startSearch(mode, values) {
   Object.assign(state, { mode, q: "", image: null, similarId: null, ...values, offset: 0, more: false, loading: false });
   state.run += 1;
   $("results").replaceChildren();
-  setMessage("Searching…");
+  setMessage(mode === "recent" ? "Loading…" : "Searching…");
   loadPage();
+}
+
+// -- the view in the URL --------------------------------------------------------------------------------
+// The URL names the view: / (recent images), /?q=TEXT (a text search), /?like=ID (more like an image), so
+// a search can be shared and reloaded, and the back button returns to the previous one. An image search
+// keeps its picked file in the history entry (it has no URL of its own).
+let typing = false; // the current history entry was made by typing: further keystrokes replace it
+
+function currentView() {
+  const params = new URLSearchParams(location.search);
+  const saved = history.state || {};
+  const q = (params.get("q") || "").trim();
+  if (q) return { mode: "text", q };
+  const like = params.get("like") || "";
+  if (/^[0-9]{1,18}$/.test(like)) return { mode: "similar", similarId: like, name: saved.similarId === like ? saved.name : null };
+  if (saved.mode === "image" && saved.image instanceof Blob) return { mode: "image", image: saved.image };
+  return { mode: "recent" };
+}
+
+function urlOf(view) {
+  if (view.mode === "text") return `/?${new URLSearchParams({ q: view.q })}`;
+  if (view.mode === "similar") return `/?${new URLSearchParams({ like: view.similarId })}`;
+  return "/";
+}
+
+// Show `view` and record it in the history (a new entry unless `replace`, or the URL is unchanged).
+function navigate(view, { replace = false } = {}) {
+  const entry = { mode: view.mode, q: view.q || "", similarId: view.similarId || null, name: view.name || null };
+  if (view.mode === "image") entry.image = view.image;
+  const url = urlOf(view);
+  const same = view.mode !== "image" && url === location.pathname + location.search;
+  const method = replace || same ? "replaceState" : "pushState";
+  try {
+    history[method](entry, "", url);
+  } catch {
+    delete entry.image; // a file the browser cannot keep in its history: the entry still records the view
+    history[method](entry, "", url);
+  }
+  show(view);
+}
+
+function show(view) {
+  startSearch(view.mode, view);
+  const box = $("q");
+  const note = $("query-note");
+  box.placeholder = placeholder;
+  if (view.mode === "text") {
+    if (box.value.trim() !== view.q) box.value = view.q; // not while typing: that would move the caret
+    note.replaceChildren();
+    document.title = `${view.q} · glimpse`;
+  } else {
+    box.value = "";
+    document.title = "glimpse";
+  }
+  if (view.mode === "recent") {
+    // The recent list is not filtered (yet): say so rather than seem to ignore the filters.
+    const filtered = $("folder").value || (state.features.tags && $("tag").value);
+    note.textContent = filtered ? "Recently indexed images (the filters apply to searches)" : "Recently indexed images";
+  }
+  if (view.mode === "similar") labelSimilar(view.similarId, view.name);
+  if (view.mode === "image") {
+    const preview = document.createElement("img");
+    preview.src = URL.createObjectURL(view.image);
+    preview.alt = `query image ${view.image.name || ""}`.trim();
+    note.replaceChildren("Images like ", preview);
+    if (view.image.name) {
+      note.append(nameLabel(view.image.name));
+      box.placeholder = `More like ${view.image.name}`;
+    }
+  }
+}
+
+function nameLabel(name) {
+  const label = document.createElement("span");
+  label.className = "name";
+  label.textContent = name;
+  return label;
+}
+
+// "Images like NAME" above the results and in the query box, NAME being the image's file name.
+async function labelSimilar(id, name) {
+  const preview = document.createElement("img");
+  preview.src = `/api/images/${id}/thumbnail`;
+  preview.alt = "";
+  $("query-note").replaceChildren("Images like ", preview);
+  if (!name) {
+    try {
+      name = (await api(`/api/images/${id}`)).name;
+    } catch {
+      name = "this image";
+    }
+  }
+  if (state.mode !== "similar" || state.similarId !== id) return; // another view took over meanwhile
+  $("query-note").replaceChildren("Images like ", preview, nameLabel(name));
+  $("q").placeholder = `More like ${name}`;
+  document.title = `like ${name} · glimpse`;
 }
 
 function renderHits(hits) {
@@ -94,12 +199,15 @@ function renderHits(hits) {
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = hit.name;
-    const score = document.createElement("span");
-    score.className = "score";
-    score.textContent = hit.score.toFixed(3);
-    meta.append(name, score);
+    meta.append(name);
+    if (state.mode !== "recent") { // the recent list has no scores
+      const score = document.createElement("span");
+      score.className = "score";
+      score.textContent = hit.score.toFixed(3);
+      meta.append(score);
+    }
     button.append(img, meta);
-    button.setAttribute("aria-label", `${describe(hit)}, score ${hit.score.toFixed(3)}`);
+    button.setAttribute("aria-label", state.mode === "recent" ? describe(hit) : `${describe(hit)}, score ${hit.score.toFixed(3)}`);
     button.addEventListener("click", () => openViewer(hit.id));
     item.append(button);
     list.append(item);
@@ -135,6 +243,7 @@ async function openViewer(id) {
   }));
   $("viewer-open").href = info.file;
   $("more-like-this").dataset.id = id;
+  $("more-like-this").dataset.name = info.name;
   if (!$("viewer").open) $("viewer").showModal();
 }
 
@@ -221,6 +330,7 @@ async function login(event) {
     $("login").hidden = true;
     $("login-error").textContent = "";
     refreshStatus();
+    if (state.mode === "recent" || !$("results").children.length) show(currentView());
   } catch (error) {
     $("login-error").textContent = error.message;
   }
@@ -237,34 +347,40 @@ function searchByImage(file) {
     setMessage("That is not an image file.", true);
     return;
   }
-  const note = $("query-note");
-  const preview = document.createElement("img");
-  preview.src = URL.createObjectURL(file);
-  preview.alt = `query image ${file.name}`;
-  note.replaceChildren("Images like ", preview);
-  startSearch("image", { image: file });
+  typing = false;
+  navigate({ mode: "image", image: file });
 }
 
 function rerun() {
-  if (state.mode) startSearch(state.mode, { q: state.q, image: state.image, similarId: state.similarId });
+  if (state.mode === "recent") show({ mode: "recent" });
+  else if (state.mode) startSearch(state.mode, { q: state.q, image: state.image, similarId: state.similarId });
 }
 
 function init() {
+  placeholder = $("q").placeholder;
   let timer = null;
   $("q").addEventListener("input", () => {
     clearTimeout(timer);
     timer = setTimeout(() => {
       const q = $("q").value.trim();
-      if (!q) return;
-      $("query-note").replaceChildren();
-      startSearch("text", { q });
+      if (!q || (state.mode === "text" && q === state.q)) return;
+      navigate({ mode: "text", q }, { replace: typing });
+      typing = true; // one history entry per typed query, not per pause while typing it
     }, DEBOUNCE_MS);
   });
+  $("q").addEventListener("blur", () => { typing = false; });
   $("search-form").addEventListener("submit", (event) => {
     event.preventDefault();
     clearTimeout(timer);
     const q = $("q").value.trim();
-    if (q) startSearch("text", { q });
+    if (q) navigate({ mode: "text", q }, { replace: typing });
+    typing = false;
+  });
+  window.addEventListener("popstate", () => {
+    clearTimeout(timer);
+    typing = false;
+    if ($("viewer").open) $("viewer").close();
+    show(currentView());
   });
   $("image-input").addEventListener("change", (event) => searchByImage(event.target.files[0]));
   const zone = document.body;
@@ -276,10 +392,10 @@ function init() {
     searchByImage(event.dataTransfer.files[0]);
   });
   $("more-like-this").addEventListener("click", () => {
-    const id = $("more-like-this").dataset.id;
+    const { id, name } = $("more-like-this").dataset;
     $("viewer").close();
-    $("query-note").textContent = `Images like #${id}`;
-    startSearch("similar", { similarId: id });
+    typing = false;
+    navigate({ mode: "similar", similarId: String(id), name });
   });
   $("folder").addEventListener("change", rerun);
   $("tag").addEventListener("change", rerun);
@@ -292,6 +408,7 @@ function init() {
     if (entries.some((e) => e.isIntersecting) && state.more) loadPage();
   }, { rootMargin: "400px" }).observe($("sentinel"));
   refreshStatus();
+  show(currentView()); // /?q=dog runs that search; a plain visit shows the recent images
 }
 
 document.addEventListener("DOMContentLoaded", init);

@@ -1,4 +1,8 @@
-"""``glimpse serve``: the search page and HTTP API over a library (needs the ``server`` extra)."""
+"""``glimpse serve``: the search page and HTTP API over a library (needs the ``server`` extra).
+
+The server opens its library from the global options, as every other command does: ``--library``,
+``--model``, ``--store`` and ``--device`` mean the same on both edges.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from glimpse.cli import err, handles_errors, options_of
+from glimpse.commands.common import err, handles_errors, options_of
 from glimpse.display import printable
 from glimpse.errors import FeatureUnavailableError
 
@@ -43,18 +47,17 @@ def serve(
         raise FeatureUnavailableError(
             f"the server needs the server extra ({exc.name} is missing): pip install 'glimpse[server]'"
         ) from exc
-    opts = options_of(ctx)
-    from glimpse.library import default_library_dir
-
-    library = opts.library if opts.library is not None else default_library_dir()
-    app = create_app(library, opts.model, token, roots=[str(r) for r in root or []], device=opts.device,
+    settings = options_of(ctx)
+    app = create_app(settings, token, roots=[str(r) for r in root or []],
                      max_upload_bytes=int(max_upload_mb * 1_000_000), max_megapixels=max_megapixels,
                      cors_origins=cors_origin or [])
     host_shown = f"[{host}]" if ":" in host else host
-    err.print(f"glimpse serving {printable(str(library))} on http://{printable(host_shown)}:{port}"
-              + (" (token required)" if token else ""), markup=False)
+    store = f" (vector store {printable(settings.store)})" if settings.store not in (None, "", "faiss") else ""
+    err.print(f"glimpse serving {printable(str(settings.library_dir))}{store} on http://{printable(host_shown)}:"
+              f"{port}" + (" (token required)" if token else ""), markup=False)
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
 
 
 def register(app: typer.Typer) -> None:
+    """Attach ``serve`` to the CLI."""
     app.command("serve")(serve)
