@@ -184,7 +184,7 @@ def _serve(directory: str, dim: int, model: str, rounds: int, mmap: bool = True)
             total_ms.append((t2 - t0) * 1000)
     pct = lambda xs, p: round(float(np.percentile(xs, p)), 3)  # noqa: E731
     return {"rss_peak_bytes": _rss_peak(), "encode_p50_ms": pct(encode_ms, 50), "search_p50_ms": pct(search_ms, 50),
-            "total_p50_ms": pct(total_ms, 50), "total_p99_ms": pct(total_ms, 99), "mmap": index._mapped,
+            "total_p50_ms": pct(total_ms, 50), "total_p99_ms": pct(total_ms, 99), "mmap": index.mapped,
             "encoder": type(encoder).__name__}
 
 

@@ -199,6 +199,11 @@ class FaissIndex(VectorIndex):
         return bool(self._index.is_trained)
 
     @property
+    def mapped(self) -> bool:
+        """Whether the index is memory-mapped from its file (read-only until a write materialises it)."""
+        return self._mapped
+
+    @property
     def native(self) -> Any:
         """The underlying faiss index (for training and tuning in ``select``)."""
         return self._index
