@@ -51,7 +51,9 @@ def main_options(
         help="Model name (see `glimpse models list`) or a local model directory. "
              "Default: the model the library was built with, else openai/clip-vit-base-patch32.")] = None,
     store: Annotated[str | None, typer.Option(
-        "--store", help="Vector store. Default: embedded FAISS inside the library.")] = None,
+        "--store", metavar="STORE",
+        help="Vector store: faiss (the default: embedded in the library), a milvus-lite FILE.db, or a Milvus "
+             "server milvus://HOST:PORT.")] = None,
     device: Annotated[Device, typer.Option("--device", help="Torch device for encoding.")] = Device.cpu,
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_print_version, help="Print glimpse's version and exit.")] = False,
