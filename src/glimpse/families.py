@@ -158,10 +158,13 @@ def model_classes() -> list[str]:
 def family_of_open_clip(config: Mapping[str, Any], name: str) -> ModelFamily:
     """The family of an immich / open_clip model from its ``config.json`` and model ``name`` (see ``ModelFamily``)."""
     label = name.lower()
+    # The config decides (a renamed folder must not change the family); the name only breaks ties between
+    # rows the config admits, or decides when no row's config key is present.
+    by_config = [row for row in _ROWS if any(key in config for key in row.open_clip_config_keys)]
     best: tuple[int, ModelFamily] | None = None
-    for row in _ROWS:
+    for row in by_config or _ROWS:
         hits = [len(hint) for hint in row.open_clip_names if hint in label]
-        hits += [0 for key in row.open_clip_config_keys if key in config]
-        if hits and (best is None or max(hits) > best[0]):
-            best = (max(hits), row)
+        score = max(hits, default=0 if by_config else -1)
+        if score >= 0 and (best is None or score > best[0]):
+            best = (score, row)
     return best[1] if best else FAMILIES[DEFAULT_FAMILY]

@@ -527,8 +527,11 @@ class Library:
     def search(self, query: str, k: int = 10, *, images: Sequence[str | os.PathLike[str]] | None = None,
                min_score: float | None = None, tags: Sequence[str] | None = None,
                no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
-               offset: int = 0, accept: Callable[[str], bool] | None = None) -> list[Hit]:
+               offset: int = 0, accept: Callable[[str], bool] | None = None, lang: str | None = None) -> list[Hit]:
         """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms).
+
+        ``lang``: the query's language (``zh``…) for models that read a language token (NLLB-CLIP); ``None``
+        takes the locale's. An unknown code is a ``UserInputError`` listing the accepted ones.
 
         ``tags``: hits must carry all of these tags; ``no_tags``: hits must carry none of them (tags compare
         ASCII case-insensitively); ``folder``: hits must lie inside this folder (see ``folder_prefixes``).
@@ -539,8 +542,12 @@ class Library:
         from glimpse.query import embed_terms, parse_query
 
         terms = parse_query(query, list(images or []))  # a malformed query fails before any model work
+        if lang is not None:
+            from glimpse.languages import check_language
+
+            check_language(lang)  # as early: a wrong code costs no model load
         self._require_content()
-        return self._search_vector(embed_terms(terms, self.encoder), k, min_score, tags=tags, no_tags=no_tags,
+        return self._search_vector(embed_terms(terms, self.encoder, lang), k, min_score, tags=tags, no_tags=no_tags,
                                    folder=folder, offset=offset, accept=accept)
 
     def search_vector(self, vector: np.ndarray, k: int = 10, *, min_score: float | None = None,

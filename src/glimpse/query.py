@@ -71,10 +71,10 @@ def parse_query(query: str, images: list[str | os.PathLike[str]] | None = None) 
     return terms
 
 
-def embed_terms(terms: list[QueryTerm], encoder: Encoder) -> np.ndarray:
-    """Combine ``terms`` into one L2-normalised ``float32[d]`` query vector."""
+def embed_terms(terms: list[QueryTerm], encoder: Encoder, lang: str | None = None) -> np.ndarray:
+    """Combine ``terms`` into one L2-normalised ``float32[d]`` query vector (``lang``: the text terms' language)."""
     texts = [t.text for t in terms if t.text is not None]
-    text_vectors = iter(encoder.encode_texts(texts)) if texts else iter(())
+    text_vectors = iter(encoder.encode_texts(texts, lang=lang)) if texts else iter(())
     image_terms = [t for t in terms if t.image is not None]
     images = []
     for term in image_terms:

@@ -10,6 +10,7 @@ tokens included), padded to the longest text of the batch (CLIP, Chinese CLIP) o
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,17 @@ import numpy as np
 from glimpse.errors import ModelError, UserInputError
 
 TOKENIZER_FILENAME = "tokenizer.json"
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def clean_text(text: str, *, canonicalize: bool = False) -> str:
+    """Whitespace runs collapsed to one space and the ends stripped (how open_clip / immich clean queries).
+
+    ``canonicalize`` (open_clip's ``tokenizer_kwargs.clean == "canonicalize"``, SigLIP2) also drops ASCII
+    punctuation and lower-cases, as those models' training captions were.
+    """
+    text = " ".join(text.split())
+    return text.translate(_PUNCTUATION).lower() if canonicalize else text
 
 
 @dataclass(frozen=True)
@@ -41,8 +53,8 @@ def _pad_id_from(data: dict) -> int | None:
 class TextTokenizer:
     """Tokenizes texts for one model: ``tokenizer.json`` + context length + padding rule.
 
-    ``pad_id``: id used for padding; ``None`` takes the one the ``tokenizer.json`` declares, else the id
-    of ``pad_token`` in its vocabulary.
+    ``pad_id``: id used for padding; ``None`` takes the id of ``pad_token`` in the vocabulary, else the
+    one the ``tokenizer.json`` declares.
     """
 
     def __init__(
@@ -68,10 +80,11 @@ class TextTokenizer:
             raise ModelError(f"cannot read tokenizer {path} ({exc}); re-export the model") from exc
         if context_length < 2:
             raise ModelError(f"context_length must be at least 2, got {context_length}")
-        if pad_id is None:
-            pad_id = _pad_id_from(json.loads(text))
+        # A configured pad token (immich: tokenizer_config.json's) wins over the padding the file declares.
         if pad_id is None and pad_token is not None:
             pad_id = self._tok.token_to_id(pad_token)
+        if pad_id is None:
+            pad_id = _pad_id_from(json.loads(text))
         if pad_id is None:
             raise ModelError(
                 f"{path} declares no padding token and none was given; re-export the model with `glimpse export`"

@@ -117,11 +117,14 @@ def search(
     tag: TagFilter = None,
     no_tag: NoTagFilter = None,
     folder: FolderFilter = None,
+    lang: Annotated[str | None, typer.Option(
+        "--lang", help="Language of the query (zh, de, pt-BR…) for models that read a language token "
+                       "(NLLB-CLIP); default: the locale's.")] = None,
 ) -> None:
     """Search the library by text, by image, or both."""
     with open_library_ctx(ctx, create=False) as lib:
         hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score, tags=tag,
-                          no_tags=no_tag, folder=folder)
+                          no_tags=no_tag, folder=folder, lang=lang)
     print_hits(hits, as_json)
 
 

@@ -73,8 +73,12 @@ class Encoder(ABC):
         self.images_encoded += len(pixels)
         return self._finish(out, len(pixels))
 
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        """Encode texts; returns L2-normalised ``float32[n, d]``."""
+    def encode_texts(self, texts: Sequence[str], *, lang: str | None = None) -> np.ndarray:
+        """Encode texts; returns L2-normalised ``float32[n, d]``.
+
+        ``lang``: the texts' language (``zh``, ``pt-BR``…), for models that read a language token; a code
+        glimpse does not know is a ``UserInputError`` whatever the model.
+        """
         if isinstance(texts, str):
             raise UserInputError("encode_texts takes a list of strings, not one string")
         texts = list(texts)
@@ -83,9 +87,18 @@ class Encoder(ABC):
                 raise UserInputError(f"texts must be strings, got {type(text).__name__}")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        texts = self.prepare_texts(texts, lang)
         out = [self._encode_texts(texts[i : i + self.batch_size]) for i in range(0, len(texts), self.batch_size)]
         self.texts_encoded += len(texts)
         return self._finish(out, len(texts))
+
+    def prepare_texts(self, texts: list[str], lang: str | None) -> list[str]:
+        """Texts as the backend's tokenizer wants them (cleaning, language tokens); here: ``lang`` checked."""
+        if lang is not None:
+            from glimpse.languages import check_language
+
+            check_language(lang)
+        return texts
 
     def prefetch_image_tower(self) -> None:  # noqa: B027 - optional hook
         """Start loading what image encoding needs in the background, so it overlaps the first decodes.

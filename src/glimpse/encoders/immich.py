@@ -34,10 +34,24 @@ _MIB = 1 << 20
 _INTERPOLATIONS = {"bicubic", "bilinear", "nearest", "lanczos", "box", "hamming"}
 
 
+_REQUIRED = ("config.json", VISUAL, TEXTUAL, TOKENIZER)
+
+
 def is_immich_dir(directory: str | Path) -> bool:
-    """True when ``directory`` has the immich layout (config.json and both towers' model.onnx)."""
+    """True when ``directory`` has the immich layout: config.json and a ``visual/`` or ``textual/`` tower folder.
+
+    A half-downloaded folder (one tower, or a tower without its model.onnx) counts, so that
+    :func:`immich_spec` can say which files are missing rather than "not a model".
+    """
     directory = Path(directory)
-    return all((directory / name).is_file() for name in ("config.json", VISUAL, TEXTUAL))
+    return (directory / "config.json").is_file() and any(
+        (directory / tower).is_dir() for tower in ("visual", "textual"))
+
+
+def missing_files(directory: str | Path) -> list[str]:
+    """The files of the immich layout that ``directory`` lacks (``[]`` when complete)."""
+    directory = Path(directory)
+    return [name for name in _REQUIRED if not (directory / name).is_file()]
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -133,6 +147,10 @@ def immich_spec(directory: str | Path, name: str | None = None) -> ModelSpec:
     row's ``open_clip_logit_scale`` / ``default_logit_bias``), a softmax one the row's ``open_clip_logit_scale``.
     """
     directory = Path(directory).expanduser().resolve()
+    missing = missing_files(directory)
+    if missing:
+        raise ModelError(f"immich-style model {directory} is incomplete: it lacks {', '.join(missing)}; "
+                         "download the whole model folder (config.json, visual/ and textual/)")
     config = _json(directory / "config.json")
     if not isinstance(config.get("embed_dim"), int):
         raise ModelError(f"{directory}/config.json has no integer embed_dim; is this an immich CLIP model?")
@@ -150,7 +168,13 @@ def immich_spec(directory: str | Path, name: str | None = None) -> ModelSpec:
     context_length = int(text.get("context_length") or tok_cfg.get("model_max_length") or 77)
     label = name if name and not Path(name).expanduser().is_dir() else directory.name
     family = family_of_open_clip(config, label)
-    multilingual = bool(re.search(r"xlm|multilingual|nllb|m-clip", label, re.IGNORECASE))
+    multilingual = bool(re.search(r"xlm|multilingual|nllb|m-clip|labse", label, re.IGNORECASE))
+    # immich's reader: every query is whitespace-cleaned; open_clip's tokenizer_kwargs may ask for more.
+    kwargs = text.get("tokenizer_kwargs") or {}
+    clean = "canonicalize" if isinstance(kwargs, dict) and kwargs.get("clean") == "canonicalize" else "whitespace"
+    # NLLB-CLIP text towers read a FLORES-200 language token before the caption.
+    nllb = (label.lower().startswith("nllb") or "nllb" in str(text.get("hf_tokenizer_name", "")).lower()
+            or "nllb" in str(tok_cfg.get("tokenizer_class", "")).lower())
     return ModelSpec(
         name=label,
         key=f"{slug(label)}-{_fingerprint(directory)[:10]}",
@@ -160,11 +184,13 @@ def immich_spec(directory: str | Path, name: str | None = None) -> ModelSpec:
         dim=int(config["embed_dim"]),
         context_length=context_length,
         runtime="onnx",
-        languages=("multi",) if multilingual else ("en",),
+        languages=("multi",) if multilingual or nllb else ("en",),
         logit_scale=float(config.get("init_logit_scale", family.open_clip_logit_scale)) if family.sigmoid
         else family.open_clip_logit_scale,
         logit_bias=float(config.get("init_logit_bias", family.default_logit_bias)) if family.sigmoid else None,
-        text_padding=family.text_padding,
+        # immich pads every query to the full context length (its graphs take exactly [1, context_length]).
+        text_padding="max_length",
         extra={"onnx": {"visual": VISUAL, "textual": TEXTUAL, "tokenizer": TOKENIZER, "precision": "fp32",
-                        "pad_token": pad_token, "layout": "immich"}},
+                        "pad_token": pad_token, "layout": "immich", "clean": clean,
+                        **({"language_prefix": "flores200"} if nllb else {})}},
     )

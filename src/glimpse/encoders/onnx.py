@@ -7,6 +7,12 @@ session is created on first use, so a text search never loads the image tower.
 
 Threads: onnxruntime's intra-op pool gets ``threads`` threads (default: every core). Its workers do not
 spin while idle, so the decode threads of the indexer get the cores whenever the encoder waits for them.
+
+Static shapes: immich's exporter writes graphs with a fixed batch of 1 (image ``[1, 3, S, S]``, text
+``int32[1, context_length]``). The batch and sequence dims are read from each graph; a batch is cut into
+pieces the graph accepts. An image graph with a fixed batch gets a single-threaded session and its pieces
+run on ``threads`` Python threads at once (``run`` releases the GIL): one image per core keeps every core
+busy with no intra-op synchronisation, and the model's weights are held once.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +58,34 @@ _NUMPY_TYPES = {
     "tensor(int32)": np.int32,
 }
 _IDS_NAMES = ("input_ids", "text", "input", "ids")
+_TEXT_INPUTS = (*_IDS_NAMES, "attention_mask", "token_type_ids")
+
+
+def static_dim(node: Any, axis: int) -> int | None:
+    """The fixed size of ``axis`` of an onnxruntime input ``node`` (``None`` when symbolic/dynamic)."""
+    shape = getattr(node, "shape", None) or []
+    if axis < len(shape) and isinstance(shape[axis], int) and shape[axis] > 0:
+        return int(shape[axis])
+    return None
+
+
+def check_graph(part: str, session: Any, path: Path) -> None:
+    """``ModelError`` naming the inputs when the graph of ``part`` is not one glimpse can feed.
+
+    Image graphs: one rank-4 input (``[batch, 3, H, W]``). Text graphs: ids (``input_ids``/``text``) plus
+    optionally ``attention_mask`` / ``token_type_ids``.
+    """
+    inputs = session.get_inputs()
+    described = ", ".join(f"{n.name}{list(n.shape)}" for n in inputs) or "none"
+    if part == "visual":
+        if len(inputs) != 1 or len(inputs[0].shape or []) != 4 or static_dim(inputs[0], 1) not in (3, None):
+            raise ModelError(f"the image graph {path} takes inputs {described}; glimpse feeds one "
+                             "float[batch, 3, H, W] image input (CLIP/SigLIP/immich image towers)")
+        return
+    names = [n.name for n in inputs]
+    if not any(n in _IDS_NAMES for n in names) or any(n not in _TEXT_INPUTS for n in names):
+        raise ModelError(f"the text graph {path} takes inputs {described}; glimpse feeds token ids "
+                         "('input_ids' or 'text') with optional 'attention_mask' / 'token_type_ids'")
 
 
 def onnx_files(spec: ModelSpec, directory: str | Path) -> dict[str, Path]:
@@ -153,6 +188,8 @@ class OnnxEncoder(Encoder):
         self.threads = threads or default_threads()
         providers_for(device)  # fail now, not at the first batch, when the device cannot be used
         self._sessions: dict[str, Any] = {}
+        self._workers: dict[str, int] = {}  # parallel runs per tower (> 1 for single-threaded sessions)
+        self._pool: ThreadPoolExecutor | None = None
         self._tokenizer: TextTokenizer | None = None
         self._lock = threading.Lock()
         self._prefetch: threading.Thread | None = None
@@ -162,8 +199,34 @@ class OnnxEncoder(Encoder):
         """The onnxruntime session of ``part`` (``"visual"`` or ``"textual"``), created on first use."""
         with self._lock:
             if part not in self._sessions:
-                self._sessions[part] = make_session(self.files[part], device=self.device, threads=self.threads)
+                self._sessions[part] = self._create(part)
             return self._sessions[part]
+
+    def _create(self, part: str) -> Any:
+        path = self.files[part]
+        parallel = part == "visual" and self.device == "cpu" and self.threads > 1
+        immich = self.spec.extra.get("onnx", {}).get("layout") == "immich"
+        # immich graphs have a fixed batch: start single-threaded rather than build the session twice.
+        session = make_session(path, device=self.device, threads=1 if parallel and immich else self.threads)
+        check_graph(part, session, path)
+        fixed = static_dim(session.get_inputs()[0], 0) is not None
+        if parallel and fixed and not immich:
+            session = make_session(path, device=self.device, threads=1)
+        self._workers[part] = self.threads if parallel and (fixed or immich) else 1
+        return session
+
+    def _run(self, part: str, session: Any, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
+        """Run ``feeds`` (pieces of one batch) through ``session``, in parallel when the tower allows."""
+        output = [session.get_outputs()[0].name]
+        workers = min(self._workers.get(part, 1), len(feeds))
+        if workers <= 1:
+            parts = [session.run(output, feed)[0] for feed in feeds]
+        else:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="glimpse-onnx")
+            parts = list(self._pool.map(lambda feed: session.run(output, feed)[0], feeds))
+        return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=0)
 
     def prefetch_image_tower(self) -> None:
         """Create the image session on a background thread (``session`` serialises with it)."""
@@ -194,32 +257,70 @@ class OnnxEncoder(Encoder):
             return self._tokenizer
 
     # -- backend hooks -------------------------------------------------------------------------------
+    def _pieces(self, part: str, session: Any, n: int) -> int:
+        """How many items one run takes: the graph's fixed batch, else an even share per parallel worker."""
+        fixed = static_dim(session.get_inputs()[0], 0)
+        if fixed is not None:
+            return fixed
+        return max(1, -(-n // self._workers.get(part, 1)))
+
     def _encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         session = self.session("visual")
         node = session.get_inputs()[0]
         dtype = _NUMPY_TYPES.get(node.type, np.float32)
-        (features,) = session.run([session.get_outputs()[0].name], {node.name: np.ascontiguousarray(pixels, dtype)})
-        return np.asarray(features, dtype=np.float32)
+        pixels = np.ascontiguousarray(pixels, dtype)
+        n = len(pixels)
+        step = self._pieces("visual", session, n)
+        if static_dim(node, 0) is not None and n % step:  # a fixed batch > 1: fill the last piece, drop the extra
+            pixels = np.concatenate([pixels, np.zeros((step - n % step, *pixels.shape[1:]), dtype)])
+        feeds = [{node.name: pixels[i : i + step]} for i in range(0, len(pixels), step)]
+        return self._run("visual", session, feeds)[:n]
+
+    def prepare_texts(self, texts: list[str], lang: str | None) -> list[str]:
+        """Queries as the model's training captions looked: whitespace (and, if configured, punctuation and
+        case) cleaned, and for language-token models the FLORES-200 code of ``lang`` (default: the locale's)
+        prepended."""
+        from glimpse.languages import check_language, default_language, flores_code
+        from glimpse.tokenizer import clean_text
+
+        info = self.spec.extra.get("onnx", {})
+        code = check_language(lang) if lang is not None else None
+        if info.get("clean") in ("whitespace", "canonicalize"):
+            texts = [clean_text(t, canonicalize=info["clean"] == "canonicalize") for t in texts]
+        if info.get("language_prefix") == "flores200":
+            prefix = flores_code(code or default_language())
+            texts = [prefix + t for t in texts]
+        return texts
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         session = self.session("textual")
+        nodes = session.get_inputs()
         batch = self.tokenizer.encode(texts)
-        feeds: dict[str, np.ndarray] = {}
-        for node in session.get_inputs():
+        ids, mask = batch.input_ids, batch.attention_mask
+        length = next((static_dim(n, 1) for n in nodes if n.name in _IDS_NAMES), None)
+        if length is not None and ids.shape[1] != length:
+            if ids.shape[1] > length:
+                raise ModelError(f"the text graph {self.files['textual']} takes {length} tokens but the tokenizer "
+                                 f"gives {ids.shape[1]}; fix text_cfg.context_length in config.json")
+            ids = np.pad(ids, ((0, 0), (0, length - ids.shape[1])), constant_values=self.tokenizer.pad_id)
+            mask = np.pad(mask, ((0, 0), (0, length - mask.shape[1])))
+        columns: dict[str, np.ndarray] = {}
+        for node in nodes:
             dtype = _NUMPY_TYPES.get(node.type, np.int64)
             if node.name == "attention_mask":
-                feeds[node.name] = batch.attention_mask.astype(dtype, copy=False)
-            elif node.name in _IDS_NAMES:
-                feeds[node.name] = batch.input_ids.astype(dtype, copy=False)
+                columns[node.name] = mask.astype(dtype, copy=False)
             elif node.name == "token_type_ids":
-                feeds[node.name] = np.zeros_like(batch.input_ids, dtype=dtype)
-            else:
-                raise ModelError(
-                    f"the text graph {self.files['textual']} has an input {node.name!r} glimpse does not know; "
-                    f"expected input_ids/text, attention_mask, token_type_ids"
-                )
-        (features,) = session.run([session.get_outputs()[0].name], feeds)
-        return np.asarray(features, dtype=np.float32)
+                columns[node.name] = np.zeros_like(ids, dtype=dtype)
+            else:  # check_graph admitted only ids besides those two
+                columns[node.name] = ids.astype(dtype, copy=False)
+        n = len(texts)
+        step = self._pieces("textual", session, n)
+        if static_dim(nodes[0], 0) is not None and n % step:
+            columns = {name: np.concatenate([col, np.repeat(col[-1:], step - n % step, axis=0)])
+                       for name, col in columns.items()}
+        rows = len(columns[nodes[0].name])
+        feeds = [{name: col[i : i + step] for name, col in columns.items()} for i in range(0, rows, step)]
+        return self._run("textual", session, feeds)[:n]
 
     def close(self) -> None:
         """Drop the sessions so their memory can be freed."""
@@ -227,3 +328,6 @@ class OnnxEncoder(Encoder):
             self._prefetch.join()  # never free a session while it is being built
         with self._lock:
             self._sessions.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
