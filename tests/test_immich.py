@@ -199,3 +199,19 @@ def test_graph_whose_inputs_match_no_family_is_one_clear_line(models, tmp_path):
     shutil.copy(models["clip"] / "visual" / "model.onnx", text_odd / "textual" / "model.onnx")
     with pytest.raises(GlimpseError, match=r"text graph .* takes inputs image\[1, 3, 32, 32\]"):
         load_encoder(str(text_odd)).encode_texts(["dog"])
+
+
+def test_external_data_weights(models, tmp_path):
+    """Large immich models keep their weights in files beside model.onnx (protobuf's 2 GiB limit)."""
+    import onnx
+
+    split = shutil.copytree(models["clip"], tmp_path / "ViT-split__openai")
+    for tower in ("visual", "textual"):
+        path = split / tower / "model.onnx"
+        onnx.save_model(onnx.load(str(path)), str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location="model.onnx.data", size_threshold=0)
+        assert (split / tower / "model.onnx.data").stat().st_size > path.stat().st_size
+    encoder = load_encoder(str(split))
+    assert _cos(encoder.encode_images(images()), GOLDENS["clip"]["images"]).min() >= 0.99999
+    texts = GOLDENS["clip"]["texts"][""]
+    assert _cos(encoder.encode_texts(TEXTS), [row["embedding"] for row in texts]).min() >= 0.99999
