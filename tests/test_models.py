@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from glimpse import checkpoints as checkpoint_reader  # noqa: E402
-from glimpse.errors import ModelError, ModelNotFoundError  # noqa: E402
+from glimpse.errors import ModelError, ModelNotFoundError, UserInputError  # noqa: E402
 from glimpse.preprocess import preprocess_batch, preprocess_image, unpack_naflex  # noqa: E402
 from glimpse.registry import (  # noqa: E402
     DEFAULT_MODEL,
@@ -516,3 +516,38 @@ def test_legacy_openai_processor_config_matches_reference(images, tmp_path):
     processor = transformers.CLIPImageProcessorPil.from_pretrained(directory)
     reference = processor(images=images, return_tensors="np")["pixel_values"]
     np.testing.assert_array_equal(preprocess_batch(images, pre), reference)
+
+
+# -- ONNX export of the new families -----------------------------------------------------------------
+def test_altclip_exports_to_onnx_with_parity(checkpoints, tmp_path):
+    """AltCLIP needs no export rule of its own: its XLM-R tokenizer.json and two-input text graph keep parity."""
+    from glimpse.encoders.export import export_model
+
+    result = export_model(str(checkpoint(checkpoints, "altclip")), tmp_path / "onnx")
+    assert result.report.passed and result.report.tokenizer_mismatches == []
+    assert result.spec.extra["onnx"]["text_inputs"] == ["input_ids", "attention_mask"]
+    onnx_vectors = load_encoder(str(tmp_path / "onnx")).encode_texts(TEXTS)
+    np.testing.assert_allclose(onnx_vectors, load_encoder(checkpoint(checkpoints, "altclip")).encode_texts(TEXTS),
+                               atol=2e-5)
+
+
+def test_naflex_export_is_refused_in_one_line(checkpoints, tmp_path):
+    from glimpse.encoders.export import export_model
+
+    with pytest.raises(ModelError, match="NaFlex") as info:
+        export_model(str(checkpoint(checkpoints, "siglip2_naflex")), tmp_path / "onnx")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "onnx" / "spec.json").exists()
+
+
+def test_naflex_spec_round_trips_and_old_specs_still_load(checkpoints, tmp_path):
+    spec = spec_from_checkpoint(checkpoint(checkpoints, "siglip2_naflex"))
+    spec.save(tmp_path)
+    assert ModelSpec.load(tmp_path) == spec and ModelSpec.load(tmp_path).preprocess.input_shape == (25, 48)
+    old = spec_from_checkpoint(checkpoint(checkpoints, "clip")).to_dict()
+    for field in ("patch_size", "max_num_patches"):  # a spec.json written before NaFlex existed
+        del old["preprocess"][field]
+    loaded = ModelSpec.from_dict(old)
+    assert loaded.preprocess.input_shape == (3, 32, 32) and loaded.preprocess.patch_size is None
+    with pytest.raises(UserInputError, match="pixels must have shape"):  # NaFlex takes its packed patches
+        load_encoder(checkpoint(checkpoints, "siglip2_naflex")).encode_pixels(np.zeros((1, 3, 16, 16), np.float32))

@@ -489,7 +489,7 @@ def make_tiny_siglip2_naflex(directory: Path, *, patch_size: int = 4, max_num_pa
 
 # -- AltCLIP ---------------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
-def _xlmr_pieces() -> tuple[tuple[str, float], ...]:
+def xlmr_pieces() -> tuple[tuple[str, float], ...]:
     """A tiny SentencePiece unigram (English + CJK corpus) as ``(piece, score)`` in XLM-R's id layout."""
     try:
         import sentencepiece as spm
@@ -512,7 +512,7 @@ def small_xlmr_tokenizer(context_length: int = 512):
     """transformers' ``XLMRobertaTokenizer`` over the tiny unigram vocabulary (AltCLIP's text tokenizer)."""
     from transformers import XLMRobertaTokenizer
 
-    return XLMRobertaTokenizer(vocab=list(_xlmr_pieces()), model_max_length=context_length)
+    return XLMRobertaTokenizer(vocab=list(xlmr_pieces()), model_max_length=context_length)
 
 
 def make_tiny_altclip(directory: Path, *, image_size: int = 32, projection_dim: int = 16, seed: int = 0) -> Path:
