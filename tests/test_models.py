@@ -20,8 +20,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from glimpse import checkpoints as checkpoint_reader  # noqa: E402
-from glimpse.errors import ModelError, ModelNotFoundError  # noqa: E402
-from glimpse.preprocess import preprocess_batch, preprocess_image  # noqa: E402
+from glimpse.errors import ModelError, ModelNotFoundError, UserInputError  # noqa: E402
+from glimpse.preprocess import preprocess_batch, preprocess_image, unpack_naflex  # noqa: E402
 from glimpse.registry import (  # noqa: E402
     DEFAULT_MODEL,
     list_models,
@@ -32,9 +32,12 @@ from glimpse.registry import (  # noqa: E402
 )
 from glimpse.spec import ModelSpec, Preprocess  # noqa: E402
 from tiny_models import (  # noqa: E402 - after the importorskip guards
+    make_tiny_altclip,
     make_tiny_chinese_clip,
     make_tiny_clip,
     make_tiny_siglip,
+    make_tiny_siglip2,
+    make_tiny_siglip2_naflex,
 )
 
 # preprocessor_config.json of openai/clip-vit-base-patch32 (the legacy format every openai/clip-* ships).
@@ -51,13 +54,23 @@ OPENAI_PREPROCESSOR_CONFIG = {
 }
 
 TOLERANCE = 1e-5
-FAMILIES = ["clip", "chinese_clip", "siglip"]
-MODEL_CLASSES = {"clip": "CLIPModel", "chinese_clip": "ChineseCLIPModel", "siglip": "SiglipModel"}
+# The tiny checkpoints (one per on-disk format) and the glimpse family each reads as: a fixed-resolution
+# SigLIP2 is a SiglipModel config (model_type "siglip") with a Gemma tokenizer, as google/siglip2-*-224 ship.
+MODELS = ["clip", "chinese_clip", "siglip", "siglip2", "siglip2_naflex", "altclip"]
+FAMILY_OF = {"clip": "clip", "chinese_clip": "chinese_clip", "siglip": "siglip", "siglip2": "siglip",
+             "siglip2_naflex": "siglip2", "altclip": "altclip"}
+FAMILIES = list(dict.fromkeys(FAMILY_OF.values()))
+MODEL_CLASSES = {"clip": "CLIPModel", "chinese_clip": "ChineseCLIPModel", "siglip": "SiglipModel",
+                 "siglip2": "Siglip2Model", "altclip": "AltCLIPModel"}
 PROCESSOR_CLASSES = {
     "clip": "CLIPImageProcessorPil",
     "chinese_clip": "ChineseCLIPImageProcessorPil",
     "siglip": "SiglipImageProcessorPil",
+    "siglip2": "SiglipImageProcessorPil",
+    "siglip2_naflex": "Siglip2ImageProcessorPil",
+    "altclip": "CLIPImageProcessorPil",  # AltCLIPProcessor's image processor is CLIP's
 }
+SIGMOID = {"siglip", "siglip2"}  # families whose text is fixed-length and unmasked (they pool the last position)
 TEXTS = [
     "a photo of a dog",
     "A RED car on the beach!",
@@ -77,11 +90,23 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "clip": make_tiny_clip(root / "clip"),
         "chinese_clip": make_tiny_chinese_clip(root / "chinese_clip"),
         "siglip": make_tiny_siglip(root / "siglip"),
+        "siglip2": make_tiny_siglip2(root / "siglip2"),
+        "siglip2_naflex": make_tiny_siglip2_naflex(root / "siglip2_naflex"),
+        "altclip": make_tiny_altclip(root / "altclip"),
     }
 
 
-def checkpoint(checkpoints: dict[str, Path], family: str) -> Path:
-    return checkpoints[family]
+def checkpoint(checkpoints: dict[str, Path], model: str) -> Path:
+    return checkpoints[model]
+
+
+def _image_processor(directory: Path, model: str):
+    return getattr(transformers, PROCESSOR_CLASSES[model]).from_pretrained(directory)
+
+
+def _processor_pixels(directory: Path, model: str, pictures: list[Image.Image]) -> dict[str, np.ndarray]:
+    """transformers' image processor output (NaFlex: pixel_values, pixel_attention_mask, spatial_shapes)."""
+    return dict(_image_processor(directory, model)(images=pictures, return_tensors="np"))
 
 
 def _scene(width: int, height: int, seed: int) -> Image.Image:
@@ -120,65 +145,94 @@ def images() -> list[Image.Image]:
     ]
 
 
-def _reference_image_embeddings(directory: Path, family: str, pictures: list[Image.Image]) -> np.ndarray:
-    processor = getattr(transformers, PROCESSOR_CLASSES[family]).from_pretrained(directory)
-    model = getattr(transformers, MODEL_CLASSES[family]).from_pretrained(directory).eval()
-    pixels = processor(images=pictures, return_tensors="pt")["pixel_values"]
+def _reference_image_embeddings(directory: Path, model_name: str, pictures: list[Image.Image]) -> np.ndarray:
+    model = getattr(transformers, MODEL_CLASSES[FAMILY_OF[model_name]]).from_pretrained(directory).eval()
+    inputs = {k: torch.from_numpy(v) for k, v in _processor_pixels(directory, model_name, pictures).items()}
     with torch.inference_mode():
-        out = model.get_image_features(pixel_values=pixels)
+        out = model.get_image_features(**inputs)
     features = getattr(out, "pooler_output", out)
     return torch.nn.functional.normalize(features, dim=-1).numpy()
 
 
-def _reference_text_embeddings(directory: Path, family: str, texts: list[str]) -> np.ndarray:
+def _reference_inputs(directory: Path, model_name: str, texts: list[str]) -> dict:
+    """transformers' tokenizer output for ``texts`` as each family's model card / processor asks for it."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
-    model = getattr(transformers, MODEL_CLASSES[family]).from_pretrained(directory).eval()
-    config = model.config.text_config
-    if family == "siglip":
-        # As the SigLIP model card says: pad to max_length; and, as trained (big_vision, open_clip),
+    if FAMILY_OF[model_name] in SIGMOID:
+        # As the SigLIP / SigLIP2 model cards (and Siglip2Processor) say: pad to max_length 64; and, as
+        # trained (big_vision pools the last position without masking; open_clip and immich run it so),
         # without an attention mask.
         encoded = tokenizer(texts, padding="max_length", truncation=True, max_length=64, return_tensors="pt")
-        inputs = {"input_ids": encoded["input_ids"]}
-    else:
-        inputs = dict(
-            tokenizer(
-                texts,
-                padding=True,
-                truncation=True,
-                max_length=config.max_position_embeddings,
-                return_tensors="pt",
-            )
-        )
+        return {"input_ids": encoded["input_ids"]}
+    # The context length: the text tower's positions (XLM-R's start at 2) or the tokenizer's smaller limit.
+    config = transformers.AutoConfig.from_pretrained(directory).text_config
+    limit = min(config.max_position_embeddings - (2 if model_name == "altclip" else 0), tokenizer.model_max_length)
+    return dict(tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt"))
+
+
+def _reference_text_embeddings(directory: Path, model_name: str, texts: list[str]) -> np.ndarray:
+    model = getattr(transformers, MODEL_CLASSES[FAMILY_OF[model_name]]).from_pretrained(directory).eval()
     with torch.inference_mode():
-        out = model.get_text_features(**inputs)
+        out = model.get_text_features(**_reference_inputs(directory, model_name, texts))
     features = getattr(out, "pooler_output", out)
     return torch.nn.functional.normalize(features, dim=-1).numpy()
 
 
 # -- parity ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("family", FAMILIES)
-def test_preprocess_matches_transformers_processor_exactly(checkpoints, images, family):
-    directory = checkpoint(checkpoints, family)
+@pytest.mark.parametrize("model", MODELS)
+def test_preprocess_matches_transformers_processor_exactly(checkpoints, images, model):
+    directory = checkpoint(checkpoints, model)
     spec = spec_from_checkpoint(directory)
-    processor = getattr(transformers, PROCESSOR_CLASSES[family]).from_pretrained(directory)
-    reference = processor(images=images, return_tensors="np")["pixel_values"]
+    reference = _processor_pixels(directory, model, images)
     ours = preprocess_batch(images, spec.preprocess)
     assert ours.dtype == np.float32
-    assert ours.shape == reference.shape == (len(images), 3, 32, 32)
-    np.testing.assert_array_equal(ours, reference)
-    np.testing.assert_array_equal(preprocess_image(images[0], spec.preprocess), reference[0])
+    assert ours.shape == (len(images), *spec.preprocess.input_shape)
+    np.testing.assert_array_equal(preprocess_image(images[0], spec.preprocess), ours[0])
+    if spec.preprocess.resize == "naflex":
+        values, mask, shapes = unpack_naflex(ours)
+        np.testing.assert_array_equal(values, reference["pixel_values"])
+        np.testing.assert_array_equal(mask, reference["pixel_attention_mask"])
+        np.testing.assert_array_equal(shapes, reference["spatial_shapes"])
+        assert (values.dtype, mask.dtype, shapes.dtype) == (np.float32, np.int32, np.int64)
+        # The sizes differ per aspect ratio, and some images fill fewer patches than the maximum (padding).
+        assert len({tuple(s) for s in shapes}) >= 4 and mask.sum(axis=1).min() < mask.shape[1]
+        return
+    assert ours.shape == reference["pixel_values"].shape == (len(images), 3, 32, 32)
+    np.testing.assert_array_equal(ours, reference["pixel_values"])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_image_embeddings_match_transformers(checkpoints, images, family):
-    directory = checkpoint(checkpoints, family)
+@pytest.mark.parametrize("shape", [(1, 1), (7, 300), (300, 7), (16, 16), (17, 15), (480, 640), (1000, 30), (5, 5000)])
+def test_naflex_sizes_match_transformers(shape):
+    """The NaFlex target size (the scale's binary search) on extreme and ordinary aspect ratios and patch counts."""
+    from transformers.models.siglip2.image_processing_pil_siglip2 import get_image_size_for_max_num_patches
+
+    from glimpse.preprocess import naflex_size
+
+    for patch, patches in [(16, 256), (16, 1024), (4, 24), (14, 729)]:
+        assert naflex_size(*shape, patch, patches) == get_image_size_for_max_num_patches(*shape, patch, patches)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_tokens_match_transformers(checkpoints, model):
+    """The ids (and the attention mask where the family feeds one) equal transformers' tokenizer output."""
+    directory = checkpoint(checkpoints, model)
+    encoder = load_encoder(directory)
+    ours = encoder.tokenize(TEXTS)
+    reference = _reference_inputs(directory, model, TEXTS)
+    assert set(ours) == set(reference)
+    for name, value in reference.items():
+        np.testing.assert_array_equal(ours[name].numpy(), value.numpy())
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_image_embeddings_match_transformers(checkpoints, images, model):
+    directory = checkpoint(checkpoints, model)
     encoder = load_encoder(directory)
     ours = encoder.encode_images(images)
-    reference = _reference_image_embeddings(directory, family, images)
+    reference = _reference_image_embeddings(directory, model, images)
     assert ours.shape == (len(images), encoder.dim)
     assert ours.dtype == np.float32
     diff = float(np.abs(ours - reference).max())
-    print(f"{family} image max abs diff {diff:.3g}")
+    print(f"{model} image max abs diff {diff:.3g}")
     assert diff <= TOLERANCE
     np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
     # Different pictures must give different embeddings (the tiny model is not degenerate).
@@ -187,23 +241,23 @@ def test_image_embeddings_match_transformers(checkpoints, images, family):
     assert encoder.images_encoded == len(images)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_text_embeddings_match_transformers(checkpoints, family):
-    directory = checkpoint(checkpoints, family)
+@pytest.mark.parametrize("model", MODELS)
+def test_text_embeddings_match_transformers(checkpoints, model):
+    directory = checkpoint(checkpoints, model)
     encoder = load_encoder(directory)
     ours = encoder.encode_texts(TEXTS)
-    reference = _reference_text_embeddings(directory, family, TEXTS)
+    reference = _reference_text_embeddings(directory, model, TEXTS)
     diff = float(np.abs(ours - reference).max())
-    print(f"{family} text max abs diff {diff:.3g}")
+    print(f"{model} text max abs diff {diff:.3g}")
     assert ours.shape == (len(TEXTS), encoder.dim)
     assert diff <= TOLERANCE
     # English and Chinese texts differ by far more than the tolerance (the parity check is meaningful).
     assert np.abs(ours[0] - ours[2]).max() > 100 * TOLERANCE
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_embeddings_do_not_depend_on_batching(checkpoints, images, family):
-    directory = checkpoint(checkpoints, family)
+@pytest.mark.parametrize("model", MODELS)
+def test_embeddings_do_not_depend_on_batching(checkpoints, images, model):
+    directory = checkpoint(checkpoints, model)
     whole = load_encoder(directory, batch_size=32)
     small = load_encoder(directory, batch_size=2)
     np.testing.assert_allclose(small.encode_images(images), whole.encode_images(images), atol=TOLERANCE)
@@ -229,26 +283,34 @@ def test_spec_from_checkpoint_reads_the_checkpoint(checkpoints):
         "clip": (16, 77, "longest", "shortest", True, (0.48145466, 0.4578275, 0.40821073)),
         "chinese_clip": (16, 64, "longest", "squash", False, (0.48145466, 0.4578275, 0.40821073)),
         "siglip": (32, 64, "max_length", "squash", False, (0.5, 0.5, 0.5)),
+        "siglip2": (32, 64, "max_length", "squash", False, (0.5, 0.5, 0.5)),
+        "siglip2_naflex": (32, 64, "max_length", "naflex", False, (0.5, 0.5, 0.5)),
+        # XLM-R positions start at 2 (66 positions hold 64 tokens), the tokenizer's limit is 64 too
+        "altclip": (16, 64, "longest", "shortest", True, (0.48145466, 0.4578275, 0.40821073)),
     }
-    for family, directory in checkpoints.items():
+    languages = {"chinese_clip": ("zh", "en"), "altclip": ("en", "zh")}
+    for name, directory in checkpoints.items():
         spec = spec_from_checkpoint(directory)
-        dim, context, padding, resize, crop, mean = expected[family]
+        family = FAMILY_OF[name]
+        dim, context, padding, resize, crop, mean = expected[name]
         assert spec.family == family
         assert spec.runtime == "torch"
         assert (spec.dim, spec.context_length, spec.text_padding) == (dim, context, padding)
         pre = spec.preprocess
-        assert (pre.height, pre.width, pre.resize, pre.crop, pre.mean) == (32, 32, resize, crop, mean)
-        assert pre.interpolation == "bicubic"
+        size = (16, 16) if resize == "naflex" else (32, 32)  # NaFlex: the nominal square of 24 4x4 patches
+        assert (pre.height, pre.width, pre.resize, pre.crop, pre.mean) == (*size, resize, crop, mean)
+        assert pre.interpolation == ("bilinear" if name.startswith("siglip2") else "bicubic")
+        assert (pre.patch_size, pre.max_num_patches) == ((4, 24) if resize == "naflex" else (None, None))
         assert pre.shortest_edge == (32 if resize == "shortest" else None)
         assert spec.source == str(directory.resolve())
         assert spec.key.startswith(f"{directory.name.replace('_', '-')}-")
         model = getattr(transformers, MODEL_CLASSES[family]).from_pretrained(directory)
         assert spec.logit_scale == pytest.approx(math.exp(model.logit_scale.item()), rel=1e-6)
-        if family == "siglip":
+        if family in SIGMOID:
             assert spec.logit_bias == pytest.approx(model.logit_bias.item(), rel=1e-6)
         else:
             assert spec.logit_bias is None
-        assert spec.languages == (("zh", "en") if family == "chinese_clip" else ("en",))
+        assert spec.languages == languages.get(family, ("en",))
 
 
 def test_spec_json_round_trip(checkpoints, tmp_path):
@@ -372,6 +434,34 @@ def test_the_family_table_covers_the_registry_and_the_parity_families():
     assert family_of_open_clip({}, "ViT-B-16-SigLIP__webli").name == "siglip"
     assert family_of_open_clip({"init_logit_bias": -10.0}, "my-model").name == "siglip"
     assert family_of_open_clip({"embed_dim": 512}, "ViT-B-32__openai").name == "clip"
+    # immich's SigLIP2 towers are fixed-resolution ones: the siglip row, never NaFlex
+    assert family_of_open_clip({}, "ViT-B-16-SigLIP2__webli").name == "siglip"
+    assert family_of_model_type("siglip2") is TABLE["siglip2"] and family_of_model_type("altclip") is TABLE["altclip"]
+
+
+@pytest.mark.parametrize("model", ["siglip2", "siglip2_naflex", "altclip"])
+def test_library_indexes_and_searches_with_the_new_families(checkpoints, tmp_path, model):
+    """Index + search through the Library: each image's own embedding finds it first, on every family."""
+    from glimpse.library import Library
+    from glimpse.settings import LibrarySettings
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    pictures = [_scene(200, 120, 11), _scene(40, 300, 12), _scene(64, 64, 13)]
+    for i, picture in enumerate(pictures):
+        picture.save(photos / f"p{i}.png")
+    lib = Library.from_settings(LibrarySettings(tmp_path / "lib", str(checkpoint(checkpoints, model))))
+    try:
+        report = lib.index([photos])
+        assert (report.encoded, report.failed) == (3, 0)
+        hits = lib.search("a photo of a dog", k=3)
+        assert sorted(Path(h.path).name for h in hits) == ["p0.png", "p1.png", "p2.png"]
+        reference = _reference_image_embeddings(checkpoint(checkpoints, model), model, pictures)
+        for i in range(3):
+            best = lib.search_vector(reference[i], k=1)[0]
+            assert Path(best.path).name == f"p{i}.png" and best.score == pytest.approx(1.0, abs=1e-4)
+    finally:
+        lib.close()
 
 
 def test_importing_registry_does_not_import_torch_or_transformers():
@@ -426,3 +516,38 @@ def test_legacy_openai_processor_config_matches_reference(images, tmp_path):
     processor = transformers.CLIPImageProcessorPil.from_pretrained(directory)
     reference = processor(images=images, return_tensors="np")["pixel_values"]
     np.testing.assert_array_equal(preprocess_batch(images, pre), reference)
+
+
+# -- ONNX export of the new families -----------------------------------------------------------------
+def test_altclip_exports_to_onnx_with_parity(checkpoints, tmp_path):
+    """AltCLIP needs no export rule of its own: its XLM-R tokenizer.json and two-input text graph keep parity."""
+    from glimpse.encoders.export import export_model
+
+    result = export_model(str(checkpoint(checkpoints, "altclip")), tmp_path / "onnx")
+    assert result.report.passed and result.report.tokenizer_mismatches == []
+    assert result.spec.extra["onnx"]["text_inputs"] == ["input_ids", "attention_mask"]
+    onnx_vectors = load_encoder(str(tmp_path / "onnx")).encode_texts(TEXTS)
+    np.testing.assert_allclose(onnx_vectors, load_encoder(checkpoint(checkpoints, "altclip")).encode_texts(TEXTS),
+                               atol=2e-5)
+
+
+def test_naflex_export_is_refused_in_one_line(checkpoints, tmp_path):
+    from glimpse.encoders.export import export_model
+
+    with pytest.raises(ModelError, match="NaFlex") as info:
+        export_model(str(checkpoint(checkpoints, "siglip2_naflex")), tmp_path / "onnx")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "onnx" / "spec.json").exists()
+
+
+def test_naflex_spec_round_trips_and_old_specs_still_load(checkpoints, tmp_path):
+    spec = spec_from_checkpoint(checkpoint(checkpoints, "siglip2_naflex"))
+    spec.save(tmp_path)
+    assert ModelSpec.load(tmp_path) == spec and ModelSpec.load(tmp_path).preprocess.input_shape == (25, 48)
+    old = spec_from_checkpoint(checkpoint(checkpoints, "clip")).to_dict()
+    for field in ("patch_size", "max_num_patches"):  # a spec.json written before NaFlex existed
+        del old["preprocess"][field]
+    loaded = ModelSpec.from_dict(old)
+    assert loaded.preprocess.input_shape == (3, 32, 32) and loaded.preprocess.patch_size is None
+    with pytest.raises(UserInputError, match="pixels must have shape"):  # NaFlex takes its packed patches
+        load_encoder(checkpoint(checkpoints, "siglip2_naflex")).encode_pixels(np.zeros((1, 3, 16, 16), np.float32))

@@ -69,3 +69,41 @@ def test_small_tokenizer_has_the_real_clip_format(tmp_path):
     for text in TEXTS:  # the same text comes back out (normalised alike)
         assert small_clip_tokenizer().decode(small_clip_tokenizer()(text)["input_ids"]) == \
             real_tokenizer.decode(real_tokenizer(text)["input_ids"])
+
+
+def test_tiny_siglip2_tokenizer_has_gemma_s_format(tmp_path):
+    """Gemma's BPE as SigLIP2 ships it: byte fallback, ``▁`` for spaces, SigLIP2's lower-casing, Gemma's ids."""
+    vocab, merges = tiny_models.gemma_like_vocab_and_merges()
+    tiny_models.gemma_like_vocab_and_merges.cache_clear()
+    assert tiny_models.gemma_like_vocab_and_merges() == (vocab, merges)  # learnt again: the same tokenizer
+    directory = tiny_models.make_tiny_siglip2_naflex(tmp_path / "naflex")
+    saved = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+    assert saved["model"]["type"] == "BPE" and saved["model"]["byte_fallback"] is True
+    assert [vocab[t] for t in ("<pad>", "<eos>", "<bos>", "<unk>", "<0x00>")] == [0, 1, 2, 3, 5]
+    tokenizer = tiny_models.small_siglip2_tokenizer()
+    assert tokenizer("A RED Car")["input_ids"] == tokenizer("a red car")["input_ids"]
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("the red car")["input_ids"])
+    assert tokens == ["the", "▁red", "▁car"]  # learnt merges
+    assert "<0xE4>" in tokenizer.convert_ids_to_tokens(tokenizer("一")["input_ids"])  # unseen: byte fallback
+    assert json.loads((directory / "config.json").read_text())["model_type"] == "siglip2"
+    assert json.loads((directory / "preprocessor_config.json").read_text())["max_num_patches"] == 24
+
+
+def test_tiny_altclip_tokenizer_has_xlm_r_s_format(tmp_path):
+    """XLM-R's unigram layout (<s>=0, <pad>=1, </s>=2, <unk>=3, <mask> last), Metaspace, <s> … </s>."""
+    directory = tiny_models.make_tiny_altclip(tmp_path / "altclip")
+    saved = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+    assert saved["model"]["type"] == "Unigram"
+    tokenizer = tiny_models.small_xlmr_tokenizer()
+    vocab = tokenizer.get_vocab()
+    assert [vocab[t] for t in ("<s>", "<pad>", "</s>", "<unk>")] == [0, 1, 2, 3]
+    assert vocab["<mask>"] == len(vocab) - 1
+    ids = tokenizer("a photo of a dog")["input_ids"]
+    assert ids[0] == 0 and ids[-1] == 2 and 3 not in ids
+    pieces = tiny_models.xlmr_pieces()
+    tiny_models.xlmr_pieces.cache_clear()
+    assert tiny_models.xlmr_pieces() == pieces  # trained again: the same tokenizer
+    assert [piece for piece, _ in saved["model"]["vocab"]] == [piece for piece, _ in pieces]
+    config = json.loads((directory / "config.json").read_text())
+    assert config["model_type"] == "altclip" and config["text_config"]["vocab_size"] == len(vocab)
+    assert json.loads((directory / "processor_config.json").read_text())["processor_class"] == "AltCLIPProcessor"

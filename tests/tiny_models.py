@@ -405,6 +405,141 @@ def make_tiny_siglip(directory: Path, *, image_size: int = 32, seed: int = 0) ->
     return directory
 
 
+# -- SigLIP2 ---------------------------------------------------------------------------------------------
+_GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>", "<mask>"]  # Gemma's first ids, as in google/siglip2-*
+
+
+@lru_cache(maxsize=1)
+def gemma_like_vocab_and_merges() -> tuple[dict[str, int], tuple[tuple[str, str], ...]]:
+    """A tiny Gemma-style BPE (what SigLIP2 uses): specials, the 256 ``<0xNN>`` byte-fallback tokens, the
+    corpus' characters (spaces as ``▁``), then merges learnt from the lower-cased corpus by the same
+    deterministic most-frequent-pair rule as ``trained_clip_merges`` (no hash-order ties)."""
+    words: Counter[tuple[str, ...]] = Counter()
+    for line in _tokenizer_corpus():
+        for i, word in enumerate(line.lower().split(" ")):
+            words[tuple(("▁" if i else "") + word)] += 1
+    chars = sorted({c for word in words for c in word} | {"▁"})
+    merges: list[tuple[str, str]] = []
+    while len(merges) < 300:
+        pairs: Counter[tuple[str, str]] = Counter()
+        for word, count in words.items():
+            for pair in itertools.pairwise(word):
+                pairs[pair] += count
+        if not pairs:
+            break
+        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
+        if pairs[best] < 2:
+            break
+        merges.append(best)
+        words = Counter({_merge(word, best): count for word, count in words.items()})
+    tokens = [*_GEMMA_SPECIALS, *(f"<0x{b:02X}>" for b in range(256)), *chars]
+    tokens += [a + b for a, b in merges]
+    return {token: i for i, token in enumerate(dict.fromkeys(tokens))}, tuple(merges)
+
+
+def small_siglip2_tokenizer(context_length: int = 64):
+    """transformers' ``Siglip2Tokenizer`` (Gemma's BPE + SigLIP2's lower-casing) over the tiny Gemma-like vocab."""
+    from transformers import Siglip2Tokenizer
+
+    vocab, merges = gemma_like_vocab_and_merges()
+    return Siglip2Tokenizer(vocab=vocab, merges=list(merges), model_max_length=context_length)
+
+
+def _siglip2_text_config(tokenizer) -> dict:
+    return {"vocab_size": len(tokenizer), **TINY_TOWER, "max_position_embeddings": 64,
+            "pad_token_id": tokenizer.pad_token_id, "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id, "projection_size": 32}
+
+
+def make_tiny_siglip2(directory: Path, *, image_size: int = 32, seed: int = 0) -> Path:
+    """A tiny fixed-resolution SigLIP2 as google/siglip2-base-patch16-224 ships it: a ``SiglipModel`` config
+    (model_type ``siglip``) with a Gemma-like tokenizer and a bilinear 224² squash (here ``image_size``²)."""
+    from transformers import SiglipConfig, SiglipImageProcessorPil, SiglipModel
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = small_siglip2_tokenizer()
+    tokenizer.save_pretrained(directory)
+    config = SiglipConfig(text_config=_siglip2_text_config(tokenizer),
+                          vision_config={**TINY_TOWER, "image_size": image_size, "patch_size": 8})
+    torch.manual_seed(seed)
+    SiglipModel(config).eval().save_pretrained(directory)
+    SiglipImageProcessorPil(size={"height": image_size, "width": image_size}, resample=2,
+                            image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5]).save_pretrained(directory)
+    return directory
+
+
+def make_tiny_siglip2_naflex(directory: Path, *, patch_size: int = 4, max_num_patches: int = 24,
+                             seed: int = 0) -> Path:
+    """A tiny ``Siglip2Model`` (NaFlex) with its ``Siglip2ImageProcessorPil`` (``patch_size``,
+    ``max_num_patches``) and the tiny Gemma-like ``Siglip2Tokenizer``, as google/siglip2-*-naflex ship them."""
+    from transformers import Siglip2Config, Siglip2ImageProcessorPil, Siglip2Model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = small_siglip2_tokenizer()
+    tokenizer.save_pretrained(directory)
+    config = Siglip2Config(text_config=_siglip2_text_config(tokenizer),
+                           vision_config={**TINY_TOWER, "patch_size": patch_size, "num_patches": 16})
+    torch.manual_seed(seed)
+    Siglip2Model(config).eval().save_pretrained(directory)
+    Siglip2ImageProcessorPil(patch_size=patch_size, max_num_patches=max_num_patches).save_pretrained(directory)
+    return directory
+
+
+# -- AltCLIP ---------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def xlmr_pieces() -> tuple[tuple[str, float], ...]:
+    """A tiny SentencePiece unigram (English + CJK corpus) as ``(piece, score)`` in XLM-R's id layout."""
+    try:
+        import sentencepiece as spm
+    except ImportError:  # pragma: no cover - depends on the environment
+        pytest.skip("sentencepiece is not installed (needed for the AltCLIP tokenizer)")
+    model = io.BytesIO()
+    corpus = [*_siglip_corpus(), " ".join(_EN_WORDS), *(" ".join(_CJK[i : i + 6]) for i in range(0, len(_CJK), 6))]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=model, model_type="unigram", vocab_size=200,
+        hard_vocab_limit=False, character_coverage=1.0, pad_id=-1, bos_id=-1, eos_id=-1, unk_id=0,
+        num_threads=1, minloglevel=2,
+    )
+    processor = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    pieces = [(processor.id_to_piece(i), processor.get_score(i)) for i in range(1, processor.get_piece_size())]
+    # XLM-R's layout: <s>=0, <pad>=1, </s>=2, <unk>=3, the pieces, <mask> last.
+    return (("<s>", 0.0), ("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), *pieces, ("<mask>", 0.0))
+
+
+def small_xlmr_tokenizer(context_length: int = 512):
+    """transformers' ``XLMRobertaTokenizer`` over the tiny unigram vocabulary (AltCLIP's text tokenizer)."""
+    from transformers import XLMRobertaTokenizer
+
+    return XLMRobertaTokenizer(vocab=list(xlmr_pieces()), model_max_length=context_length)
+
+
+def make_tiny_altclip(directory: Path, *, image_size: int = 32, projection_dim: int = 16, seed: int = 0) -> Path:
+    """A tiny random ``AltCLIPModel`` as BAAI/AltCLIP ships it: CLIP vision tower + image processor (shortest
+    edge + center crop, bicubic, OpenAI mean/std), XLM-R text tower (positions from 2) + tokenizer."""
+    from transformers import AltCLIPConfig, AltCLIPModel, AltCLIPProcessor, CLIPImageProcessorPil
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = small_xlmr_tokenizer(context_length=64)
+    config = AltCLIPConfig(
+        text_config={**TINY_TOWER, "vocab_size": len(tokenizer), "max_position_embeddings": 66,
+                     "project_dim": projection_dim, "pad_token_id": tokenizer.pad_token_id,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+        vision_config={**TINY_TOWER, "image_size": image_size, "patch_size": 8, "projection_dim": projection_dim},
+        projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    AltCLIPModel(config).eval().save_pretrained(directory)
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size},
+        resample=BICUBIC, image_mean=OPENAI_MEAN, image_std=OPENAI_STD,
+    )
+    AltCLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(directory)
+    return directory
+
+
 def describe(directory: Path) -> dict:
     """The saved ``config.json`` of a checkpoint, as a dict (handy in assertions)."""
     return json.loads((Path(directory) / "config.json").read_text(encoding="utf-8"))

@@ -135,7 +135,7 @@ def measure_model(model: str, files: Sequence[str], *, batch_size: int = 32, dev
 
     def load() -> None:
         holder["encoder"] = load_encoder(spec, device=device, batch_size=batch_size)
-        holder["encoder"].encode_pixels(np.zeros((1, 3, pre.height, pre.width), np.float32))
+        holder["encoder"].encode_pixels(np.zeros((1, *pre.input_shape), np.float32))
         holder["encoder"].encode_texts(["warm up"])
 
     row = BenchRow(model, spec.runtime, spec.key, [_timed("load", 1, load)])

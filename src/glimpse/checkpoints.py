@@ -74,9 +74,12 @@ def weight_files(directory: Path) -> list[Path]:
 
 
 def _configs_digest(directory: Path) -> Any:
-    """A sha256 object primed with ``config.json`` and ``preprocessor_config.json`` (name and bytes)."""
+    """A sha256 object primed with ``config.json`` and ``preprocessor_config.json`` (name and bytes); without
+    the latter, ``processor_config.json`` (where transformers 5 saves a processor's image settings)."""
     digest = hashlib.sha256()
-    for name in ("config.json", "preprocessor_config.json"):
+    image_config = "preprocessor_config.json" if (directory / "preprocessor_config.json").is_file() \
+        else "processor_config.json"
+    for name in ("config.json", image_config):
         path = directory / name
         if path.is_file():
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -201,7 +204,7 @@ def preprocess_from_processor(config: dict[str, Any], family: str) -> Preprocess
     if not config.get("do_normalize", True):
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     rescale = float(config.get("rescale_factor", 1 / 255)) if config.get("do_rescale", True) else 1.0
-    resample = config.get("resample", 3)
+    resample = config.get("resample", row.processor_resample)
     interpolation = _PIL_RESAMPLE.get(resample) if isinstance(resample, int) else None
     if interpolation is None:
         raise ModelError(f"unsupported resample {resample!r} in preprocessor_config.json (expected 0-5)")
@@ -209,6 +212,8 @@ def preprocess_from_processor(config: dict[str, Any], family: str) -> Preprocess
         raise ModelError(f"image_mean/image_std must have 3 values, found {mean} / {std}")
     common: dict[str, Any] = {"interpolation": interpolation, "mean": mean, "std": std, "rescale": rescale}
 
+    if row.processor_resize == "naflex":
+        return _naflex_preprocess(config, common)
     if shortest:
         edge = _pair(size, 224)[0]
         if not crop:
@@ -225,6 +230,29 @@ def preprocess_from_processor(config: dict[str, Any], family: str) -> Preprocess
             "glimpse supports a squash resize only without a further crop"
         )
     return Preprocess(height=height, width=width, resize="squash", shortest_edge=None, crop=False, **common)
+
+
+def _naflex_preprocess(config: dict[str, Any], common: dict[str, Any]) -> Preprocess:
+    """SigLIP2 NaFlex (``Siglip2ImageProcessor``): ``patch_size`` (16) and ``max_num_patches`` (256)."""
+    patch, patches = config.get("patch_size", 16), config.get("max_num_patches", 256)
+    if not (isinstance(patch, int) and isinstance(patches, int) and patch > 0 and patches > 0):
+        raise ModelError(f"preprocessor_config.json has patch_size={patch!r}, max_num_patches={patches!r}; "
+                         "both must be positive integers")
+    side = patch * math.isqrt(patches)
+    return Preprocess(height=side, width=side, resize="naflex", shortest_edge=None, crop=False,
+                      patch_size=patch, max_num_patches=patches, **common)
+
+
+def image_processor_config(directory: Path) -> dict[str, Any]:
+    """The image processor's settings: ``preprocessor_config.json``, else the ``image_processor`` section of
+    ``processor_config.json`` (a processor saved whole by transformers 5, e.g. ``AltCLIPProcessor``), else
+    ``{}`` (the family's defaults)."""
+    path = directory / "preprocessor_config.json"
+    if path.is_file():
+        return _read_json(path)
+    combined = directory / "processor_config.json"
+    section = _read_json(combined).get("image_processor") if combined.is_file() else None
+    return section if isinstance(section, dict) else {}
 
 
 def _tokenizer_max_length(directory: Path) -> int | None:
@@ -267,7 +295,7 @@ def read_checkpoint(directory: str | Path, name: str | None = None, *, repo_id: 
 
     # A family without a projection head (SigLIP) embeds with the vision tower's own width.
     dim = family.dim_of(config)
-    context_length = int(text.get("max_position_embeddings", family.default_context_length))
+    context_length = int(text.get("max_position_embeddings", family.default_context_length)) - family.context_offset
     tokenizer_limit = _tokenizer_max_length(directory)
     if tokenizer_limit:
         context_length = min(context_length, tokenizer_limit)
@@ -282,9 +310,7 @@ def read_checkpoint(directory: str | Path, name: str | None = None, *, repo_id: 
         logit_bias = bias if bias is not None else float(config.get("logit_bias_init_value",
                                                                     family.default_logit_bias))
 
-    pre_path = directory / "preprocessor_config.json"
-    processor = _read_json(pre_path) if pre_path.is_file() else {}
-    preprocess = preprocess_from_processor(processor, family.name)
+    preprocess = preprocess_from_processor(image_processor_config(directory), family.name)
 
     if repo_id is None and "/" in name and not Path(name).exists():
         repo_id = name

@@ -113,7 +113,7 @@ def decode_batch(batch: dict[str, np.ndarray], model: str, max_megapixels: float
 
     pre = load_spec(model).preprocess
     n = len(batch["path"])
-    pixels = np.zeros((n, 3, pre.height, pre.width), dtype=np.float32)
+    pixels = np.zeros((n, *pre.input_shape), dtype=np.float32)
     cols: dict[str, list[Any]] = {k: [] for k in ("size", "mtime_ns", "hash", "width", "height", "format", "state",
                                                   "error", "ok")}
     for i, path in enumerate(batch["path"].tolist()):

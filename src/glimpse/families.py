@@ -45,9 +45,14 @@ class ModelFamily:
       only read for sigmoid families (softmax families have no bias).
     * ``languages``: what a checkpoint of this family outside the built-in registry is assumed to read.
 
+    * ``context_offset``: positions the text tower reserves before the first token (XLM-R / RoBERTa
+      count positions from ``padding_idx + 1``, so ``max_position_embeddings`` 514 holds 512 tokens).
+
     Image processor (``preprocessor_config.json``) defaults: ``processor_resize`` ``"shortest"`` (size
-    ``{"shortest_edge": 224}``) or ``"squash"`` (224x224), ``processor_crop`` (``do_center_crop``),
-    ``processor_mean`` / ``processor_std``.
+    ``{"shortest_edge": 224}``), ``"squash"`` (224x224) or ``"naflex"`` (SigLIP2's native-aspect patches:
+    resized to fit ``max_num_patches`` 256 patches of ``patch_size`` 16, see ``glimpse.preprocess``),
+    ``processor_crop`` (``do_center_crop``), ``processor_mean`` / ``processor_std``, ``processor_resample``
+    (PIL's number: 3 bicubic, 2 bilinear).
 
     Text: ``text_padding`` ``"longest"`` (pad to the batch's longest text) or ``"max_length"`` (always the
     context length: the model pools a fixed position); ``text_attention_mask`` whether the text tower is fed
@@ -75,7 +80,7 @@ class ModelFamily:
     default_log_logit_scale: float
     default_logit_bias: float | None
     languages: tuple[str, ...]
-    processor_resize: Literal["shortest", "squash"]
+    processor_resize: Literal["shortest", "squash", "naflex"]
     processor_crop: bool
     processor_mean: tuple[float, float, float]
     processor_std: tuple[float, float, float]
@@ -87,6 +92,8 @@ class ModelFamily:
     open_clip_names: tuple[str, ...] = ()
     open_clip_config_keys: tuple[str, ...] = ()
     open_clip_logit_scale: float = 100.0
+    context_offset: int = 0
+    processor_resample: int = 3
 
     @property
     def sigmoid(self) -> bool:
@@ -101,6 +108,8 @@ class ModelFamily:
 
     def processor_size(self) -> dict[str, int]:
         """The image processor's default ``size`` (the form its class writes)."""
+        if self.processor_resize == "naflex":
+            return {}  # NaFlex has no size: it fits max_num_patches
         return {"height": 224, "width": 224} if self.processor_resize == "squash" else {"shortest_edge": 224}
 
 
@@ -125,6 +134,20 @@ _ROWS: tuple[ModelFamily, ...] = (
                 processor_std=(0.5, 0.5, 0.5), text_padding="max_length", text_attention_mask=False,
                 slow_tokenizer="siglip", loss="sigmoid", logit_scale_cap=None,
                 open_clip_names=("siglip",), open_clip_config_keys=("init_logit_bias",), open_clip_logit_scale=10.0),
+    # SigLIP2 NaFlex (Siglip2Model): native-aspect patches with a patch mask. Fixed-resolution SigLIP2
+    # checkpoints are model_type "siglip" (SiglipModel + a Gemma tokenizer) and read as the row above.
+    # Text as SigLIP: padded to 64 and, as big_vision trained it (pooling the last position) and as open_clip /
+    # immich run SigLIP2, without the attention mask Siglip2Processor's tokenizer also returns.
+    # No open_clip names: an immich/open_clip "SigLIP2" tower is a fixed-resolution one, the siglip row.
+    ModelFamily(name="siglip2", model_types=("siglip2",), model_class="Siglip2Model", languages=("en",),
+                dim_key="vision_hidden_size", default_dim=768, default_context_length=64,
+                default_log_logit_scale=math.log(10), default_logit_bias=-10.0,
+                processor_resize="naflex", processor_crop=False, processor_mean=(0.5, 0.5, 0.5),
+                processor_std=(0.5, 0.5, 0.5), processor_resample=2, text_padding="max_length",
+                text_attention_mask=False, slow_tokenizer="transformers", loss="sigmoid", logit_scale_cap=None),
+    # AltCLIP: CLIP's vision tower and image processor, an XLM-R text tower (positions start at 2).
+    ModelFamily(name="altclip", model_types=("altclip",), model_class="AltCLIPModel", languages=("en", "zh"),
+                context_offset=2, **{**_CLIP_RECIPE, "default_dim": 768, "default_context_length": 514}),
 )
 
 FAMILIES: dict[str, ModelFamily] = {row.name: row for row in _ROWS}

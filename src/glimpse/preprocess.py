@@ -10,6 +10,13 @@ embedding computed from our pixels equals one computed from theirs:
    zero-padded (``ceil`` of half the missing pixels before it), as ``transformers.image_transforms.center_crop``;
 3. ``float32(float64(pixel) * rescale)``, then ``(x - float32(mean)) / float32(std)`` in float32.
 
+SigLIP2 NaFlex (``resize="naflex"``, ``Siglip2ImageProcessorPil``) replaces steps 1–2 with a resize, aspect
+kept, to the size :func:`naflex_size` finds (transformers' ``get_image_size_for_max_num_patches``: the same
+binary search over the scale, in the same float arithmetic), then after step 3 cuts the image into
+``patch_size``² patches (row-major, each patch ``[row, col, channel]``-flattened) padded with zero patches to
+``max_num_patches``. :func:`pack_naflex` holds them in one array so the pipeline and the encoders handle
+NaFlex pixels like any other; :func:`unpack_naflex` gives back transformers' three inputs.
+
 Step 3 only ever sees 256 distinct values per channel, so it is a lookup table computed with exactly the
 reference's dtype sequence: bit-identical output without any full-size float64 work.
 
@@ -34,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 
 import numpy as np
@@ -126,6 +134,8 @@ def _check(pre: Preprocess) -> None:
             "preprocessing resizes the shortest edge without a center crop, so images would keep "
             "different sizes; the spec must set crop=True (or resize='squash')"
         )
+    if pre.resize == "naflex" and not (pre.patch_size and pre.max_num_patches):
+        raise ModelError("NaFlex preprocessing needs a positive patch_size and max_num_patches in the spec")
     if pre.interpolation not in _RESAMPLE:
         raise ModelError(f"unknown interpolation {pre.interpolation!r}; expected one of {sorted(_RESAMPLE)}")
 
@@ -204,32 +214,88 @@ def _resize_and_crop(image: Image.Image, pre: Preprocess) -> np.ndarray:
     return out
 
 
+def naflex_size(height: int, width: int, patch_size: int, max_num_patches: int, eps: float = 1e-5) -> tuple[int, int]:
+    """``(height, width)`` a NaFlex image is resized to: multiples of ``patch_size``, at least one patch each,
+    at most ``max_num_patches`` patches, aspect kept as well as whole patches allow.
+
+    The binary search of transformers' ``get_image_size_for_max_num_patches``, step for step (the result
+    depends on where the search stops, so it is reproduced, not solved in closed form).
+    """
+
+    def scaled(scale: float, size: int) -> int:
+        return int(max(patch_size, math.ceil(size * scale / patch_size) * patch_size))
+
+    low, high = eps / 10, 100.0
+    while (high - low) >= eps:
+        scale = (low + high) / 2
+        patches = (scaled(scale, height) / patch_size) * (scaled(scale, width) / patch_size)
+        if patches <= max_num_patches:
+            low = scale
+        else:
+            high = scale
+    return scaled(low, height), scaled(low, width)
+
+
+def pack_naflex(pixels: np.ndarray, patch_size: int, out: np.ndarray) -> None:
+    """Patchify normalised ``float32[3, h, w]`` into ``out`` (``float32[max_num_patches + 1, 3 * p**2]``).
+
+    Row 0 holds the grid ``(h // p, w // p)`` in its first two entries (transformers' ``spatial_shapes``;
+    exact in float32), rows ``1 .. h*w/p²`` the patches in transformers' order, the rest zeros (padding).
+    """
+    _, height, width = pixels.shape
+    rows, cols = height // patch_size, width // patch_size
+    patches = pixels.reshape(3, rows, patch_size, cols, patch_size).transpose(1, 3, 2, 4, 0)
+    out[:] = 0.0
+    out[0, :2] = (rows, cols)
+    out[1 : 1 + rows * cols] = patches.reshape(rows * cols, -1)
+
+
+def unpack_naflex(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``float32[n, N + 1, 3p²]`` -> transformers' ``pixel_values`` ``float32[n, N, 3p²]``,
+    ``pixel_attention_mask`` ``int32[n, N]`` (1 on real patches) and ``spatial_shapes`` ``int64[n, 2]``."""
+    packed = np.asarray(packed, dtype=np.float32)
+    shapes = packed[:, 0, :2].astype(np.int64)
+    count = packed.shape[1] - 1
+    mask = (np.arange(count)[None, :] < shapes.prod(axis=1)[:, None]).astype(np.int32)
+    return packed[:, 1:], mask, shapes
+
+
 def _fill(out: np.ndarray, image: Image.Image, pre: Preprocess) -> None:
-    """Write the preprocessed ``image`` into ``out`` (``float32[3, H, W]``)."""
+    """Write the preprocessed ``image`` into ``out`` (``float32[*pre.input_shape]``)."""
     if not isinstance(image, Image.Image):
         raise UserInputError(f"expected a PIL.Image.Image, got {type(image).__name__}")
     width, height = image.size
     if width < 1 or height < 1:
         raise ImageError(f"image has no pixels ({width}x{height})")
-    array = _resize_and_crop(_to_rgb(image), pre)
+    target = pre
+    if pre.resize == "naflex":
+        patch = int(pre.patch_size or 0)
+        new_h, new_w = naflex_size(height, width, patch, int(pre.max_num_patches or 0))
+        # A NaFlex resize is a squash to the size found for this image (aspect kept by that size).
+        target = replace(pre, resize="squash", height=new_h, width=new_w)
+    array = _resize_and_crop(_to_rgb(image), target)
     table = _lookup_table(float(pre.rescale), tuple(pre.mean), tuple(pre.std))
+    chw = out if pre.resize != "naflex" else np.empty((3, target.height, target.width), dtype=np.float32)
     for channel in range(3):
         # take() with a uint8 index is a gather from the 256-entry table: no float work per pixel.
-        np.take(table[channel], array[:, :, channel], out=out[channel])
+        np.take(table[channel], array[:, :, channel], out=chw[channel])
+    if pre.resize == "naflex":
+        pack_naflex(chw, int(pre.patch_size or 0), out)
 
 
 def preprocess_image(image: Image.Image, pre: Preprocess) -> np.ndarray:
-    """Preprocess one RGB PIL image into ``float32[3, pre.height, pre.width]`` (C, H, W)."""
+    """Preprocess one RGB PIL image into ``float32[*pre.input_shape]``: ``[3, pre.height, pre.width]`` (C, H, W),
+    or NaFlex's packed patches (``pack_naflex``)."""
     _check(pre)
-    out = np.empty((3, pre.height, pre.width), dtype=np.float32)
+    out = np.empty(pre.input_shape, dtype=np.float32)
     _fill(out, image, pre)
     return out
 
 
 def preprocess_batch(images: Sequence[Image.Image], pre: Preprocess) -> np.ndarray:
-    """Preprocess RGB PIL images into ``float32[n, 3, pre.height, pre.width]``."""
+    """Preprocess RGB PIL images into ``float32[n, *pre.input_shape]`` (``[n, 3, H, W]`` but for NaFlex)."""
     _check(pre)
-    out = np.empty((len(images), 3, pre.height, pre.width), dtype=np.float32)
+    out = np.empty((len(images), *pre.input_shape), dtype=np.float32)
     for i, image in enumerate(images):
         _fill(out[i], image, pre)
     return out

@@ -8,6 +8,7 @@ mismatches such as a checkpoint evaluated with another checkpoint's mean/std.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -20,7 +21,7 @@ SPEC_VERSION = 1
 
 Family = str  # a family name: a key of glimpse.families.FAMILIES ("clip", "chinese_clip", "siglip", ...)
 Runtime = Literal["torch", "onnx"]
-ResizeMode = Literal["shortest", "squash"]
+ResizeMode = Literal["shortest", "squash", "naflex"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 
 
@@ -36,6 +37,10 @@ class Preprocess:
     ``resize="shortest"``: scale so the shortest edge is ``shortest_edge`` (aspect kept), then
     center-crop to ``(height, width)`` when ``crop`` is true.
     ``resize="squash"``: scale straight to ``(height, width)``, aspect not kept, no crop.
+    ``resize="naflex"`` (SigLIP2 NaFlex): scale, aspect kept, to the largest multiple of ``patch_size`` per
+    side with at most ``max_num_patches`` patches; the network input is then the patch sequence, packed as
+    ``float32[max_num_patches + 1, 3 * patch_size**2]`` (see ``glimpse.preprocess.pack_naflex``);
+    ``height``/``width`` are only the nominal square size.
     Pixels are multiplied by ``rescale`` (1/255) then normalised with ``mean``/``std`` per channel.
     """
 
@@ -48,10 +53,23 @@ class Preprocess:
     mean: tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
     std: tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     rescale: float = 1.0 / 255.0
+    patch_size: int | None = None
+    max_num_patches: int | None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one preprocessed image: ``(3, height, width)``, or NaFlex's packed patches."""
+        if self.resize == "naflex":
+            return (int(self.max_num_patches or 0) + 1, 3 * int(self.patch_size or 0) ** 2)
+        return (3, self.height, self.width)
 
     @property
     def min_side(self) -> int:
         """Smallest source side length that loses nothing when decoding (used for JPEG draft)."""
+        if self.resize == "naflex":
+            # The short side of a NaFlex target is at most about patch * sqrt(max_num_patches), plus one patch
+            # for the rounding up to whole patches.
+            return int(self.patch_size or 16) * (math.isqrt(int(self.max_num_patches or 0)) + 2)
         if self.resize == "shortest":
             return int(self.shortest_edge or min(self.height, self.width))
         return max(self.height, self.width)

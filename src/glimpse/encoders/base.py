@@ -60,13 +60,14 @@ class Encoder(ABC):
         return self.encode_pixels(preprocess_batch(images, self.spec.preprocess))
 
     def encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
-        """Encode preprocessed ``float32[n, 3, H, W]``; returns L2-normalised ``float32[n, d]``."""
+        """Encode preprocessed ``float32[n, *spec.preprocess.input_shape]`` (``[n, 3, H, W]`` but for NaFlex);
+        returns L2-normalised ``float32[n, d]``."""
         pixels = np.asarray(pixels, dtype=np.float32)
         pre = self.spec.preprocess
-        expected = (3, pre.height, pre.width)
-        if pixels.ndim != 4 or pixels.shape[1:] != expected:
+        expected = pre.input_shape  # (3, H, W); NaFlex: its packed patches
+        if pixels.ndim != 1 + len(expected) or pixels.shape[1:] != expected:
             raise UserInputError(
-                f"pixels must have shape [n, {expected[0]}, {expected[1]}, {expected[2]}], got "
+                f"pixels must have shape [n, {', '.join(map(str, expected))}], got "
                 f"{list(pixels.shape)}; preprocess with glimpse.preprocess.preprocess_batch"
             )
         out = [self._encode_pixels(pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]

@@ -105,6 +105,11 @@ def export_towers(encoder: TorchEncoder, directory: Path, *, opset: int = OPSET)
 
     spec = encoder.spec
     pre = spec.preprocess
+    if pre.resize == "naflex":
+        # Its vision graph would take three inputs (patches, patch mask, grid shape), which the ONNX encoder
+        # does not feed yet.
+        raise ModelError(f"ONNX export of NaFlex models (SigLIP2 Siglip2Model, {spec.name}) is not supported yet; "
+                         "run it with the torch backend, or export a fixed-resolution SigLIP2 checkpoint")
     sample_texts = ["a photo of a dog on the beach at night", "a cat"]
     inputs = encoder.tokenize(sample_texts)
     # token_type_ids are all zero for one-segment text, which is also the models' default.

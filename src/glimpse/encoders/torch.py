@@ -1,4 +1,5 @@
-"""The torch backend: transformers' own CLIPModel / ChineseCLIPModel / SiglipModel, float32, eval mode.
+"""The torch backend: transformers' own model class of each family (``ModelFamily.model_class``: CLIPModel,
+ChineseCLIPModel, SiglipModel, Siglip2Model, AltCLIPModel), float32, eval mode.
 
 torch and transformers are imported when a ``TorchEncoder`` is built, never at module import time of the
 rest of glimpse, so that the query path stays light.
@@ -14,6 +15,7 @@ import numpy as np
 from glimpse.encoders.base import Encoder
 from glimpse.errors import ModelError
 from glimpse.families import get_family
+from glimpse.preprocess import unpack_naflex
 
 if TYPE_CHECKING:
     from glimpse.spec import ModelSpec
@@ -47,7 +49,8 @@ def tokenize_for_model(tokenizer: Any, texts: list[str], *, family: str, padding
 class TorchEncoder(Encoder):
     """Encoder running a transformers checkpoint directory with torch.
 
-    ``_encode_pixels``: ``float32[b, 3, H, W]`` -> ``float32[b, d]``; ``_encode_texts``: ``b`` strings ->
+    ``_encode_pixels``: ``float32[b, 3, H, W]`` (NaFlex: packed patches, unpacked into ``pixel_values``,
+    ``pixel_attention_mask`` and ``spatial_shapes``) -> ``float32[b, d]``; ``_encode_texts``: ``b`` strings ->
     ``float32[b, d]`` (unnormalised; the base class normalises).
     """
 
@@ -85,8 +88,14 @@ class TorchEncoder(Encoder):
     def _encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         torch = self._torch
         with torch.inference_mode():
-            tensor = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32)).to(self.device)
-            embeds = features(self.model.get_image_features(pixel_values=tensor))
+            if self.spec.preprocess.resize == "naflex":
+                values, mask, shapes = unpack_naflex(pixels)
+                inputs = {"pixel_values": np.ascontiguousarray(values), "pixel_attention_mask": mask,
+                          "spatial_shapes": shapes}
+            else:
+                inputs = {"pixel_values": np.ascontiguousarray(pixels, dtype=np.float32)}
+            tensors = {name: torch.from_numpy(value).to(self.device) for name, value in inputs.items()}
+            embeds = features(self.model.get_image_features(**tensors))
             return embeds.float().cpu().numpy()
 
     def tokenize(self, texts: list[str]) -> dict[str, Any]:
