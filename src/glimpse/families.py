@@ -65,8 +65,9 @@ class ModelFamily:
     sigmoid training); ``logit_scale_cap``: the largest ``exp(logit_scale)`` training allows (``None``: no cap).
 
     immich / open_clip ONNX directories carry no ``model_type``: a directory is of this family when its
-    ``config.json`` has one of ``open_clip_config_keys`` or its model name contains one of
-    ``open_clip_names`` (case-insensitive; the longest matching name wins); otherwise it is ``clip``.
+    ``config.json`` has one of ``open_clip_config_keys`` (the config decides: a renamed folder keeps its family;
+    among several such rows the longest matching name wins), else when its model name contains one of
+    ``open_clip_names`` (case-insensitive; the longest match wins); otherwise it is ``clip``.
     ``open_clip_logit_scale``: a softmax family's scale as is (open_clip configs hold only an init value, CLIP's
     trained temperature is 100); a sigmoid family's when its config has no ``init_logit_scale``.
     """
