@@ -22,12 +22,31 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import tiny_models
 
 OPENAI_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_STD = [0.26862954, 0.26130258, 0.27577711]
 FLORES_TOKENS = ["eng_Latn", "zho_Hans", "deu_Latn", "fra_Latn", "jpn_Jpan"]
 STYLES = ("clip", "siglip2", "nllb", "mclip")
+
+# The inputs of the goldens (tests/make_immich_goldens.py) and of tests/test_immich.py.
+TEXTS = ["a photo of a dog", "A RED car, on the beach!", "  spaces   everywhere\tand\nnewlines ", "一只猫",
+         "it's a dog's life: (really)", "dog " * 100]
+#: immich's language codes (its web client's Weblate locales) and the --lang a glimpse user gives for the same
+LANGUAGES = {"en": "en", "zh-CN": "zh-CN", "de": "de"}
+NAMES = {"clip": "ViT-tiny__openai", "siglip2": "ViT-tiny-SigLIP2__webli", "nllb": "nllb-clip-tiny-siglip__v1",
+         "mclip": "XLM-Roberta-Tiny-Vit-B-32"}
+
+
+def images() -> list:
+    """Deterministic RGB images of several aspect ratios (resize + crop rules matter)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(7)
+    sizes = [(32, 32), (48, 40), (37, 61), (100, 30), (64, 64)]
+    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB") for w, h in sizes]
 
 
 def _export(module: Any, args: tuple, path: Path, names: list[str], dynamic: bool) -> None:

@@ -14,8 +14,9 @@ With those on ``PYTHONPATH`` (first) and torch + transformers + onnxruntime + to
 
 It builds each fixture style into a temporary folder (seeded, so the test rebuilds the same towers), then
 calls immich's ``OpenClipTextualEncoder`` (``MClipTextualEncoder`` for M-CLIP) ``tokenize`` and ``_predict``
-on ``TEXTS`` (the nllb fixture once per language of ``LANGUAGES``) and ``OpenClipVisualEncoder._predict`` on
-``images()``, and prints the token ids immich feeds and the embeddings it returns.
+on ``immich_fixtures.TEXTS`` (the nllb fixture once per language of ``LANGUAGES``) and
+``OpenClipVisualEncoder._predict`` on ``immich_fixtures.images()``, and prints the token ids immich feeds
+and the embeddings it returns.
 """
 
 from __future__ import annotations
@@ -25,30 +26,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-TEXTS = ["a photo of a dog", "A RED car, on the beach!", "  spaces   everywhere\tand\nnewlines ", "一只猫",
-         "it's a dog's life: (really)", "dog " * 100]
-#: immich's language codes (its web client's Weblate locales) and the --lang a glimpse user gives for the same
-LANGUAGES = {"en": "en", "zh-CN": "zh-CN", "de": "de"}
-NAMES = {"clip": "ViT-tiny__openai", "siglip2": "ViT-tiny-SigLIP2__webli", "nllb": "nllb-clip-tiny-siglip__v1",
-         "mclip": "XLM-Roberta-Tiny-Vit-B-32"}
-
-
-def images() -> list:
-    """Deterministic RGB images of several aspect ratios (resize + crop rules matter)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(7)
-    sizes = [(32, 32), (48, 40), (37, 61), (100, 30), (64, 64)]
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB") for w, h in sizes]
-
 
 def main() -> None:
     from immich_ml.models.clip.textual import MClipTextualEncoder, OpenClipTextualEncoder
     from immich_ml.models.clip.visual import OpenClipVisualEncoder
 
-    from immich_fixtures import STYLES, make_immich_model
+    from immich_fixtures import LANGUAGES, NAMES, STYLES, TEXTS, images, make_immich_model
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,8 +18,7 @@ from typer.testing import CliRunner
 from conftest import make_photos
 from glimpse.errors import GlimpseError, ModelError, UserInputError
 from glimpse.registry import load_encoder, load_spec
-from immich_fixtures import STYLES, make_immich_model
-from make_immich_goldens import NAMES, TEXTS, images
+from immich_fixtures import NAMES, STYLES, TEXTS, images, make_immich_model
 
 pytest.importorskip("torch")
 GOLDENS = json.loads((Path(__file__).parent / "immich_goldens.json").read_text(encoding="utf-8"))
