@@ -87,12 +87,9 @@ def is_open_clip_checkpoint(directory: Path) -> bool:
 
 
 def _configs_digest(directory: Path) -> Any:
-    """A sha256 object primed with ``config.json`` and ``preprocessor_config.json`` (name and bytes), or for
-    an open_clip checkpoint with ``open_clip_config.json``."""
+    """A sha256 object primed with ``config.json`` and ``preprocessor_config.json`` (name and bytes)."""
     digest = hashlib.sha256()
-    names = [openclip.CONFIG_FILE] if is_open_clip_checkpoint(directory) \
-        else ["config.json", "preprocessor_config.json"]
-    for name in names:
+    for name in ("config.json", "preprocessor_config.json"):
         path = directory / name
         if path.is_file():
             digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
@@ -112,7 +109,8 @@ def _require_weights(directory: Path) -> list[Path]:
 def fingerprint(directory: str | Path) -> str:
     """sha256 hex of a checkpoint's identity: its configs and the full content of every weight file.
 
-    Hashes ``config.json`` and ``preprocessor_config.json`` bytes and, per weight file, its name, size and
+    Hashes ``config.json`` and ``preprocessor_config.json`` bytes (an open_clip checkpoint's
+    ``open_clip_config.json``) and, per weight file, its name, size and
     content sha256 (``digests.file_sha256``: free for a Hugging Face snapshot, else computed once per file
     version and cached), so checkpoints that differ in any weight get different fingerprints.
     """
@@ -120,6 +118,9 @@ def fingerprint(directory: str | Path) -> str:
 
     directory = Path(directory)
     digest = _configs_digest(directory)
+    if is_open_clip_checkpoint(directory):  # its architecture and preprocessing are in open_clip_config.json
+        path = directory / openclip.CONFIG_FILE
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(b"weights-sha256\0")  # never equal to a legacy fingerprint of the same files
     for path in _require_weights(directory):
         try:

@@ -88,6 +88,12 @@ def read_config(directory: str | Path) -> dict[str, Any]:
     return data
 
 
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut to one short line (an ``audio_cfg`` is a whole dict)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _section(model_cfg: dict[str, Any], key: str) -> dict[str, Any]:
     section = model_cfg.get(key, {})
     if not isinstance(section, dict):
@@ -122,13 +128,13 @@ def check_supported(model_cfg: dict[str, Any]) -> None:
             if key in fixed:
                 default = fixed[key]
                 if value != default:
-                    raise ModelError(f"unsupported open_clip option {name}.{key}={value!r} "
+                    raise ModelError(f"unsupported open_clip option {name}.{key}={_shown(value)} "
                                      f"(transformers' CLIPModel has only {default!r}); {refuse}")
             elif key not in known and value not in (None, False, 0, "", {}, []):
-                raise ModelError(f"unsupported open_clip option {name}.{key}={value!r}; {refuse}")
+                raise ModelError(f"unsupported open_clip option {name}.{key}={_shown(value)}; {refuse}")
     for key, value in model_cfg.items():
         if key not in _TOP_KNOWN and value not in (None, False, 0, "", {}, []):
-            raise ModelError(f"unsupported open_clip option model_cfg.{key}={value!r}; {refuse}")
+            raise ModelError(f"unsupported open_clip option model_cfg.{key}={_shown(value)}; {refuse}")
     for key in ("image_size", "patch_size"):
         value = vision.get(key)
         if isinstance(value, list | tuple) and len(set(value)) != 1:
