@@ -274,3 +274,26 @@ def test_hub_snapshot_of_an_open_clip_repo_resolves_by_name(tmp_path: Path, gold
     assert Path(spec.source) == snapshot.resolve() and spec.revision == revision
     assert spec.extra == {"repo_id": "someone/ViT-T-8-tiny", "format": "open_clip"}
     assert spec.key.startswith("someone-vit-t-8-tiny-")
+
+
+def test_center_crop_rounds_its_offset_as_torchvision_does(tmp_path: Path, goldens: dict) -> None:
+    # torchvision's CenterCrop (open_clip's eval transform): int(round(excess / 2)), Python's half-to-even;
+    # transformers and immich floor. They differ for excesses of 3, 7, 11, ... pixels.
+    from PIL import Image
+
+    from glimpse.preprocess import crop_offset, preprocess_image
+
+    assert [crop_offset(e, "round") for e in (0, 1, 2, 3, 4, 5, 7, 11)] == [0, 0, 1, 2, 2, 2, 4, 6]
+    assert [crop_offset(e) for e in (0, 1, 2, 3, 4, 5, 7, 11)] == [0, 0, 1, 1, 2, 2, 3, 5]
+    cfg = {**PREPROCESS_CFG, "resize_mode": "shortest"}
+    directory = write_open_clip_dir(tmp_path / "m", goldens, quick_gelu=None, weights="open_clip_model.safetensors")
+    (directory / openclip.CONFIG_FILE).write_text(json.dumps({"model_cfg": goldens["model_cfg"],
+                                                              "preprocess_cfg": cfg}))
+    pre = load_spec(str(directory)).preprocess
+    assert (pre.resize, pre.crop_rounding) == ("shortest", "round")
+    # A 32x35 image: 3 pixels too tall; the crop starts at row 2 (torchvision), not 1 (floor).
+    rows = np.repeat(np.arange(35, dtype=np.uint8)[:, None] * 7, 32, axis=1)
+    image = Image.fromarray(np.stack([rows] * 3, axis=-1), "RGB")
+    got = preprocess_image(image, pre)
+    first_row = (got[0, 0, 0] * pre.std[0] + pre.mean[0]) * 255
+    assert round(float(first_row)) == 2 * 7

@@ -215,7 +215,8 @@ def preprocess_of(config: dict[str, Any]) -> Preprocess:
     mode = cfg.get("resize_mode", "shortest")
     common: dict[str, Any] = {"height": size, "width": size, "interpolation": interpolation, "mean": mean, "std": std}
     if mode == "shortest":
-        return Preprocess(resize="shortest", shortest_edge=size, crop=True, **common)
+        # open_clip's eval transform crops with torchvision's CenterCrop, which rounds the offset.
+        return Preprocess(resize="shortest", shortest_edge=size, crop=True, crop_rounding="round", **common)
     if mode == "squash":
         return Preprocess(resize="squash", crop=False, **common)
     raise ModelError(f"{CONFIG_FILE}: unsupported preprocess_cfg.resize_mode {mode!r} "
