@@ -207,6 +207,17 @@ def test_download_falls_back_to_pytorch_bin_only_when_there_are_no_safetensors(o
     assert (folder / "pytorch_model.bin").is_file() and not (folder / "tf_model.h5").exists()
 
 
+def test_open_clip_only_repo_fetches_its_checkpoint_and_nothing_else(online):
+    online.remote["laion/openclip-only"] = [
+        "README.md", "open_clip_config.json", "open_clip_model.safetensors", "open_clip_pytorch_model.bin",
+        "tokenizer.json", "vocab.json", "merges.txt", "epoch_32.pt"]
+    folder = resolve_model_dir("laion/openclip-only")
+    assert len(online.calls) == 3  # safetensors, pickles (none), open_clip safetensors: found
+    assert online.fetched() == ["merges.txt", "open_clip_config.json", "open_clip_model.safetensors",
+                                "tokenizer.json", "vocab.json"]
+    assert resolve_model_dir("laion/openclip-only") == folder and len(online.calls) == 3  # cached now
+
+
 def test_repo_without_the_layout_is_a_clear_error(online):
     online.remote["immich-app/not-a-clip"] = ["config.json", "detection/model.onnx"]
     with pytest.raises(ModelNotFoundError, match=r"not an immich-layout ONNX model.*lacks visual/model\.onnx"):

@@ -234,6 +234,11 @@ ONNX_FILES = FileSelection(("config.json", "visual/*", "textual/*"),
 TORCH_FILES = FileSelection(tuple(CONFIG_FILES + TOKENIZER_FILES + SAFETENSORS_FILES))
 # Older transformers repos ship only PyTorch pickles: fetched only when a repo has no safetensors.
 TORCH_BIN_FALLBACK = FileSelection(tuple(CONFIG_FILES + TOKENIZER_FILES + TORCH_BIN_FILES))
+# An open_clip checkpoint (LAION, DataComp, DFN, MetaCLIP repos without transformers weights): its config, one
+# weight file (safetensors preferred) and the tokenizer files some of them ship; loaded by key mapping.
+OPEN_CLIP_FILES = FileSelection(("open_clip_config.json", "open_clip_model.safetensors", *TOKENIZER_FILES))
+OPEN_CLIP_BIN_FALLBACK = FileSelection(("open_clip_config.json", "open_clip_pytorch_model.bin", *TOKENIZER_FILES))
+_OPEN_CLIP_WEIGHTS = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _ONNX_REQUIRED = ("config.json", "visual/model.onnx", "textual/model.onnx", "textual/tokenizer.json")
 
 
@@ -257,15 +262,23 @@ def is_complete(directory: Path, runtime: Runtime | None = None) -> bool:
     Snapshot files are symlinks into the cache's blobs: a dangling one (blob gone) counts as missing."""
     if runtime in (None, "onnx") and not missing_files(directory, "onnx"):
         return True
-    return runtime in (None, "torch") and is_checkpoint(directory)
+    return runtime in (None, "torch") and (is_checkpoint(directory) or is_open_clip_dir(directory))
 
 
 def missing_files(directory: Path, runtime: Runtime) -> list[str]:
     """The required files of a model of ``runtime`` that ``directory`` lacks (torch: config and weights)."""
     if runtime == "onnx":
         return [name for name in _ONNX_REQUIRED if not (directory / name).is_file()]
+    if is_open_clip_dir(directory):
+        return []
     missing = [] if (directory / "config.json").is_file() else ["config.json"]
     return missing + ([] if weight_files(directory) else ["model.safetensors (or pytorch_model.bin)"])
+
+
+def is_open_clip_dir(directory: Path) -> bool:
+    """True when ``directory`` holds an open_clip checkpoint (``open_clip_config.json`` and its weights)."""
+    return (directory / "open_clip_config.json").is_file() and any(
+        (directory / name).is_file() for name in _OPEN_CLIP_WEIGHTS)
 
 
 def hub_offline() -> bool:
@@ -415,8 +428,11 @@ def download_model(name: str) -> Path:
 
     try:
         folder = fetch(file_selection(runtime))
-        if runtime == "torch" and not weight_files(folder):
-            folder = fetch(TORCH_BIN_FALLBACK)
+        # A repo without transformers safetensors: its PyTorch pickles, else its open_clip checkpoint.
+        for fallback in (TORCH_BIN_FALLBACK, OPEN_CLIP_FILES, OPEN_CLIP_BIN_FALLBACK):
+            if runtime != "torch" or weight_files(folder) or is_open_clip_dir(folder):
+                break
+            folder = fetch(fallback)
     except Exception as exc:
         raise ModelNotFoundError(
             f"could not download model {location.repo_id!r} ({type(exc).__name__}: {exc}). {how_to_get(location)}"
@@ -443,11 +459,13 @@ def resolve_model_dir(name_or_path: str) -> Path:
         assert local is not None
         from glimpse.encoders.immich import is_immich_dir
 
-        if not (is_checkpoint(local) or (local / SPEC_FILENAME).is_file() or is_immich_dir(local)):
+        if not (is_checkpoint(local) or (local / SPEC_FILENAME).is_file() or is_immich_dir(local)
+                or is_open_clip_dir(local)):
             raise ModelNotFoundError(
                 f"{local} is a directory but not a model checkpoint (expected config.json and "
-                "model.safetensors, spec.json, or an immich layout: config.json, visual/model.onnx, "
-                "textual/model.onnx); pass a directory saved with save_pretrained or `glimpse export`"
+                "model.safetensors, spec.json, an immich layout: config.json, visual/model.onnx, "
+                "textual/model.onnx, or open_clip_config.json with its weights); pass a directory saved with "
+                "save_pretrained or `glimpse export`"
             )
         return local
     if location.directory is not None:
