@@ -19,12 +19,14 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from glimpse import openclip
 from glimpse.errors import ModelError, ModelNotFoundError
 from glimpse.families import family_of_model_type, get_family, model_classes, supported_model_types
 from glimpse.spec import SPEC_FILENAME, ModelSpec, Preprocess, slug
 
 # What a checkpoint directory needs; everything else in a hub repo (other frameworks' weights, open_clip
-# files, pytorch_model.bin when safetensors exist) is left on the hub.
+# files, pytorch_model.bin when safetensors exist) is left on the hub. A directory holding only open_clip
+# files (``glimpse.openclip``) is read too: ``weight_files`` / ``is_checkpoint`` / ``read_checkpoint``.
 CONFIG_FILES = ["config.json", "preprocessor_config.json", "processor_config.json", SPEC_FILENAME]
 TOKENIZER_FILES = [
     "tokenizer.json",
@@ -60,7 +62,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def weight_files(directory: Path) -> list[Path]:
-    """The weight files of a checkpoint (safetensors preferred), in a stable order."""
+    """The weight files of a checkpoint (safetensors preferred), in a stable order.
+
+    transformers weights first; a directory with none but open_clip's (``open_clip_config.json`` +
+    ``open_clip_model.safetensors`` / ``open_clip_pytorch_model.bin``) has those.
+    """
     for single, index in (
         ("model.safetensors", "model.safetensors.index.json"),
         ("pytorch_model.bin", "pytorch_model.bin.index.json"),
@@ -70,7 +76,14 @@ def weight_files(directory: Path) -> list[Path]:
         if (directory / index).is_file():
             weight_map = _read_json(directory / index).get("weight_map", {})
             return [directory / name for name in sorted(set(weight_map.values()))]
-    return []
+    open_clip_weights = openclip.weights_file(directory) if (directory / openclip.CONFIG_FILE).is_file() else None
+    return [open_clip_weights] if open_clip_weights else []
+
+
+def is_open_clip_checkpoint(directory: Path) -> bool:
+    """True when ``directory``'s weights are open_clip's (no transformers weights beside them)."""
+    found = weight_files(directory)
+    return bool(found) and found[0].name in openclip.WEIGHT_FILES
 
 
 def _configs_digest(directory: Path) -> Any:
@@ -99,7 +112,8 @@ def _require_weights(directory: Path) -> list[Path]:
 def fingerprint(directory: str | Path) -> str:
     """sha256 hex of a checkpoint's identity: its configs and the full content of every weight file.
 
-    Hashes ``config.json`` and ``preprocessor_config.json`` bytes and, per weight file, its name, size and
+    Hashes ``config.json`` and ``preprocessor_config.json`` bytes (an open_clip checkpoint's
+    ``open_clip_config.json``) and, per weight file, its name, size and
     content sha256 (``digests.file_sha256``: free for a Hugging Face snapshot, else computed once per file
     version and cached), so checkpoints that differ in any weight get different fingerprints.
     """
@@ -107,6 +121,9 @@ def fingerprint(directory: str | Path) -> str:
 
     directory = Path(directory)
     digest = _configs_digest(directory)
+    if is_open_clip_checkpoint(directory):  # its architecture and preprocessing are in open_clip_config.json
+        path = directory / openclip.CONFIG_FILE
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     digest.update(b"weights-sha256\0")  # never equal to a legacy fingerprint of the same files
     for path in _require_weights(directory):
         try:
@@ -138,13 +155,13 @@ def legacy_fingerprint(directory: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _safetensors_scalar(directory: Path, tensor: str) -> float | None:
+def _safetensors_scalar(directory: Path, tensor: str, file: str = "model.safetensors") -> float | None:
     """Read one scalar tensor from the checkpoint's safetensors without torch; ``None`` if not there.
 
     The format is an 8-byte little-endian header length, a JSON header (dtype, shape, data offsets), then
     the raw data, so reading a scalar costs two small reads.
     """
-    candidates = [directory / "model.safetensors"]
+    candidates = [directory / file]
     index = directory / "model.safetensors.index.json"
     if index.is_file():
         shard = _read_json(index).get("weight_map", {}).get(tensor)
@@ -282,6 +299,8 @@ def read_checkpoint(directory: str | Path, name: str | None = None, *, repo_id: 
     snapshot's commit, ``languages`` to the family's.
     """
     directory = Path(directory).expanduser().resolve()
+    if is_open_clip_checkpoint(directory):
+        return _read_open_clip(directory, name, repo_id=repo_id, revision=revision, languages=languages)
     config = _read_json(directory / "config.json")
     model_type = config.get("model_type")
     family = family_of_model_type(model_type)
@@ -333,9 +352,45 @@ def read_checkpoint(directory: str | Path, name: str | None = None, *, repo_id: 
     )
 
 
+def _read_open_clip(directory: Path, name: str | None, *, repo_id: str | None, revision: str | None,
+                    languages: tuple[str, ...] | None) -> ModelSpec:
+    """``read_checkpoint`` of an open_clip checkpoint (``glimpse.openclip``): a CLIP-family torch spec."""
+    config = openclip.read_config(directory)
+    model_cfg = config["model_cfg"]
+    kwargs = openclip.clip_config_kwargs(model_cfg)  # refuses towers CLIPModel cannot express
+    family = get_family("clip")
+    name = name or directory.name
+    weights = weight_files(directory)[0]
+    log_scale = _safetensors_scalar(directory, "logit_scale", weights.name) if weights.suffix == ".safetensors" \
+        else None
+    if repo_id is None and "/" in name and not Path(name).exists():
+        repo_id = name
+    extra: dict[str, Any] = {"repo_id": repo_id} if repo_id else {}
+    extra["format"] = "open_clip"  # encoders.torch maps the weights (openclip.load_clip_model)
+    return ModelSpec(
+        name=name,
+        key=f"{slug(name)}-{fingerprint(directory)[:10]}",
+        family=family.name,
+        source=str(directory),
+        preprocess=openclip.preprocess_of(config),
+        dim=int(kwargs["projection_dim"]),
+        context_length=openclip.context_length(model_cfg),
+        runtime="torch",
+        revision=revision or _hub_revision(directory),
+        languages=languages or family.languages,
+        # A .bin's trained scale cannot be read without torch: CLIP's trained temperature (100) then.
+        logit_scale=math.exp(log_scale) if log_scale is not None else family.open_clip_logit_scale,
+        logit_bias=None,
+        text_padding=family.text_padding,
+        extra=extra,
+    )
+
+
 def is_checkpoint(directory: Path) -> bool:
-    """True when ``directory`` holds a transformers checkpoint (``config.json`` and weights)."""
-    return (directory / "config.json").is_file() and bool(weight_files(directory))
+    """True when ``directory`` holds a transformers checkpoint (``config.json`` and weights) or an
+    open_clip one (``open_clip_config.json`` and its weights)."""
+    return ((directory / "config.json").is_file() or is_open_clip_checkpoint(directory)) \
+        and bool(weight_files(directory))
 
 
 def legacy_key(spec: ModelSpec) -> str | None:
@@ -351,7 +406,7 @@ def legacy_key(spec: ModelSpec) -> str | None:
 
     source = Path(spec.source)
     try:
-        if spec.runtime == "torch" and is_checkpoint(source):
+        if spec.runtime == "torch" and spec.extra.get("format") != "open_clip" and is_checkpoint(source):
             return f"{slug(spec.name)}-{legacy_fingerprint(source)[:10]}"
         if spec.runtime == "onnx" and (spec.extra.get("onnx") or {}).get("layout") == "immich" \
                 and is_immich_dir(source):

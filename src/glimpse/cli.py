@@ -49,7 +49,7 @@ def main_options(
     model: Annotated[str | None, typer.Option(
         "--model", "-m", envvar="GLIMPSE_MODEL",
         help="Model name (see `glimpse models list`) or a local model directory. "
-             "Default: the model the library was built with, else openai/clip-vit-base-patch32.")] = None,
+             "Default: the model the library was built with, else immich-app/ViT-B-32__openai (ONNX).")] = None,
     store: Annotated[str | None, typer.Option(
         "--store", metavar="STORE",
         help="Vector store: faiss (the default: embedded in the library), a milvus-lite FILE.db, or a Milvus "

@@ -111,11 +111,20 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def _center_crop(array: np.ndarray, crop_h: int, crop_w: int) -> np.ndarray:
+def crop_offset(excess: int, rounding: str = "floor") -> int:
+    """Where a center crop starts when the image is ``excess`` pixels longer than the crop (see
+    ``Preprocess.crop_rounding``); a negative excess (too small an image) always floors, as the references'
+    padding path does."""
+    if rounding == "round" and excess > 0:
+        return round(excess / 2)
+    return excess // 2
+
+
+def _center_crop(array: np.ndarray, crop_h: int, crop_w: int, rounding: str = "floor") -> np.ndarray:
     """Center crop of ``uint8[H, W, 3]`` to ``uint8[crop_h, crop_w, 3]``, zero-padding a too small image."""
     height, width = array.shape[:2]
-    top = (height - crop_h) // 2
-    left = (width - crop_w) // 2
+    top = crop_offset(height - crop_h, rounding)
+    left = crop_offset(width - crop_w, rounding)
     if top >= 0 and left >= 0:
         return array[top : top + crop_h, left : left + crop_w]
     new_h, new_w = max(crop_h, height), max(crop_w, width)
@@ -197,12 +206,13 @@ def _resize_and_crop(image: Image.Image, pre: Preprocess) -> np.ndarray:
     size = resize_size(width, height, pre)
     if _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES:
         resized = np.asarray(image.resize(size, resample=_RESAMPLE[pre.interpolation]))
-        return resized if pre.resize == "squash" else _center_crop(resized, pre.height, pre.width)
+        return resized if pre.resize == "squash" else _center_crop(resized, pre.height, pre.width,
+                                                                    pre.crop_rounding)
     if pre.resize == "squash":
         return np.asarray(_window_resize(image, size, (0.0, 0.0, float(width), float(height)), pre.interpolation))
     # Only the crop window (clipped to the resized image; the rest is the reference's zero padding).
     new_w, new_h = size
-    top, left = (new_h - pre.height) // 2, (new_w - pre.width) // 2
+    top, left = crop_offset(new_h - pre.height, pre.crop_rounding), crop_offset(new_w - pre.width, pre.crop_rounding)
     x0, y0 = max(0, left), max(0, top)
     x1, y1 = min(new_w, left + pre.width), min(new_h, top + pre.height)
     sx, sy = width / new_w, height / new_h

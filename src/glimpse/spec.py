@@ -55,6 +55,10 @@ class Preprocess:
     rescale: float = 1.0 / 255.0
     patch_size: int | None = None
     max_num_patches: int | None = None
+    #: the crop offset of an image larger than the crop: ``"floor"`` = ``(size - crop) // 2`` (transformers,
+    #: immich); ``"round"`` = ``int(round((size - crop) / 2))``, Python's half-to-even (torchvision's
+    #: CenterCrop, so open_clip's eval transform): they differ by one pixel for excesses of 3, 7, 11, …
+    crop_rounding: Literal["floor", "round"] = "floor"
 
     @property
     def input_shape(self) -> tuple[int, ...]:

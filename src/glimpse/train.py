@@ -152,16 +152,16 @@ def _load_tokenizer(transformers: Any, directory: str | os.PathLike[str], contex
 def _default_tokenizer_dir() -> Path:
     """The default model's tokenizer files only (cache first, then a download of a few MB, never weights)."""
     from glimpse.checkpoints import TOKENIZER_FILES
-    from glimpse.registry import DEFAULT_MODEL, hub_cache_dir, hub_offline
+    from glimpse.registry import DEFAULT_TOKENIZER_REPO, hub_cache_dir, hub_offline
 
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(DEFAULT_MODEL, allow_patterns=TOKENIZER_FILES, cache_dir=hub_cache_dir(),
+        return Path(snapshot_download(DEFAULT_TOKENIZER_REPO, allow_patterns=TOKENIZER_FILES, cache_dir=hub_cache_dir(),
                                       local_files_only=hub_offline()))
     except Exception as exc:
         raise UserInputError(
-            f"training from scratch needs a tokenizer and the default ({DEFAULT_MODEL}'s) is not available "
+            f"training from scratch needs a tokenizer and the default ({DEFAULT_TOKENIZER_REPO}'s) is not available "
             f"({type(exc).__name__}); pass --tokenizer DIR (a folder with tokenizer.json, e.g. any CLIP model "
             "directory), or --base MODEL to fine-tune"
         ) from exc

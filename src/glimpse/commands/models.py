@@ -1,5 +1,5 @@
-"""Models: ``models list``, ``export`` (to ONNX), ``bench`` (torch vs ONNX speed), ``train probe|clip`` and
-``dataset split|stats``.
+"""Models: ``models list|info|download``, ``export`` (to ONNX), ``bench`` (torch vs ONNX speed), ``train
+probe|clip`` and ``dataset split|stats``.
 
 Grouped by what they work on: the model itself, not a library's images. Training is here because its
 output is a model (a CLIP checkpoint, or a few-shot probe that ``classify --probe`` loads), and the dataset
@@ -31,22 +31,116 @@ from glimpse.display import printable
 from glimpse.errors import UserInputError
 
 
+def _size(mb: int | None) -> str:
+    if mb is None:
+        return "?"
+    return f"{mb / 1000:.1f} GB" if mb >= 1000 else f"{mb} MB"
+
+
+def _entry_row(entry: Any) -> dict[str, Any]:
+    """An entry's fields plus where it is: ``installed`` and ``path`` (the complete local copy, or ``None``)."""
+    from glimpse.registry import locate
+
+    location = locate(entry.name)
+    return {**entry.to_dict(), "installed": location.installed,
+            "path": str(location.directory) if location.directory else None}
+
+
 @handles_errors
 def models_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print the models as JSON.")] = False,
 ) -> None:
-    """The built-in model names (any local model directory works too)."""
-    from glimpse.registry import list_models
+    """The curated models (immich's ONNX repos run without torch): runtime, dim, size, languages, installed.
 
-    entries = list_models()
+    Any hub repo id or local model directory works with --model too."""
+    from glimpse.registry import DEFAULT_MODEL, list_models
+
+    rows = [_entry_row(e) for e in list_models()]
     if as_json:
-        print_json([e.to_dict() if hasattr(e, "to_dict") else e.__dict__ for e in entries])
+        print_json(rows)
         return
-    for e in entries:
-        data = e.to_dict() if hasattr(e, "to_dict") else e.__dict__
-        langs = ",".join(data.get("languages", ()))
-        out.print(f"{data['name']:<45} {data.get('family', ''):<13} dim {data.get('dim', '?'):<5} {langs}",
+    out.print(f"{'name':<64} {'runtime':<7} {'dim':>5} {'size':>8} {'recall':>6}  {'languages':<14} installed",
+              markup=False)
+    for row in rows:
+        recall = f"{row['recall']:.1f}" if row["recall"] is not None else "-"
+        mark = "yes" if row["installed"] else "no"
+        default = "  (default)" if row["name"] == DEFAULT_MODEL else ""
+        out.print(f"{row['name']:<64} {row['runtime']:<7} {row['dim']:>5} {_size(row['size_mb']):>8} {recall:>6}  "
+                  f"{','.join(row['languages']):<14} {mark}{default}", markup=False)
+    err.print("recall: immich's Crossmodal-3600 English retrieval recall (%); size: approximate fp32 download. "
+              "`glimpse models info NAME` for details, `glimpse models download NAME` to fetch one now.",
+              markup=False)
+
+
+def _files_of(directory: Path) -> list[dict[str, Any]]:
+    """The files below ``directory`` (relative path and size in bytes; symlinks into the cache followed)."""
+    files = []
+    for path in sorted(directory.rglob("*")):
+        if path.is_file():
+            files.append({"path": path.relative_to(directory).as_posix(), "bytes": path.stat().st_size})
+    return files
+
+
+@handles_errors
+def models_info(
+    name: Annotated[str, typer.Argument(help="Curated name, hub repo id or local model directory.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Everything known about a model: registry fields, where it is (or would be downloaded to), its files."""
+    from glimpse.registry import file_selection, locate
+
+    location = locate(name)
+    info: dict[str, Any] = {"name": location.entry.name if location.entry else name}
+    if location.entry is not None:
+        info.update(location.entry.to_dict())
+    selection = file_selection(location.runtime) if location.runtime else None
+    info.update({
+        "repo_id": location.repo_id,
+        "url": f"https://huggingface.co/{location.repo_id}" if location.repo_id else None,
+        "runtime": location.runtime or (location.entry.runtime if location.entry else None),
+        "installed": location.installed,
+        "path": str(location.directory) if location.directory else None,
+        "cache_folder": str(location.cache_folder) if location.cache_folder else None,
+        "missing": list(location.missing),
+        "download": {"allow": list(selection.allow), "ignore": list(selection.ignore)} if selection else None,
+        "files": _files_of(location.directory) if location.directory else [],
+    })
+    if as_json:
+        print_json(info)
+        return
+    for key in ("name", "repo_id", "url", "runtime", "family", "dim", "languages", "size_mb", "recall",
+                "description", "aliases", "installed", "path", "cache_folder", "missing"):
+        value = info.get(key)
+        if value in (None, [], ()):
+            continue
+        shown_value = ", ".join(map(str, value)) if isinstance(value, list) else value
+        out.print(f"{key:<13} {printable(str(shown_value))}", markup=False)
+    if selection and not location.installed:
+        out.print(f"{'downloads':<13} {', '.join(selection.allow)} (not {', '.join(selection.ignore) or '-'})",
                   markup=False)
+    for item in info["files"]:
+        out.print(f"  {item['bytes']:>13,}  {printable(item['path'])}", markup=False)
+
+
+@handles_errors
+def models_download(
+    name: Annotated[str, typer.Argument(help="Curated name or hub repo id.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Fetch a model into the Hugging Face cache now (only the files it needs; resumes an interrupted download)."""
+    from glimpse.registry import download_model, locate
+
+    location = locate(name)
+    if location.repo_id is None:
+        raise UserInputError(f"{name} is a local directory: it is already here, there is nothing to download")
+    folder = location.directory or download_model(name)
+    if as_json:
+        print_json({"name": name, "repo_id": location.repo_id, "path": str(folder),
+                    "already_installed": location.installed})
+        return
+    if location.installed:
+        err.print(f"{location.repo_id} is already installed", markup=False)
+    out.print(printable(str(folder)), markup=False)
 
 
 # -- export, bench --------------------------------------------------------------------------------------
@@ -256,8 +350,10 @@ def dataset_stats(
 
 def register(app: typer.Typer) -> None:
     """Attach the ``models`` group, export, bench, and the ``train`` and ``dataset`` groups."""
-    models_app = App(help="List the built-in models.", no_args_is_help=True)
+    models_app = App(help="The curated models: list, info, download.", no_args_is_help=True)
     models_app.command("list")(models_list)
+    models_app.command("info")(models_info)
+    models_app.command("download")(models_download)
     app.add_typer(models_app, name="models")
     app.command("export")(export)
     app.command("bench")(bench)

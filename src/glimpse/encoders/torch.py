@@ -72,8 +72,14 @@ class TorchEncoder(Encoder):
         # Our own progress bars cover the work; transformers' per-load bars would only clutter stderr.
         transformers.utils.logging.disable_progress_bar()
         try:
-            model = model_class.from_pretrained(self.directory, local_files_only=True)
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.directory, local_files_only=True)
+            if spec.extra.get("format") == "open_clip":  # open_clip weights mapped onto CLIPModel
+                from glimpse import openclip
+
+                model = openclip.load_clip_model(self.directory)
+                self.tokenizer = openclip.load_tokenizer(self.directory, spec.context_length)
+            else:
+                model = model_class.from_pretrained(self.directory, local_files_only=True)
+                self.tokenizer = transformers.AutoTokenizer.from_pretrained(self.directory, local_files_only=True)
         except (OSError, ValueError, ImportError) as exc:
             raise ModelError(
                 f"cannot load {class_name} from {self.directory} ({type(exc).__name__}: {exc}); "
