@@ -214,3 +214,35 @@ def test_external_data_weights(models, tmp_path):
     assert _cos(encoder.encode_images(images()), GOLDENS["clip"]["images"]).min() >= 0.99999
     texts = GOLDENS["clip"]["texts"][""]
     assert _cos(encoder.encode_texts(TEXTS), [row["embedding"] for row in texts]).min() >= 0.99999
+
+
+def test_inline_weights_load_from_a_mapped_copy(models, monkeypatch, tmp_path):
+    # immich's graphs hold their weights inline; the first session writes a copy with external weights into
+    # the cache (keyed by the file's hash) that later sessions memory-map. The published files stay as they are.
+    from glimpse.digests import cache_dir, file_sha256
+    from glimpse.encoders import mapped
+
+    source = shutil.copytree(models["clip"], tmp_path / "m")
+    graph = source / "textual" / "model.onnx"
+    before = graph.read_bytes()
+    plain = load_encoder(load_spec(str(source)))
+    want = plain.encode_texts(TEXTS)
+    plain.close()
+    assert not (cache_dir() / "onnx" / file_sha256(graph)).exists()  # small graphs are loaded as they are
+
+    monkeypatch.setattr(mapped, "INLINE_WEIGHTS_BYTES", 1)
+    copy = cache_dir() / "onnx" / file_sha256(graph)
+    for _ in range(2):  # writes the copy, then loads it
+        encoder = load_encoder(load_spec(str(source)))
+        np.testing.assert_allclose(encoder.encode_texts(TEXTS), want, atol=1e-6)
+        encoder.close()
+        assert (copy / mapped.GRAPH_NAME).is_file() and (copy / mapped.DATA_NAME).stat().st_size > 0
+    assert graph.read_bytes() == before
+    # A copy that cannot be written (the cache folder is a file here) is no failure: the original loads.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "glimpse").write_text("not a folder")
+    assert mapped.mapped_copy(graph) is None
+    encoder = load_encoder(load_spec(str(source)))
+    np.testing.assert_allclose(encoder.encode_texts(TEXTS), want, atol=1e-6)
+    encoder.close()

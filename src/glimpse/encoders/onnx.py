@@ -156,6 +156,12 @@ def make_session(path: Path, *, device: str = "cpu", threads: int | None = None)
     # Spinning workers would steal the cores the JPEG decode threads need between encoder batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    from glimpse.encoders.mapped import mapped_copy
+
+    copy = mapped_copy(path)  # inline weights (immich's files): load a memory-mappable copy instead
+    if copy is not None:
+        with contextlib.suppress(Exception):
+            return ort.InferenceSession(str(copy), sess_options=options, providers=providers_for(device))
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=providers_for(device))
     except ModelError:
