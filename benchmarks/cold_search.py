@@ -12,7 +12,8 @@ path a user of the light install takes (the default resolved from the cache, tor
 Measures (goals of issue [G] on the 2-core machine: cold search <= 0.7 s, text encode <= 10 ms):
 
 * ``cold_search_default_s``: median wall of ``--runs`` new ``glimpse search "a dog on the beach" --json``
-  processes (default model, immich layout);
+  processes (default model, immich layout; the untimed first run writes the graphs' memory-mappable copies,
+  ``glimpse.encoders.mapped``, as a user's first search does);
 * ``cold_search_export_s``: the same with ``--model`` the ``glimpse export`` directory (external-data weights,
   which onnxruntime memory-maps), for comparison;
 * ``text_encode_ms``: median time to encode one query (B/32 text tower, batch 1, warm session), default model;
