@@ -531,6 +531,20 @@ def test_altclip_exports_to_onnx_with_parity(checkpoints, tmp_path):
                                atol=2e-5)
 
 
+def test_siglip2_exports_to_onnx_with_its_left_padding(checkpoints, tmp_path):
+    """SigLIP2's Gemma tokenizer pads on the left; the torch-free tokenizer follows the export's spec."""
+    from glimpse.encoders.export import export_model
+
+    result = export_model(str(checkpoint(checkpoints, "siglip2")), tmp_path / "onnx")
+    assert result.report.passed and result.report.tokenizer_mismatches == []
+    assert result.spec.extra["onnx"]["padding_side"] == "left"
+    onnx_encoder = load_encoder(str(tmp_path / "onnx"))
+    batch = onnx_encoder.tokenizer.encode(["a", "a longer text here"])
+    assert batch.attention_mask[0, -1] == 1 and batch.attention_mask[0, 0] == 0  # padded on the left
+    np.testing.assert_allclose(onnx_encoder.encode_texts(TEXTS),
+                               load_encoder(checkpoint(checkpoints, "siglip2")).encode_texts(TEXTS), atol=2e-5)
+
+
 def test_naflex_export_is_refused_in_one_line(checkpoints, tmp_path):
     from glimpse.encoders.export import export_model
 

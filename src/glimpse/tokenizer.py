@@ -54,7 +54,8 @@ class TextTokenizer:
     """Tokenizes texts for one model: ``tokenizer.json`` + context length + padding rule.
 
     ``pad_id``: id used for padding; ``None`` takes the id of ``pad_token`` in the vocabulary, else the
-    one the ``tokenizer.json`` declares.
+    one the ``tokenizer.json`` declares. ``padding_side``: where the padding goes (Gemma / SigLIP2
+    tokenizers pad on the left, as their checkpoints' tokenizer classes declare).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class TextTokenizer:
         padding: Literal["longest", "max_length"] = "longest",
         pad_id: int | None = None,
         pad_token: str | None = None,
+        padding_side: Literal["right", "left"] = "right",
     ) -> None:
         try:
             from tokenizers import Tokenizer
@@ -93,6 +95,9 @@ class TextTokenizer:
         self.context_length = int(context_length)
         self.padding = padding
         self.pad_id = int(pad_id)
+        if padding_side not in ("right", "left"):
+            raise ModelError(f"padding_side must be 'right' or 'left', got {padding_side!r}")
+        self.padding_side = padding_side
         # Our own truncation/padding rules replace whatever the file configured (e.g. immich's fixed 77).
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=self.context_length)
@@ -111,8 +116,9 @@ class TextTokenizer:
         mask = np.zeros((len(encodings), length), dtype=np.int64)
         for row, enc in enumerate(encodings):
             n = len(enc.ids)
-            ids[row, :n] = enc.ids
-            mask[row, :n] = 1
+            start = length - n if self.padding_side == "left" else 0
+            ids[row, start : start + n] = enc.ids
+            mask[row, start : start + n] = 1
         return TokenBatch(ids, mask)
 
     def ids(self, text: str) -> list[int]:

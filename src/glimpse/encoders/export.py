@@ -229,6 +229,8 @@ def onnx_spec(source: ModelSpec, directory: Path, encoder: TorchEncoder, precisi
     onnx_info = {"visual": VISUAL, "textual": TEXTUAL, "tokenizer": TOKENIZER, "precision": precision,
                  "pad_id": int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0),
                  "text_inputs": list(text_inputs), "opset": OPSET, "recipe": recipe or {}}
+    if getattr(tokenizer, "padding_side", "right") == "left":  # Gemma / SigLIP2 tokenizers
+        onnx_info["padding_side"] = "left"
     exported_from = {"name": source.name, "key": source.key, "source": source.source, "revision": source.revision}
     if precision == "fp32":  # it shares the source's key, so a library keyed the old way migrates to it too
         exported_from["legacy_key"] = legacy_key(source)

@@ -259,6 +259,7 @@ class OnnxEncoder(Encoder):
                     padding=self.spec.text_padding,
                     pad_id=info.get("pad_id"),
                     pad_token=info.get("pad_token"),
+                    padding_side=info.get("padding_side", "right"),
                 )
             return self._tokenizer
 
