@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+from torchless import immich_layout  # noqa: E402 - from the tests folder, put on the path above
+
 GLIMPSE = [sys.executable, "-c", "from glimpse.cli import main; main()"]
 DEFAULT_REPO = "immich-app/ViT-B-32__openai"
 COMMIT = "0" * 40
@@ -55,39 +57,16 @@ def export_b32(work: Path) -> Path:
     return target
 
 
-def _rewrite(src: Path, dst: Path, renames: dict[str, str]) -> None:
-    """``src`` with its inputs renamed, saved with its weights inside the graph (as immich's B/32 files are)."""
-    import onnx
-
-    model = onnx.load(str(src))  # loads external data too
-    for value in model.graph.input:
-        value.name = renames.get(value.name, value.name)
-    for node in model.graph.node:
-        node.input[:] = [renames.get(n, n) for n in node.input]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
-
-
 def default_cache(work: Path, exported: Path) -> Path:
     """A Hugging Face cache holding ``exported`` in immich's layout as the default repo (made once)."""
-    from glimpse.registry import load_spec
-
     cache = work / "hub"
     repo = cache / ("models--" + DEFAULT_REPO.replace("/", "--"))
     snapshot = repo / "snapshots" / COMMIT
     if (snapshot / "config.json").exists():
         return cache
-    _rewrite(exported / "visual.onnx", snapshot / "visual" / "model.onnx", {"pixel_values": "image"})
-    _rewrite(exported / "textual.onnx", snapshot / "textual" / "model.onnx", {"input_ids": "text"})
-    shutil.copyfile(exported / "tokenizer.json", snapshot / "textual" / "tokenizer.json")
-    (snapshot / "textual" / "tokenizer_config.json").write_text(json.dumps({"pad_token": "<|endoftext|>"}))
-    pre = load_spec(str(exported)).preprocess
-    (snapshot / "visual" / "preprocess_cfg.json").write_text(json.dumps(
-        {"size": [pre.height, pre.width], "mode": "RGB", "mean": list(pre.mean), "std": list(pre.std),
-         "interpolation": "bicubic", "resize_mode": "shortest"}))
-    (snapshot / "config.json").write_text(json.dumps(
-        {"embed_dim": 512, "vision_cfg": {"image_size": 224, "patch_size": 32, "width": 768, "layers": 12},
-         "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}}))
+    immich_layout(exported, snapshot, model_cfg={
+        "embed_dim": 512, "vision_cfg": {"image_size": 224, "patch_size": 32, "width": 768, "layers": 12},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}})
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(COMMIT)
     return cache

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from glimpse.encoders.export import export_model
 from glimpse.errors import ModelError
 from glimpse.registry import load_encoder, load_spec
 from glimpse.tokenizer import TextTokenizer
+from torchless import cli_without_torch, immich_layout
 
 TEXTS = ["a photo of a dog", "A RED car, on the beach!", "一只猫", "", "  spaces   everywhere ", "x " * 200]
 
@@ -103,32 +102,11 @@ def test_missing_graph_file_is_a_model_error(clip_onnx, tmp_path):
 
 
 # -- immich-style directories ----------------------------------------------------------------------------
-def _rename_input(src: Path, dst: Path, renames: dict[str, str]) -> None:
-    import onnx
-
-    model = onnx.load(str(src))
-    for value in model.graph.input:
-        value.name = renames.get(value.name, value.name)
-    for node in model.graph.node:
-        node.input[:] = [renames.get(n, n) for n in node.input]
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(dst))
-
-
 def test_immich_style_directory(tiny_clip, clip_onnx, tmp_path):
     """An immich layout (open_clip config, input names 'image'/'text', int ids, no mask) runs as-is."""
-    immich = tmp_path / "ViT-tiny__test"
-    _rename_input(clip_onnx / "visual.onnx", immich / "visual" / "model.onnx", {"pixel_values": "image"})
-    _rename_input(clip_onnx / "textual.onnx", immich / "textual" / "model.onnx", {"input_ids": "text"})
-    (immich / "textual" / "tokenizer.json").write_bytes((clip_onnx / "tokenizer.json").read_bytes())
-    (immich / "textual" / "tokenizer_config.json").write_text(json.dumps({"pad_token": "<|endoftext|>"}))
+    immich = immich_layout(clip_onnx, tmp_path / "ViT-tiny__test")
     source = load_spec(str(tiny_clip))
     pre = source.preprocess
-    (immich / "visual" / "preprocess_cfg.json").write_text(json.dumps(
-        {"size": [pre.height, pre.width], "mode": "RGB", "mean": list(pre.mean), "std": list(pre.std),
-         "interpolation": "bicubic", "resize_mode": "shortest"}))
-    (immich / "config.json").write_text(json.dumps(
-        {"embed_dim": source.dim, "vision_cfg": {"image_size": pre.height}, "text_cfg": {"context_length": 77}}))
 
     spec = load_spec(str(immich))
     assert spec.runtime == "onnx" and spec.extra["onnx"]["layout"] == "immich"
@@ -156,52 +134,19 @@ def test_immich_dir_with_bad_preprocess_is_a_model_error(clip_onnx, tmp_path):
 
 
 # -- torch-free CLI --------------------------------------------------------------------------------------
-_RUN_CLI = textwrap.dedent("""
-    import importlib.abc, json, sys
-
-    class NoTorch(importlib.abc.MetaPathFinder):
-        # Simulates the core install (no torch extra): importing torch/transformers fails.
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("torch", "transformers"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    sys.argv = ["glimpse"] + json.loads(sys.argv[1])
-    import glimpse
-    from glimpse.cli import main
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code or 0
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))
-    sys.stderr.write("\\nRESULT " + json.dumps({"code": code, "heavy": heavy}) + "\\n")
-""")
-
-
-def _cli(args: list[str]) -> tuple[dict, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", _RUN_CLI, json.dumps(args)], capture_output=True, text=True,
-                          env=env)
-    line = [x for x in proc.stderr.splitlines() if x.startswith("RESULT ")]
-    assert line, proc.stderr
-    return json.loads(line[-1][7:]), proc.stdout
-
-
 def test_index_and_search_never_import_torch(clip_onnx, tmp_path):
     make_photos(tmp_path / "photos", 5)
     base = ["--library", str(tmp_path / "lib"), "--model", str(clip_onnx)]
-    result, stdout = _cli([*base, "index", str(tmp_path / "photos"), "--json"])
+    result, stdout = cli_without_torch([*base, "index", str(tmp_path / "photos"), "--json"])
     assert result == {"code": 0, "heavy": []}
     assert json.loads(stdout)["encoded"] == 5
-    result, stdout = _cli([*base, "search", "a photo of a dog", "-k", "3", "--json"])
+    result, stdout = cli_without_torch([*base, "search", "a photo of a dog", "-k", "3", "--json"])
     assert result == {"code": 0, "heavy": []}
     hits = json.loads(stdout)
     assert len(hits) == 3 and hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     # Search by an indexed image finds that image first (a real round trip through the ONNX towers).
     photo = str((tmp_path / "photos" / "img_002.jpg").resolve())
-    result, stdout = _cli([*base, "search", "", "--image", photo, "-k", "1", "--json"])
+    result, stdout = cli_without_torch([*base, "search", "", "--image", photo, "-k", "1", "--json"])
     assert result["code"] == 0 and json.loads(stdout)[0]["path"] == photo
 
 
