@@ -103,7 +103,12 @@ def trained_clip_merges(max_merges: int = 400) -> tuple[tuple[str, str], ...]:
     """BPE merges learnt from ``_tokenizer_corpus()``: the most frequent adjacent pair first, ties broken by
     the pair itself, so the result is the same on every machine (``tokenizers``' trainer breaks ties by hash
     order, which differs between runs)."""
-    words = _clip_words(_tokenizer_corpus())
+    return tuple(learn_merges(_clip_words(_tokenizer_corpus()), max_merges))
+
+
+def learn_merges(words: Counter[tuple[str, ...]], max_merges: int) -> list[tuple[str, str]]:
+    """BPE merges of ``words`` (symbol tuples with counts), most frequent adjacent pair first, ties broken by
+    the pair itself (deterministic on every machine); stops at pairs seen fewer than twice."""
     merges: list[tuple[str, str]] = []
     while len(merges) < max_merges:
         pairs: Counter[tuple[str, str]] = Counter()
@@ -117,7 +122,7 @@ def trained_clip_merges(max_merges: int = 400) -> tuple[tuple[str, str], ...]:
             break
         merges.append(best)
         words = Counter({_merge(word, best): count for word, count in words.items()})
-    return tuple(merges)
+    return merges
 
 
 def _merge(word: tuple[str, ...], pair: tuple[str, str]) -> tuple[str, ...]:
@@ -419,19 +424,7 @@ def gemma_like_vocab_and_merges() -> tuple[dict[str, int], tuple[tuple[str, str]
         for i, word in enumerate(line.lower().split(" ")):
             words[tuple(("▁" if i else "") + word)] += 1
     chars = sorted({c for word in words for c in word} | {"▁"})
-    merges: list[tuple[str, str]] = []
-    while len(merges) < 300:
-        pairs: Counter[tuple[str, str]] = Counter()
-        for word, count in words.items():
-            for pair in itertools.pairwise(word):
-                pairs[pair] += count
-        if not pairs:
-            break
-        best = min(pairs, key=lambda pair: (-pairs[pair], pair))
-        if pairs[best] < 2:
-            break
-        merges.append(best)
-        words = Counter({_merge(word, best): count for word, count in words.items()})
+    merges = learn_merges(words, 300)
     tokens = [*_GEMMA_SPECIALS, *(f"<0x{b:02X}>" for b in range(256)), *chars]
     tokens += [a + b for a, b in merges]
     return {token: i for i, token in enumerate(dict.fromkeys(tokens))}, tuple(merges)
