@@ -46,6 +46,7 @@ import numpy as np
 from PIL import ExifTags, Image, features
 
 from glimpse.errors import ImageError, ImageTooLargeError, UserInputError
+from glimpse.raw import RAW_EXTENSIONS, decode_raw, is_raw_name
 
 __all__ = [
     "DEFAULT_MAX_MEGAPIXELS",
@@ -148,6 +149,7 @@ class DecodedImage:
     width: int
     height: int
     format: str
+    exif: Image.Exif | None = None  # the file's EXIF (capture metadata: ``glimpse.metadata``), None without one
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,7 +201,7 @@ def is_candidate(path: str | os.PathLike[str] | bytes | os.PathLike[bytes], head
     up to ``SNIFF_BYTES`` are read here. An unreadable file without an image extension is not a candidate.
     """
     ext = os.path.splitext(os.fsdecode(path))[1].lower()
-    if ext in IMAGE_EXTENSIONS:
+    if ext in IMAGE_EXTENSIONS or ext in RAW_EXTENSIONS:
         return True
     if head is None:
         try:
@@ -445,6 +447,12 @@ def decode_image(
         raise UserInputError(f"min_side must be a positive integer or None, got {min_side!r}")
     fh = _as_file(source)
     check_file_size(_source_size(fh), max_megapixels)
+    name = getattr(fh, "name", None)
+    if is_raw_name(name):
+        image, width, height, exif, _ = decode_raw(
+            fh, min_side=min_side, max_pixels=max_pixels,
+            too_large=lambda w, h: _too_large(w, h, max_megapixels))
+        return DecodedImage(image, width, height, os.path.splitext(os.fsdecode(name))[1][1:].upper(), exif)
     head = _read_head(fh)
     fmt = _check_head(head)
     try:
@@ -471,6 +479,8 @@ def check_content(fh: BinaryIO) -> None:
     header parser for the formats without a magic number (TGA, ICO ...), recognise no decodable image.
     Returns quietly when the file may decode; ``fh`` is left at its start.
     """
+    if is_raw_name(getattr(fh, "name", None)):
+        return  # a RAW is recognised by its name; LibRaw reads its header when decoding
     head = _read_head(fh)
     if _check_head(head) is not None:
         return
@@ -513,7 +523,8 @@ def _decode(
             with _pillow_pixel_limit(max_pixels) if retry else nullcontext():
                 im.load()
             # After load(): PNG keeps its eXIf chunk after the pixels, so reading it earlier would decode.
-            orientation = _orientation(im)
+            exif = _exif(im)
+            orientation = _orientation(exif)
             rgb = _to_rgb(im)
     except ImageError:
         raise
@@ -528,7 +539,7 @@ def _decode(
         rgb = rgb.transpose(_ORIENTATION_TRANSPOSE[orientation])
     if orientation in _SWAPS_SIDES:
         width, height = height, width
-    return DecodedImage(image=rgb, width=width, height=height, format=fmt or "unknown")
+    return DecodedImage(image=rgb, width=width, height=height, format=fmt or "unknown", exif=exif)
 
 
 def _draft_scale(width: int, height: int, min_side: int) -> int:
@@ -538,11 +549,22 @@ def _draft_scale(width: int, height: int, min_side: int) -> int:
     return next((s for s in (8, 4, 2) if -(-shorter // s) >= min_side), 1)
 
 
-def _orientation(im: Image.Image) -> int:
-    """EXIF orientation 1–8 (Pillow also reads it from XMP); 1 when absent or unreadable."""
+def _exif(im: Image.Image) -> Image.Exif | None:
+    """The image's EXIF (Pillow also reads the orientation from XMP into it); None when absent or unreadable."""
     try:
-        value = im.getexif().get(ExifTags.Base.Orientation, 1)
-    except Exception:  # a broken EXIF block must not cost the image: show it as stored
+        exif = im.getexif()
+        for ifd in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+            exif.get_ifd(ifd)  # read now, while the file is open (Pillow caches them; TIFFs read them lazily)
+    except Exception:  # a broken EXIF block must not cost the image
+        return None
+    return exif if len(exif) else None
+
+
+def _orientation(exif: Image.Exif | None) -> int:
+    """EXIF orientation 1–8; 1 when absent or unreadable (the image is then shown as stored)."""
+    try:
+        value = exif.get(ExifTags.Base.Orientation, 1) if exif is not None else 1
+    except Exception:
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
@@ -647,7 +669,10 @@ def open_regular_file(path: str | os.PathLike[str] | bytes | os.PathLike[bytes])
     if reason is not None:
         os.close(fd)
         raise ImageError(reason)
-    return open(fd, "rb", closefd=True)
+    fh = open(fd, "rb", closefd=True)  # noqa: SIM115 - returned to the caller, who closes it
+    # Named by its path, as open(path) would be: decoders that go by the name (camera RAWs) see it.
+    fh.raw.name = os.fspath(path)
+    return fh
 
 
 def max_file_bytes(max_megapixels: float) -> int | None:
