@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +22,6 @@ from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog, FileRecord
 from glimpse.errors import (
     GlimpseError,
     ImageError,
-    LibraryBusyError,
     LibraryNotFoundError,
     ModelError,
     ModelNotFoundError,
@@ -31,6 +29,7 @@ from glimpse.errors import (
     UserInputError,
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image, open_regular_file
+from glimpse.locking import writer_lock
 from glimpse.notices import notice
 from glimpse.settings import LibrarySettings, default_library_dir
 
@@ -191,6 +190,8 @@ class Library:
         self.device = device
         #: vector store: None = embedded FAISS; a milvus:// / http:// URI or a *.db milvus-lite file
         self.store = store
+        #: seconds a writing call waits for another writer (a watcher catching up) before LibraryBusyError
+        self.lock_wait = 0.0
         self._borrowed_encoder = encoder is not None
         if encoder is not None:
             self.__dict__["encoder"] = encoder  # the cached properties' slots: no second model load
@@ -265,30 +266,14 @@ class Library:
     # -- indexing ------------------------------------------------------------------------------------
     @contextmanager
     def _writer_lock(self) -> Iterator[None]:
-        """One indexing process per library; the OS releases the lock if the process dies."""
+        """One writing process per library (``glimpse.locking``); the OS releases the lock if the process dies."""
         if not self.writable:
             raise ReadOnlyLibraryError(
                 f"the library {self.directory} is read-only here: searching works, but indexing, tagging and "
                 "removing need write access to it"
             )
-        path = self.directory / LOCK_FILENAME
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise ReadOnlyLibraryError(
-                f"cannot write the lock file {path}: {(exc.strerror or str(exc)).lower()}; indexing, tagging and "
-                "removing need write access to the library folder"
-            ) from exc
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError as exc:
-                raise LibraryBusyError(
-                    f"another glimpse process is indexing the library {self.directory}; wait for it to finish"
-                ) from exc
+        with writer_lock(self.directory / LOCK_FILENAME, library=self.directory, wait=self.lock_wait):
             yield
-        finally:
-            os.close(fd)
 
     @contextmanager
     def writing(self, *, registers_model: bool = False) -> Iterator[Catalog]:
