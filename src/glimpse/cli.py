@@ -77,6 +77,7 @@ COMMAND_MODULES = (
     "glimpse.commands.models",      # models list, export, bench, train probe|clip, dataset split|stats
     "glimpse.commands.server",      # serve
     "glimpse.commands.scale",       # bench-scale (index --engine ray is parsed by index)
+    "glimpse.commands.watch",       # watch
 )
 
 

@@ -7,6 +7,7 @@ which only attaches its commands (decorated with ``handles_errors`` where they a
     models      models list, export, bench, train probe|clip, dataset split|stats
     scale       bench-scale, and the printing half of index --engine ray
     serve       serve
+    watch       watch
 
 The shared helpers (consoles, error handling, JSON output, progress, the global options, shared option
 types) live in ``glimpse.commands.common``; no command module imports ``glimpse.cli``.
