@@ -176,3 +176,27 @@ def test_a_killed_watcher_loses_nothing(tmp_path, tiny_clip):
         _, stderr = again.communicate(timeout=60)
     assert again.returncode in (0, 130), stderr
     assert "Traceback" not in stderr
+
+
+def test_serve_watch_keeps_the_server_current(tmp_path, tiny_clip):
+    pytest.importorskip("fastapi")
+    import glimpse
+    from glimpse.server.app import create_app
+    from glimpse.settings import LibrarySettings
+    from server_harness import get_json, serve
+
+    root = tmp_path / "root"
+    make_photos(root, 2)
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip)) as lib:
+        lib.index([root])
+    served = serve(create_app(LibrarySettings(tmp_path / "lib", str(tiny_clip)), watch=True))
+    try:
+        converge(lambda: (get_json(served, "/api/status")["watch"] or {}).get("runs", 0) >= 1)  # caught up
+        new = make_photo(root / "new.jpg", seed=50)
+        converge(lambda: get_json(served, "/api/status")["images"] == 3)
+        hits = get_json(served, "/api/search?q=photo&k=3")["results"]
+        assert str(new) in {h["path"] for h in hits}
+        status = get_json(served, "/api/status")["watch"]
+        assert status["watching"] and not status["errors"]
+    finally:
+        served.stop()

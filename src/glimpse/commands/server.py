@@ -34,6 +34,9 @@ def serve(
     cors_origin: Annotated[list[str] | None, typer.Option(
         "--cors-origin", help="Allow this origin to call the API from its pages (repeatable; none by default).")
                            ] = None,
+    watch: Annotated[bool, typer.Option(
+        "--watch", help="Keep the library current with its roots (and --root folders) while serving, "
+                        "as `glimpse watch` does.")] = False,
 ) -> None:
     """Serve the search page and HTTP API (http://127.0.0.1:8000 by default)."""
     from glimpse.server.security import check_bind
@@ -50,11 +53,12 @@ def serve(
     settings = options_of(ctx)
     app = create_app(settings, token, roots=[str(r) for r in root or []],
                      max_upload_bytes=int(max_upload_mb * 1_000_000), max_megapixels=max_megapixels,
-                     cors_origins=cors_origin or [])
+                     cors_origins=cors_origin or [], watch=watch)
     host_shown = f"[{host}]" if ":" in host else host
     store = f" (vector store {printable(settings.store)})" if settings.store not in (None, "", "faiss") else ""
     err.print(f"glimpse serving {printable(str(settings.library_dir))}{store} on http://{printable(host_shown)}:"
-              f"{port}" + (" (token required)" if token else ""), markup=False)
+              f"{port}" + (" (token required)" if token else "") + (", watching its folders" if watch else ""),
+              markup=False)
     uvicorn.run(app, host=host, port=port, log_level="warning", proxy_headers=False)
 
 

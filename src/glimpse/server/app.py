@@ -145,7 +145,7 @@ def _file_id(raw: str) -> int:
 def create_app(settings: LibrarySettings, token: str | None = None, *, roots: Sequence[str] = (),
                max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
                thumb_size: int = DEFAULT_THUMB_SIZE, cors_origins: Sequence[str] = (), index_batch_size: int = 32,
-               auth_throttle: AuthThrottle | None = None) -> FastAPI:
+               auth_throttle: AuthThrottle | None = None, watch: bool = False) -> FastAPI:
     """The glimpse web app over the library ``settings`` name (library folder, model, vector store, device:
     the CLI's global options, so each means the same on both edges).
 
@@ -153,11 +153,14 @@ def create_app(settings: LibrarySettings, token: str | None = None, *, roots: Se
     ``glimpse serve`` enforces it). ``roots``: extra folders ``POST /api/index`` may index.
     ``cors_origins``: origins allowed to call the API from other pages (none by default).
     ``auth_throttle``: how wrong tokens are throttled (default :class:`AuthThrottle`'s limits).
+    ``watch``: keep the library current with the roots while serving (``glimpse.watch``).
     """
     throttle = auth_throttle if auth_throttle is not None else AuthThrottle()
     service = LibraryService(settings, roots=list(roots), max_megapixels=max_megapixels, thumb_size=thumb_size,
                              index_batch_size=index_batch_size)
     service.warm_up()
+    if watch:
+        service.start_watching()
     # docs_url=None: FastAPI's default /docs page loads Swagger UI from a CDN, which an offline machine
     # cannot reach; _add_api_docs serves it from the swagger-ui-bundle package instead.
     app = FastAPI(title="glimpse", version="1", summary="Search your images by text or by image.",
@@ -263,6 +266,7 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
         latest = service.jobs.latest()
         data["job"] = latest.to_dict() if latest is not None else None
         data["features"] = {"tags": True, "classify": True}  # kept for clients that read them
+        data["watch"] = service.watch_status()
         return data
 
     @app.get("/api/search", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)

@@ -93,6 +93,9 @@ class LibraryService:
         self.jobs = JobManager()
         self.tags = Tags(self.library.catalog)
         self._index_lock = threading.Lock()
+        self._watch_stop = threading.Event()
+        self._watch_thread: threading.Thread | None = None
+        self.watch_state: Any = None  # glimpse.watch.WatchState while watching
 
     @cached_property
     def text_encoder(self) -> TurnTakingEncoder:
@@ -104,8 +107,54 @@ class LibraryService:
         _ = self.text_encoder
 
     def close(self) -> None:
+        self.stop_watching()
         self.jobs.wait_idle(timeout=60)
         self.library.close()
+
+    # -- watching ----------------------------------------------------------------------------------
+    def start_watching(self) -> None:
+        """Keep the library current with the server's roots in a background thread (``serve --watch``).
+
+        Like an indexing job it writes through its own Library sharing the loaded encoder; it holds the writer
+        lock only while a run indexes, so ``POST /api/index`` and a manual ``glimpse index`` still work between
+        runs (and are told the library is busy during one)."""
+        from glimpse.watch import WatchState, watch_library
+
+        roots = self.roots()
+        if not roots:
+            raise UserInputError("--watch needs folders: start the server with --root DIR, or index some first")
+        for root in roots:
+            refuse_filesystem_root(root, "the server's roots", advice="give --root folders of images")
+        self.watch_state = WatchState()
+
+        def work() -> None:
+            try:
+                with Library.from_settings(self.settings, encoder=self.text_encoder) as lib:
+                    watch_library(lib, roots, stop=self._watch_stop, state=self.watch_state,
+                                  index=lambda chosen: lib.index(chosen, batch_size=self.index_batch_size,
+                                                                 max_megapixels=self.max_megapixels))
+            except Exception as exc:  # shown in /api/status; the server keeps serving what it has
+                self.watch_state.errors.append(f"{type(exc).__name__}: {exc}")
+
+        self._watch_thread = threading.Thread(target=work, name="glimpse-watch", daemon=True)
+        self._watch_thread.start()
+
+    def stop_watching(self) -> None:
+        self._watch_stop.set()
+        if self._watch_thread is not None:
+            self._watch_thread.join(timeout=60)
+            self._watch_thread = None
+
+    def watch_status(self) -> dict[str, Any] | None:
+        """What ``/api/status`` says about watching: None when not watching."""
+        state = self.watch_state
+        if state is None:
+            return None
+        last = state.last
+        return {"watching": self._watch_thread is not None and self._watch_thread.is_alive(), "runs": state.runs,
+                "errors": state.errors[-5:],
+                "last": None if last is None else {"catch_up": last.catch_up, "changed": last.changed,
+                                                   "seconds": round(last.seconds, 3), **last.report.to_dict()}}
 
     # -- roots and files ---------------------------------------------------------------------------
     def roots(self) -> list[str]:
