@@ -57,9 +57,15 @@ class _Tiff:
         return offset
 
 
-def bayer(rgb: np.ndarray) -> np.ndarray:
-    """uint16[h, w] RGGB mosaic of uint8[h, w, 3]."""
-    a = rgb.astype(np.uint16) * 257
+def bayer(rgb: np.ndarray, *, linear: bool = False) -> np.ndarray:
+    """uint16[h, w] RGGB mosaic of uint8[h, w, 3] (``linear``: undo the sRGB curve first, as a sensor sees light,
+    so that LibRaw's output gamma gives back about the same picture)."""
+    if linear:
+        c = rgb.astype(np.float32) / 255.0
+        c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        a = np.rint(c * 65535.0).astype(np.uint16)
+    else:
+        a = rgb.astype(np.uint16) * 257
     out = np.empty(rgb.shape[:2], np.uint16)
     out[0::2, 0::2] = a[0::2, 0::2, 0]
     out[0::2, 1::2] = a[0::2, 1::2, 1]
@@ -69,11 +75,12 @@ def bayer(rgb: np.ndarray) -> np.ndarray:
 
 
 def write_dng(path: Path, rgb: np.ndarray, *, preview: np.ndarray | None = None,
-              taken: str = "2022:07:14 09:30:00", make: str = "Glimpse", model: str = "Test Cam") -> Path:
+              taken: str = "2022:07:14 09:30:00", make: str = "Glimpse", model: str = "Test Cam",
+              linear: bool = False) -> Path:
     """Write ``rgb`` (uint8[h, w, 3], even sides) as a DNG; ``preview`` (uint8[ph, pw, 3]) as its JPEG preview."""
     h, w, _ = rgb.shape
     tiff = _Tiff()
-    raw_offset = tiff.blob(bayer(rgb).tobytes())
+    raw_offset = tiff.blob(bayer(rgb, linear=linear).tobytes())
     exif_offset = tiff.ifd([(36867, ASCII, taken)])
     camera = [
         (50706, BYTE, [1, 4, 0, 0]), (50707, BYTE, [1, 1, 0, 0]), (50708, ASCII, f"{make} {model}"),
