@@ -58,7 +58,7 @@ def test_migration_from_schema_1_keeps_rows(tmp_path):
                      "UPDATE meta SET value = '1' WHERE key = 'schema_version';")
     db.close()
     catalog = Catalog(path)
-    assert catalog.schema_version == SCHEMA_VERSION == 3
+    assert catalog.schema_version == SCHEMA_VERSION == 4
     assert catalog.roots() == ["/photos"]
     assert catalog.tag_counts() == []
     catalog.close()
