@@ -336,6 +336,29 @@ def test_a_v3_library_migrates_and_gets_its_text(tmp_path, tiny_clip, engine, pi
         assert _names(lib.search("text:出口处")) == ["chinese.png"]
 
 
+@pytest.mark.parametrize("store", ["faiss", "milvus"])
+@pytest.mark.parametrize("exact_limit", [20000, 0])
+def test_text_filter_and_fusion_with_each_store(tmp_path, tiny_clip, engine, pics, store, exact_limit, monkeypatch):
+    import glimpse.library
+
+    if store == "milvus":
+        pytest.importorskip("pymilvus")
+        pytest.importorskip("milvus_lite")
+    # exact_limit 0: the text filter goes through the store's search (widened until enough hits pass)
+    monkeypatch.setattr(glimpse.library, "EXACT_FILTER_LIMIT", exact_limit)
+    uri = str(tmp_path / "vectors.db") if store == "milvus" else None
+    with glimpse.library.Library(tmp_path / "library", str(tiny_clip), store=uri, ocr_engine=engine) as lib:
+        lib.index([pics], ocr=True)
+        clip_order = [h.id for h in lib.search("a sign", k=4, text_weight=0)]
+        (hit,) = lib.search("a sign", k=4, text="exit")
+        assert Path(hit.path).name == "exit.png" and hit.match == MATCH_BOTH
+        both = lib.search("a sign", k=4, text=["e"])  # "e" is in EMERGENCY EXIT only (TOTAL has none)
+        assert _names(both) == ["exit.png"]
+        fused = lib.search("出口", k=4)
+        assert _names(fused)[0] == "chinese.png" and [h.id for h in fused[1:]] == [
+            i for i in clip_order if i != fused[0].id]
+
+
 # -- the CLI --------------------------------------------------------------------------------------------------
 def test_cli_index_ocr_search_json(tmp_path, tiny_clip, real_engine, pics):
     from typer.testing import CliRunner
