@@ -46,12 +46,7 @@ def ocr(
                        ] = False,
     ocr_model: OcrModel = None,
 ) -> None:
-    """Read the text in images: one line per recognised text line, in reading order, with its confidence
-    and its box (4 corner points in image pixels, clockwise from the top-left of the text).
-
-    Text the library already stores for an unchanged image (`glimpse index --ocr`) is shown without reading
-    the image again; other images (also ones outside the library) are read now and nothing is stored.
-    """
+    """Read the text in images, line by line (see OCR_HELP)."""
     from glimpse.library import ocr_image
     from glimpse.pipeline import image_files
 
@@ -99,6 +94,15 @@ def _print(results: list[dict[str, Any]]) -> None:
                       markup=False)
 
 
+OCR_HELP = (
+    "Read the text in images: one line per recognised text line, in reading order, with its confidence and its "
+    "box (4 corner points in image pixels, clockwise from the top-left of the text).\n\n"
+    "Text the library already stores for an unchanged image (`glimpse index --ocr`) is shown without reading "
+    "the image again; other images (also ones outside the library) are read now and nothing is stored. An image "
+    "without text says \"no text found\"."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Attach ocr."""
-    app.command("ocr")(ocr)
+    app.command("ocr", help=OCR_HELP)(ocr)

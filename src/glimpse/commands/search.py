@@ -143,13 +143,7 @@ def search(
     text: TextFilter = None,
     text_weight: TextWeight = DEFAULT_TEXT_WEIGHT,
 ) -> None:
-    """Search the library by text, by image, or both; and by the text in the images (after `index --ocr`).
-
-    Hits found through their text show the matched line: `score  path  [ocr|both: line]` (JSON: "match" is
-    clip, ocr or both, "snippet" the line). Text matching ignores case, full-/half-width forms and spaces,
-    and matches inside words; terms under 3 characters (e.g. 出口) are found by a scan instead of the
-    trigram index.
-    """
+    """Search the library by text, by image, or both (see SEARCH_HELP)."""
     with open_library_ctx(ctx, create=False) as lib:
         hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score, tags=tag,
                           no_tags=no_tag, folder=folder, lang=lang, text=text, text_weight=text_weight)
@@ -190,6 +184,9 @@ def status(
               markup=False)
     out.print(f"images    {info.images} indexed, {info.errors} failed, {info.skipped} not images", markup=False)
     out.print(f"vectors   {info.vectors} stored, {info.index_vectors} in the index ({info.index_kind})", markup=False)
+    if info.ocr.get("images"):
+        out.print(f"text      {info.ocr['images']} images read by OCR, {info.ocr['with_text']} with text "
+                  f"({info.ocr['lines']} lines)", markup=False)
     for root in info.roots:
         out.print(f"root      {printable(root)}", markup=False)
     for m in info.models:
@@ -229,10 +226,19 @@ def rebuild_index(
     err.print(f"rebuilt the index: {count} vectors, {kind_now}")
 
 
+SEARCH_HELP = (
+    "Search the library by text, by image, or both; and by the text in the images (after `index --ocr`).\n\n"
+    "Hits found through their text show the matched line: `score  path  \\[ocr|both: line]` (JSON: \"match\" is "
+    "clip, ocr or both, \"snippet\" the line). Text matching ignores case, full-/half-width forms and spaces, "
+    "and matches inside words; terms under 3 characters (e.g. 出口) are found by a scan instead of the trigram "
+    "index."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Attach index, search, similar, status, remove and rebuild-index."""
     app.command("index")(index)
-    app.command("search")(search)
+    app.command("search", help=SEARCH_HELP)(search)
     app.command("similar")(similar)
     app.command("status")(status)
     app.command("remove")(remove)
