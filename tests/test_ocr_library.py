@@ -281,6 +281,12 @@ def test_fused_ranking_and_the_text_filter(ocr_lib, pics):
     assert _names(ocr_lib.search("a photo text:exit", k=4)) == ["exit.png"]
     with pytest.raises(UserInputError, match="text-weight"):
         ocr_lib.search("exit", text_weight=-1)
+    # the same through the vector door (the server embeds its queries itself) and the full-text door
+    vector = ocr_lib.query_vector("exit")
+    assert [(h.id, h.match) for h in ocr_lib.search_vector(vector, 4, fuse="exit")] == [
+        (h.id, h.match) for h in ocr_lib.search("exit", k=4)]
+    assert _names(ocr_lib.search_vector(vector, 4, text="total")) == ["receipt.png"]
+    assert [h.id for h in ocr_lib.search_text("出口")] == [h.id for h in ocr_lib.search("text:出口")]
 
 
 def test_re_runs_read_only_what_changed(ocr_lib, engine, pics, tmp_path):
@@ -395,6 +401,12 @@ def test_cli_index_ocr_search_json(tmp_path, tiny_clip, real_engine, pics):
 
     result = runner.invoke(app, ["--library", str(tmp_path / "lib"), "ocr", str(pics / "photo.png")])
     assert result.exit_code == 0 and "no text found" in result.stdout
+    # no library at all: the images are read all the same, and no library is created
+    result = runner.invoke(app, ["ocr", str(pics / "chinese.png")], env={"XDG_DATA_HOME": str(tmp_path / "xdg")})
+    assert result.exit_code == 0, result.output
+    assert "出口处" in result.stdout.replace(" ", "") and not (tmp_path / "xdg" / "glimpse").exists()
+    result = runner.invoke(app, ["--library", str(tmp_path / "nowhere"), "ocr", str(pics / "chinese.png")])
+    assert result.exit_code == 1 and "no library at" in result.output
 
     result = runner.invoke(app, [*base, "search", "text:"])
     assert result.exit_code == 1 and "empty text term" in result.output

@@ -637,17 +637,40 @@ class Library:
             check_language(lang)  # as early: a wrong code costs no model load
         self._require_content()
         if text_query is not None:
-            self._require_text()
+            self._require_text()  # before the model loads
         vector = embed_terms(terms, self.encoder, lang)
+        plain = plain_query_terms([t.text for t in terms if t.text is not None and t.weight > 0])
+        return self._ranked(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, offset=offset,
+                            accept=accept, text_query=text_query, plain=plain, text_weight=text_weight)
+
+    def _ranked(self, vector: np.ndarray, k: int, min_score: float | None, *, tags: Sequence[str] | None,
+                no_tags: Sequence[str] | None, folder: str | os.PathLike[str] | None, offset: int,
+                accept: Callable[[str], bool] | None, text_query: TextQuery | None, plain: TextQuery | None,
+                text_weight: float) -> list[Hit]:
+        """CLIP's ranking of ``vector``: filtered by ``text_query`` when given, else fused with the text
+        ranking of ``plain`` where the library has text (and ``text_weight`` > 0), else alone."""
         if text_query is not None:
+            self._require_text()
             return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
                                        offset=offset, accept=accept, text_query=text_query)
-        plain = plain_query_terms([t.text for t in terms if t.text is not None and t.weight > 0])
         if plain is None or text_weight == 0 or not self.catalog.ocr_counts()["with_text"]:
             return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
                                        offset=offset, accept=accept)
         return self._search_fused(vector, plain, k, min_score, text_weight, tags=tags, no_tags=no_tags,
                                   folder=folder, offset=offset, accept=accept)
+
+    def search_text(self, text: str | Sequence[str], k: int = 10, *, tags: Sequence[str] | None = None,
+                    no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
+                    offset: int = 0, accept: Callable[[str], bool] | None = None) -> list[Hit]:
+        """A full-text search of the images' stored text (no model is loaded): images whose text contains
+        ``text`` (one phrase, or several that must all match), best text score first, ``match="ocr"``, the
+        matched line as ``snippet``. Filters, ``offset`` and ``accept`` as in ``search``; the same as
+        ``search('text:"…"')``."""
+        text_query = text_terms([text] if isinstance(text, str) else list(text))
+        if text_query is None:
+            raise UserInputError("no text to search for: give a word or a phrase")
+        return self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder, offset=offset,
+                                 accept=accept)
 
     def _require_text(self) -> None:
         if not self.catalog.ocr_counts()["images"]:
@@ -717,14 +740,21 @@ class Library:
     def search_vector(self, vector: np.ndarray, k: int = 10, *, min_score: float | None = None,
                       tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
                       folder: str | os.PathLike[str] | None = None, offset: int = 0,
-                      accept: Callable[[str], bool] | None = None) -> list[Hit]:
+                      accept: Callable[[str], bool] | None = None, text: str | Sequence[str] | None = None,
+                      fuse: str | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT) -> list[Hit]:
         """Best-first hits for an L2-normalised ``float32[d]`` query vector (e.g. built by the server).
 
-        Filters, ``offset`` and ``accept`` as in ``search``.
+        Filters, ``offset`` and ``accept`` as in ``search``; ``text``: only images whose text matches (as
+        ``search``'s ``text``); ``fuse``: the plain query words the vector was embedded from, whose match
+        against the images' text is fused with the vector's ranking as ``search`` does (``text_weight``).
         """
+        text_weight = check_text_weight(text_weight)
+        text_query = text_terms([text] if isinstance(text, str) else list(text or ()))
+        plain = plain_query_terms([fuse]) if fuse and fuse.strip() else None
         self._require_content()
-        return self._search_vector(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags, no_tags=no_tags,
-                                   folder=folder, offset=offset, accept=accept)
+        return self._ranked(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags, no_tags=no_tags,
+                            folder=folder, offset=offset, accept=accept, text_query=text_query, plain=plain,
+                            text_weight=text_weight)
 
     def recent(self, k: int = 50, offset: int = 0, *, accept: Callable[[str], bool] | None = None,
                tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
@@ -1036,6 +1066,9 @@ class Library:
         self.close()
 
 
+_STANDALONE_OCR: dict[str | None, OcrEngine] = {}
+
+
 def ocr_image(path: str | os.PathLike[str], *, model: str | None = None) -> list[OcrLine]:
     """The text lines of an image file without a library (``Library.ocr`` without stored lines): reading
     order, boxes in full-image pixels, ``[]`` for an image without text; ImageError naming an unreadable file."""
@@ -1045,8 +1078,11 @@ def ocr_image(path: str | os.PathLike[str], *, model: str | None = None) -> list
     full = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if not os.path.isfile(full):
         raise UserInputError(f"{path} is not a file; give an image file")
+    engine = _STANDALONE_OCR.get(model)
+    if engine is None:  # loaded once per process and model: `glimpse ocr` reads many files with one
+        engine = _STANDALONE_OCR[model] = open_ocr_engine(model)
     try:
-        return ocr_file(full, open_ocr_engine(model))
+        return ocr_file(full, engine)
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}") from exc
 
