@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 
 from glimpse.errors import CatalogError, LibraryBusyError, ReadOnlyLibraryError
+from glimpse.metadata import PhotoMetadata
+from glimpse.metafilter import MetadataFilter, within_radius
 from glimpse.ocr.base import OcrLine
 from glimpse.ocr.text_index import TRIGRAM_MIN, TextQuery, fts_phrase, line_score, normalize_text
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 CATALOG_FILENAME = "catalog.sqlite3"
 
 # Files are in one of these states. 'skipped' marks files that are not images (by content), so later
@@ -153,6 +155,26 @@ END;
 CREATE TRIGGER ocr_lines_delete AFTER DELETE ON ocr_lines BEGIN
     INSERT INTO ocr_fts (ocr_fts, rowid, norm) VALUES ('delete', old.id, old.norm);
 END;
+""",
+    # 4 -> 5: capture metadata (``glimpse.metadata.PhotoMetadata``), read once per content ``hash``: ``taken`` is
+    # the local wall-clock time as ISO text (sorts as text), ``taken_source`` 'exif' or 'mtime' (a stand-in).
+    # A move keeps the row (the file id is kept); a changed file's row is re-read (its hash no longer matches).
+    4: """
+CREATE TABLE photo_meta (
+    file_id INTEGER PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+    hash TEXT,
+    taken TEXT,
+    utc_offset INTEGER,
+    taken_source TEXT,
+    latitude REAL,
+    longitude REAL,
+    make TEXT,
+    model TEXT,
+    lens TEXT,
+    orientation INTEGER
+);
+CREATE INDEX photo_meta_taken ON photo_meta (taken);
+CREATE INDEX photo_meta_place ON photo_meta (latitude, longitude);
 """,
 }
 
@@ -905,6 +927,74 @@ class Catalog:
             matches.append(TextMatch(file_id, score, line, line_no))
         matches.sort(key=lambda m: (-m.score, m.file_id))
         return matches
+
+    # -- capture metadata ----------------------------------------------------------------------------
+    _META_COLUMNS = "taken, utc_offset, taken_source, latitude, longitude, make, model, lens, orientation"
+
+    def files_without_metadata(self, limit: int = 1000) -> list[FileRecord]:
+        """Readable files whose capture metadata was never read from their current content (oldest first)."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
+                "LEFT JOIN photo_meta m ON m.file_id = f.id WHERE f.state = 'ok' AND (m.file_id IS NULL OR "
+                "m.hash IS NOT f.hash) ORDER BY f.id LIMIT ?", (int(limit),)).fetchall()
+        return [_row_to_record(r) for r in rows]
+
+    def put_metadata(self, rows: Sequence[tuple[int, str | None, PhotoMetadata]]) -> None:
+        """Store ``(file id, content hash it was read from, metadata)`` rows in one transaction."""
+        with self.transaction() as db:
+            db.executemany(
+                f"INSERT OR REPLACE INTO photo_meta (file_id, hash, {self._META_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(fid, h, m.taken_local, m.utc_offset, m.taken_source, m.latitude, m.longitude, m.make, m.model,
+                  m.lens, m.orientation) for fid, h, m in rows])
+
+    def metadata_of(self, ids: Iterable[int]) -> dict[int, PhotoMetadata]:
+        """``{file id: its capture metadata}`` for the ids that have some."""
+        wanted = list(ids)
+        out: dict[int, PhotoMetadata] = {}
+        with self._lock:
+            for start in range(0, len(wanted), 900):  # SQLite's parameter limit
+                chunk = wanted[start:start + 900]
+                marks = ",".join("?" * len(chunk))
+                for fid, *values in self._db.execute(
+                        f"SELECT file_id, {self._META_COLUMNS} FROM photo_meta WHERE file_id IN ({marks})", chunk):
+                    out[int(fid)] = PhotoMetadata(*values)
+        return out
+
+    def ids_matching(self, where: MetadataFilter) -> set[int]:
+        """Ids of readable files whose metadata passes every bound of ``where`` (files without the field fail).
+
+        Dates and the bounding box of ``near`` are index range scans; the exact distance is tested here."""
+        clauses, params = ["f.state = 'ok'"], []
+        if where.after is not None:
+            clauses.append("m.taken >= ?")
+            params.append(where.after)
+        if where.before is not None:
+            clauses.append("m.taken < ?")
+            params.append(where.before)
+        if where.camera is not None:
+            # instr on lower(): case-insensitive for every script (LIKE folds ASCII only), no wildcards to escape
+            clauses.append("instr(lower(coalesce(m.make, '') || ' ' || coalesce(m.model, '')), lower(?)) > 0")
+            params.append(where.camera)
+        if where.near is not None:
+            lat_min, lat_max, lon_min, lon_max = where.near.bounding_box()
+            clauses.append("m.latitude BETWEEN ? AND ? AND m.longitude BETWEEN ? AND ?")
+            params += [lat_min, lat_max, lon_min, lon_max]
+        sql = (f"SELECT m.file_id, m.latitude, m.longitude FROM photo_meta m JOIN files f ON f.id = m.file_id "
+               f"WHERE {' AND '.join(clauses)}")
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        if where.near is None:
+            return {int(r[0]) for r in rows}
+        return {int(fid) for fid, lat, lon in rows if within_radius(where.near, lat, lon)}
+
+    def metadata_counts(self) -> dict[str, int]:
+        """``{"read": files with metadata, "dated": with an EXIF capture time, "placed": with GPS}``."""
+        with self._lock:
+            read, dated, placed = self._db.execute(
+                "SELECT COUNT(*), SUM(taken_source = 'exif'), SUM(latitude IS NOT NULL) FROM photo_meta").fetchone()
+        return {"read": int(read or 0), "dated": int(dated or 0), "placed": int(placed or 0)}
 
     def integrity_check(self) -> list[str]:
         """SQLite's own integrity check; ``["ok"]`` when the database is sound."""

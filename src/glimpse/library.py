@@ -379,6 +379,9 @@ class Library:
             indexer = Indexer(self.catalog, self.encoder, batch_size=batch_size, workers=workers,
                               max_megapixels=max_megapixels, progress=progress, ocr=engine)
             report = indexer.run(roots)
+            from glimpse.metadata_index import fill_metadata
+
+            report.metadata_read = fill_metadata(self.catalog, workers=workers)  # capture time, place, camera
             for root in new_roots:
                 if not self.catalog.holds_images(root):  # an empty folder or a non-image is no root
                     self.catalog.remove_root(root)

@@ -181,3 +181,29 @@ def _text(value: Any) -> str | None:
         return None
     value = value.replace("\x00", "").strip()
     return value or None
+
+
+# Bytes of a RAW file read for its EXIF: TIFF-structured RAWs keep IFD0 and the Exif IFD near the start.
+RAW_EXIF_BYTES = 4 << 20
+
+
+def read_file_metadata(path: str, mtime_ns: int | None = None) -> PhotoMetadata:
+    """The capture metadata of the image file ``path`` from its header alone (no pixel is decoded); only the
+    mtime stand-in when the file has no readable EXIF (or cannot be opened any more)."""
+    from glimpse.images import check_content, open_regular_file
+    from glimpse.raw import is_raw_name, tiff_exif
+
+    exif: Image.Exif | None = None
+    try:
+        with open_regular_file(path) as fh:
+            if is_raw_name(path):
+                exif = tiff_exif(fh.read(RAW_EXIF_BYTES))
+            else:
+                check_content(fh)  # also makes the optional decoders (HEIC) known to Pillow
+                with Image.open(fh) as im:  # lazy: reads the header, not the pixels
+                    exif = im.getexif()
+                    for ifd in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+                        _safe_ifd(exif, ifd)  # read while the file is open
+    except Exception:  # an unreadable header only costs the metadata; the image was indexed on its own terms
+        exif = None
+    return read_metadata(exif, mtime_ns)

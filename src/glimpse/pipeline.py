@@ -456,6 +456,7 @@ class IndexReport:
     ocr_copied: int = 0  # images that got the stored text of the same content
     ocr_lines: int = 0  # lines read
     ocr_failed: int = 0  # images whose text could not be read (they are indexed; the reason is in errors)
+    metadata_read: int = 0  # files whose capture metadata (EXIF date, place, camera) was read in this run
 
     @property
     def images_per_second(self) -> float:

@@ -97,7 +97,7 @@ def decode_raw(fh: BinaryIO, *, min_side: int | None, max_pixels: int | None,
             except (rawpy.LibRawError, ValueError, MemoryError) as exc:
                 raise ImageError(f"cannot demosaic RAW file: {_libraw_reason(exc)}") from exc
             picture, how = Image.fromarray(pixels, "RGB"), "demosaic"  # postprocess applies the flip itself
-    return picture, width, height, _tiff_exif(data) or preview_exif, how
+    return picture, width, height, tiff_exif(data) or preview_exif, how
 
 
 def _preview(raw: Any, min_side: int | None) -> tuple[Image.Image, Image.Exif | None] | None:
@@ -127,7 +127,7 @@ def _preview(raw: Any, min_side: int | None) -> tuple[Image.Image, Image.Exif | 
     return picture, None
 
 
-def _tiff_exif(data: bytes) -> Image.Exif | None:
+def tiff_exif(data: bytes) -> Image.Exif | None:
     """The EXIF of a TIFF-structured RAW (IFD0 with its Exif and GPS sub-IFDs), or None."""
     head = data[:4]
     if head in _VENDOR_TIFF_MAGIC:

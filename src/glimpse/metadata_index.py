@@ -1,0 +1,35 @@
+"""Filling the catalog's capture metadata: every readable file whose metadata was not read from its current
+content gets it read (EXIF header only, ``glimpse.metadata.read_file_metadata``) and stored.
+
+Run at the end of every ``index``: new and changed files, files indexed by a glimpse before metadata existed,
+and files a killed run left without it all converge; batches commit one by one (a kill loses one batch,
+which the next run reads again). Reading a header is ~1 ms against ~100 ms of encoding per image, so this
+pass costs about 1% of an indexing run (and nothing when there is nothing to read).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+from glimpse.catalog import Catalog, FileRecord
+from glimpse.metadata import PhotoMetadata, read_file_metadata
+
+BATCH = 512
+
+
+def fill_metadata(catalog: Catalog, *, workers: int | None = None) -> int:
+    """Read and store the metadata of every file lacking it; returns how many files were read."""
+    read = 0
+    workers = workers or max(1, min(4, os.cpu_count() or 1))
+    with ThreadPoolExecutor(workers, thread_name_prefix="glimpse-meta") as pool:
+        while True:
+            records = catalog.files_without_metadata(BATCH)
+            if not records:
+                return read
+
+            def one(rec: FileRecord) -> tuple[int, str | None, PhotoMetadata]:
+                return rec.id, rec.hash, read_file_metadata(rec.path, rec.mtime_ns)
+
+            catalog.put_metadata(list(pool.map(one, records)))
+            read += len(records)
