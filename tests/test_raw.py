@@ -109,3 +109,24 @@ def test_without_rawpy_the_error_says_what_to_install(tmp_path, monkeypatch):
         assert "pip install" in INSTALL_HINT
     finally:
         raw_module.raw_support.cache_clear()
+
+
+def test_indexing_without_rawpy_reports_raw_files_once_and_retries_them_after_the_install(tmp_path, open_lib,
+                                                                                          monkeypatch):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        write_dng(photos / f"IMG_{i}.DNG", two_colour_picture(64, 96)[:, ::-1] if i else two_colour_picture(64, 96))
+    lib = open_lib()
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "rawpy", None)  # import rawpy fails inside this block
+        raw_module.raw_support.cache_clear()
+        try:
+            report = lib.index([photos])
+        finally:
+            raw_module.raw_support.cache_clear()
+    assert report.failed == 0 and report.errors == [] and report.skipped == 3
+    assert report.missing_support == {INSTALL_HINT: 3}
+    again = lib.index([photos])  # rawpy is back: the skipped files are tried again and indexed
+    assert again.added + again.updated == 3 and again.encoded >= 2 and again.failed == 0
+    assert len(lib.indexed_files()) == 3

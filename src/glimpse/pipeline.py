@@ -60,6 +60,7 @@ from glimpse.images import (
 )
 from glimpse.ocr.base import OcrEngine, OcrLine
 from glimpse.preprocess import preprocess_image
+from glimpse.raw import RawSupportMissingError, raw_support
 from glimpse.spec import Preprocess
 
 # Non-image work (errors, metadata-only updates, moves) is committed at least this often.
@@ -234,7 +235,9 @@ def trial_settings(max_megapixels: float) -> str:
     """
     from glimpse import __version__
 
-    return json.dumps({"glimpse": __version__, "max_megapixels": max_megapixels}, sort_keys=True)
+    # "raw": whether camera RAWs could be decoded: installing glimpse[raw] makes the skipped ones tried again.
+    return json.dumps({"glimpse": __version__, "max_megapixels": max_megapixels, "raw": raw_support()},
+                      sort_keys=True)
 
 
 def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: str | None = None,
@@ -383,6 +386,8 @@ def prepare(
                 if read_ocr:
                     read(decoded)
                 pixels = preprocess_image(decoded.image, pre)
+            except RawSupportMissingError as exc:  # not this file's fault: said once per run, not per file
+                return result(STATE_SKIPPED, digest, error=str(exc))
             except ImageError as exc:
                 return result(STATE_ERROR, digest, error=str(exc))
             except Exception as exc:  # a broken file must never stop a run, whatever the decoder throws
@@ -457,6 +462,8 @@ class IndexReport:
     ocr_lines: int = 0  # lines read
     ocr_failed: int = 0  # images whose text could not be read (they are indexed; the reason is in errors)
     metadata_read: int = 0  # files whose capture metadata (EXIF date, place, camera) was read in this run
+    # skipped files that an optional extra would read: {"camera RAW files need … glimpse[raw]": count}
+    missing_support: dict[str, int] = field(default_factory=dict)
 
     @property
     def images_per_second(self) -> float:
@@ -608,6 +615,8 @@ class Indexer:
             report.errors.append((p.task.path, update.error or "unknown error"))
         elif update.state == STATE_SKIPPED:
             report.skipped += 1
+            if update.error:  # skipped for want of an optional extra: one line per reason, with a count
+                report.missing_support[update.error] = report.missing_support.get(update.error, 0) + 1
         elif update.move_from is not None:
             report.moved += 1
         else:

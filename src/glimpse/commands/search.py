@@ -104,6 +104,8 @@ def index(
         err.print(f"[bold]Read text[/] of {report.ocr_read} image(s) ({report.ocr_lines} lines), "
                   f"{report.ocr_copied} copied from identical images, {report.ocr_failed} failed "
                   f"({shown(report.ocr_model)})")
+    for reason, count in report.missing_support.items():
+        err.print(f"[yellow]{count} file(s) skipped:[/] {shown(reason)}")
     print_errors(report.errors)
 
 
