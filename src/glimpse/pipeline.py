@@ -376,6 +376,8 @@ def prepare(
                         read(decode_image(fh, min_side=OCR_MIN_SIDE, max_megapixels=max_megapixels))
                     except ImageError as exc:
                         ocr_error = f"text recognition failed: {exc}"
+                    except Exception as exc:  # whatever the decoder throws: the stored vector stays
+                        ocr_error = f"text recognition failed: cannot decode: {type(exc).__name__}: {exc}"
                 return result(STATE_OK, digest, **facts)
             try:
                 side = max(pre.min_side, OCR_MIN_SIDE) if read_ocr else pre.min_side
