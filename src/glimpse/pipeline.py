@@ -19,11 +19,12 @@
   result that arrived meanwhile (text included), in one catalog transaction. A killed run loses at most
   that batch.
 
-Threads with OCR: the OCR engine is opened with one intra-op thread per call (``Library.index``) and runs in
-the ``workers`` decode threads, one image per core, while the CLIP encoder keeps its own session threads for
-its batches on the main thread. OCR is the larger cost by far (detection + recognition per image against
-one CLIP forward pass), and its models are small: one image per thread scales across cores better than one
-image split over all of them, and nothing waits for the encoder's batch.
+Threads with OCR: the OCR engine is opened with one intra-op thread per session (``Library.index``) and runs
+in the ``workers`` decode threads, one image per core, while the CLIP encoder keeps its own session threads
+for its batches on the main thread. The OCR models are small and each image has Python steps between its
+sessions (box geometry, crops, CTC decoding) that would leave intra-op threads idle; one image per worker
+keeps the cores busy through them, and the encoder's batches need no idle worker to wait for.
+``benchmarks/ocr_index.py`` compares this layout with all-threads × one worker (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
