@@ -121,6 +121,24 @@ def test_a_line_in_the_overlap_of_two_tiles_is_read_once():
     assert [line.text for line in lines] == ["OVERLAP"]
 
 
+def test_a_12_megapixel_photo_is_read_in_its_own_pixels():
+    word = ("PARKING", (1200, 1400), LATIN_FONT, 260)
+    img = _canvas((4000, 3000), [word])
+    lines = _engine().read(img)
+    assert [line.text for line in lines] == ["PARKING"]
+    assert _inside(lines[0].box, _bbox(*word), slack=40)  # the detector ran at ~1/4 scale
+
+
+def test_one_engine_serves_several_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = _engine()
+    images = [_canvas((480, 160), [(word, (30, 40), LATIN_FONT, 56)]) for word in ("OPEN", "CLOSED", "PUSH", "PULL")]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(engine.read, images * 2))
+    assert [[line.text for line in lines] for lines in results] == [["OPEN"], ["CLOSED"], ["PUSH"], ["PULL"]] * 2
+
+
 def test_upside_down_text_is_turned_by_the_classifier():
     word = ("Welcome home", (40, 60), LATIN_FONT, 48)
     img = _canvas((520, 180), [word]).rotate(180)

@@ -136,7 +136,7 @@ class OnnxOcrEngine:
     """One loaded PP-OCR model (see the module docstring for the pipeline and its settings)."""
 
     def __init__(self, spec: OcrModelSpec, root: Path, *, threads: int, min_confidence: float = MIN_CONFIDENCE,
-                 det_limit: int = DET_LIMIT, use_cls: bool = True, rec_batch: int = REC_BATCH,
+                 det_limit: int = DET_LIMIT, det_min_side: int = 0, use_cls: bool = True, rec_batch: int = REC_BATCH,
                  rec_min_width: int = REC_MIN_WIDTH) -> None:
         from glimpse.ocr import geometry
 
@@ -146,6 +146,7 @@ class OnnxOcrEngine:
         self.root = root
         self.min_confidence = float(min_confidence)
         self.det_limit = int(det_limit)
+        self.det_min_side = int(det_min_side)
         self.rec_batch = int(rec_batch)
         self.rec_min_width = int(rec_min_width)
         self._db: DbParams = geometry.DbParams(spec.det_thresh, spec.box_thresh, spec.unclip_ratio, spec.dilate)
@@ -191,9 +192,13 @@ class OnnxOcrEngine:
         h, w = rgb.shape[:2]
         long_side, short_side = max(h, w), min(h, w)
         tiled = long_side > LONG_RATIO * short_side
-        scale = min(1.0, self.det_limit / (short_side if tiled else long_side))
+        # Shrink to the limit; enlarge (up to the limit) an image whose short side is under det_min_side,
+        # so that small text reaches the stroke widths the detector was trained on.
+        enlarge = max(1.0, self.det_min_side / short_side)
+        scale = min(enlarge, self.det_limit / (short_side if tiled else long_side))
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-        small = rgb if (sw, sh) == (w, h) else cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        small = rgb if (sw, sh) == (w, h) else cv2.resize(rgb, (sw, sh), interpolation=interp)
         # A strip only a few lines high gets a margin: text touching the border is detected poorly.
         margin = 16 if min(sw, sh) < 64 else 0
         if margin:
