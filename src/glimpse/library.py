@@ -365,7 +365,8 @@ class Library:
 
         ``memory_budget`` (bytes): the FAISS index kind is chosen to fit it (``vectors.select``). ``ocr``:
         also read the text of every image whose current content the OCR model (``ocr_model``, default: the
-        engine's default model) has not read, in the decode workers, from the image decoded for CLIP;
+        engine's default model; naming one implies ``ocr``) has not read, in the decode workers, from the
+        image decoded for CLIP;
         unchanged images that only lack text are read without being encoded again. The text of each batch
         is written in the batch's transaction.
         """

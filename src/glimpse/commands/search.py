@@ -82,8 +82,9 @@ def index(
     if engine != "local":
         raise UserInputError(f"--engine {engine!r}: give 'local' (the default) or 'ray'")
     with open_library_ctx(ctx) as lib:
+        label = "Indexing + text" if with_ocr else "Indexing"
         report = lib.index([str(p) for p in paths], batch_size=batch_size, workers=workers,
-                           max_megapixels=max_megapixels, progress=make_progress(as_json, "Indexing"),
+                           max_megapixels=max_megapixels, progress=make_progress(as_json, label),
                            memory_budget=budget, ocr=with_ocr, ocr_model=ocr_model)
         tag_report = None
         if with_tags:
