@@ -860,6 +860,12 @@ class Catalog:
                  for text, conf, box in rows]
         return done[0], done[1], lines
 
+    def has_text(self, *, lines: bool = False) -> bool:
+        """Whether any file was read by OCR (``lines``: any line was found); index look-ups, for each search."""
+        table = "ocr_lines" if lines else "ocr_done"
+        with self._lock:
+            return self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+
     def ocr_counts(self) -> dict[str, int]:
         """``{"images": files read by OCR, "with_text": of which with at least one line, "lines": lines}``."""
         with self._lock:

@@ -654,7 +654,7 @@ class Library:
             self._require_text()
             return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
                                        offset=offset, accept=accept, text_query=text_query)
-        if plain is None or text_weight == 0 or not self.catalog.ocr_counts()["with_text"]:
+        if plain is None or text_weight == 0 or not self.catalog.has_text(lines=True):
             return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
                                        offset=offset, accept=accept)
         return self._search_fused(vector, plain, k, min_score, text_weight, tags=tags, no_tags=no_tags,
@@ -674,7 +674,7 @@ class Library:
                                  accept=accept)
 
     def _require_text(self) -> None:
-        if not self.catalog.ocr_counts()["images"]:
+        if not self.catalog.has_text():
             raise UserInputError(
                 f"no image in the library {self.directory} has had its text read yet; run "
                 "`glimpse index --ocr PATH` first"
