@@ -381,6 +381,9 @@ class Library:
             roots.append(path)
         if not roots:
             raise UserInputError("nothing to index: give at least one folder or image file")
+        # Loaded first: a missing OCR package or model fails before anything is written. One intra-op thread
+        # per session: the decode workers read one image per core (see glimpse.pipeline).
+        engine = self.ocr_engine(ocr_model, threads=1) if ocr or ocr_model is not None else None
         with self.writing(registers_model=True):
             spec = self.spec
             new_roots = [root for root in roots if root not in set(self.catalog.roots())]
@@ -390,8 +393,6 @@ class Library:
                 from glimpse.vectors.select import update_policy
 
                 update_policy(self.catalog, spec.key, memory_budget=memory_budget)
-            # One intra-op thread per OCR call: the workers read one image per core (see glimpse.pipeline).
-            engine = self.ocr_engine(ocr_model, threads=1) if ocr or ocr_model is not None else None
             indexer = Indexer(self.catalog, self.encoder, batch_size=batch_size, workers=workers,
                               max_megapixels=max_megapixels, progress=progress, ocr=engine)
             report = indexer.run(roots)
