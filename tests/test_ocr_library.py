@@ -408,6 +408,12 @@ def test_cli_index_ocr_search_json(tmp_path, tiny_clip, real_engine, pics):
     result = runner.invoke(app, ["--library", str(tmp_path / "nowhere"), "ocr", str(pics / "chinese.png")])
     assert result.exit_code == 1 and "no library at" in result.output
 
+    result = runner.invoke(app, [*base, "status", "--json"])
+    counts = json.loads(result.stdout)["ocr"]
+    assert result.exit_code == 0 and (counts["images"], counts["with_text"]) == (4, 3) and counts["lines"] >= 3
+    result = runner.invoke(app, [*base, "index", str(pics), "--ocr", "--engine", "ray"])
+    assert result.exit_code == 1 and "--engine local only" in result.output
+
     result = runner.invoke(app, [*base, "search", "text:"])
     assert result.exit_code == 1 and "empty text term" in result.output
 
