@@ -44,12 +44,14 @@ if TYPE_CHECKING:
     from glimpse.ocr.geometry import DbParams
 
 MIN_CONFIDENCE = 0.5
-DET_LIMIT = 960  # px: the detector's long side for an ordinary photo
+DET_LIMIT = 960  # px: the detector's long side at most (an image's short side, when it is tiled)
+DET_MIN_SIDE = 640  # px: an image whose short side is smaller is enlarged towards this (up to DET_LIMIT)
 REC_HEIGHT = 48  # px: the recognisers' input height (PP-OCR v4-v6)
 REC_MIN_WIDTH = 320  # px: batches are padded to at least this width, as the models were trained (48x320)
 REC_BATCH = 8
 CLS_SHAPE = (48, 192)  # (h, w) of the 0/180 line classifier's input
 CLS_THRESH = 0.9  # turn a crop only when the classifier is this sure it is upside down
+MAX_ENLARGE = 1.5
 LONG_RATIO = 2.0  # long side / short side above which an image is tiled instead of shrunk
 MIN_SIDE = 4  # px: smaller images hold no readable text
 
@@ -136,8 +138,8 @@ class OnnxOcrEngine:
     """One loaded PP-OCR model (see the module docstring for the pipeline and its settings)."""
 
     def __init__(self, spec: OcrModelSpec, root: Path, *, threads: int, min_confidence: float = MIN_CONFIDENCE,
-                 det_limit: int = DET_LIMIT, det_min_side: int = 0, use_cls: bool = True, rec_batch: int = REC_BATCH,
-                 rec_min_width: int = REC_MIN_WIDTH) -> None:
+                 det_limit: int = DET_LIMIT, det_min_side: int = DET_MIN_SIDE, use_cls: bool = True,
+                 rec_batch: int = REC_BATCH, rec_min_width: int = REC_MIN_WIDTH) -> None:
         from glimpse.ocr import geometry
 
         self._cv2 = _require_cv2()
@@ -147,6 +149,10 @@ class OnnxOcrEngine:
         self.min_confidence = float(min_confidence)
         self.det_limit = int(det_limit)
         self.det_min_side = int(det_min_side)
+        # Windows of a tiled image, in detector pixels: 1.5x the limit long, overlapping by a fifth of it
+        # (192 px at 960: more than any one line of a screenshot or a receipt is tall).
+        self.tile_len = (self.det_limit + self.det_limit // 2) // 32 * 32
+        self.tile_overlap = max(32, self.det_limit // 5 // 32 * 32)
         self.rec_batch = int(rec_batch)
         self.rec_min_width = int(rec_min_width)
         self._db: DbParams = geometry.DbParams(spec.det_thresh, spec.box_thresh, spec.unclip_ratio, spec.dilate)
@@ -192,20 +198,22 @@ class OnnxOcrEngine:
         h, w = rgb.shape[:2]
         long_side, short_side = max(h, w), min(h, w)
         tiled = long_side > LONG_RATIO * short_side
-        # Shrink to the limit; enlarge (up to the limit) an image whose short side is under det_min_side,
-        # so that small text reaches the stroke widths the detector was trained on.
-        enlarge = max(1.0, self.det_min_side / short_side)
+        # Shrink to the limit; enlarge (up to the limit, by MAX_ENLARGE at most) an image whose short side is
+        # under det_min_side, so that small text in a photo reaches the sizes the detector reads best. Only a
+        # little: a small image (a thumbnail, a cut-out sign) holds big text, which enlarging breaks up.
+        enlarge = min(MAX_ENLARGE, max(1.0, self.det_min_side / short_side))
         scale = min(enlarge, self.det_limit / (short_side if tiled else long_side))
-        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-        interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        # Each side to a multiple of 32 (the network's stride) by resizing, not padding: a padded border is an
+        # edge the detector answers with a band of faint false text.
+        sw, sh = max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32)
+        interp = cv2.INTER_AREA if sw * sh < w * h else cv2.INTER_LINEAR
         small = rgb if (sw, sh) == (w, h) else cv2.resize(rgb, (sw, sh), interpolation=interp)
         # A strip only a few lines high gets a margin: text touching the border is detected poorly.
         margin = 16 if min(sw, sh) < 64 else 0
         if margin:
             fill = [int(v) for v in np.median(np.concatenate([small[0], small[-1]]), axis=0)]
             small = cv2.copyMakeBorder(small, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=fill)
-        tile_len = self.det_limit + self.det_limit // 2
-        tiles = geometry.plan_tiles(small.shape[1], small.shape[0], tile_len, self.det_limit // 5)
+        tiles = geometry.plan_tiles(small.shape[1], small.shape[0], self.tile_len, self.tile_overlap)
         boxes: list[tuple[np.ndarray, float]] = []
         for tile in tiles:
             prob = self._det_map(np.ascontiguousarray(small[tile.y0:tile.y1, tile.x0:tile.x1]))
@@ -213,9 +221,10 @@ class OnnxOcrEngine:
                 boxes.append((quad + np.array([tile.x0 - margin, tile.y0 - margin], np.float32), score))
         if len(tiles) > 1:
             boxes = geometry.dedupe_boxes(boxes)
+        back = np.array([w / sw, h / sh], dtype=np.float32)
         out = []
         for quad, score in boxes:
-            quad = quad / np.float32(scale)
+            quad = quad * back
             quad[:, 0] = np.clip(quad[:, 0], 0, w - 1)
             quad[:, 1] = np.clip(quad[:, 1], 0, h - 1)
             # Boxes a few pixels thin are specks, not lines.
@@ -319,7 +328,7 @@ class OnnxOcrEngine:
 
 def open_ocr_engine(model: str | None = None, *, threads: int | None = None, model_dir: str | Path | None = None,
                     min_confidence: float = MIN_CONFIDENCE, det_limit: int = DET_LIMIT,
-                    use_cls: bool = True) -> OnnxOcrEngine:
+                    det_min_side: int = DET_MIN_SIDE, use_cls: bool = True) -> OnnxOcrEngine:
     """Load the OCR model ``model`` (a name of ``OCR_MODELS``; ``None``: ``DEFAULT_OCR_MODEL``).
 
     ``threads``: onnxruntime intra-op threads per session (default: ``$GLIMPSE_THREADS`` or every core).
@@ -335,4 +344,4 @@ def open_ocr_engine(model: str | None = None, *, threads: int | None = None, mod
 
         threads = default_threads()
     return OnnxOcrEngine(spec, root, threads=threads, min_confidence=min_confidence, det_limit=det_limit,
-                         use_cls=use_cls)
+                         det_min_side=det_min_side, use_cls=use_cls)
