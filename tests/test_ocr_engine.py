@@ -174,7 +174,15 @@ def test_model_id_names_the_model_and_digests_its_files():
     engine = _engine()
     name, digest = engine.model_id.split(":")
     assert name == DEFAULT_OCR_MODEL and len(digest) == 8
-    assert engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, threads=1).model_id == engine.model_id
+    assert engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, threads=1).model_id == engine.model_id  # threads: same output
+    stricter = engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, min_confidence=0.9)
+    assert stricter.model_id != engine.model_id  # a setting that changes the output changes the id
+
+
+def test_dark_text_on_a_transparent_background_is_read():
+    img = Image.new("RGBA", (400, 140), (0, 0, 0, 0))  # transparent black: dropping alpha would hide the text
+    ImageDraw.Draw(img).text((30, 30), "LOGO", font=_font(LATIN_FONT, 60), fill=(0, 0, 0, 255))
+    assert [line.text for line in _engine().read(img)] == ["LOGO"]
 
 
 def test_unknown_model_lists_the_known_ones():

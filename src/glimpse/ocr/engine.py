@@ -46,6 +46,9 @@ if TYPE_CHECKING:
     from glimpse.ocr.geometry import DbParams
 
 MIN_CONFIDENCE = 0.5
+# Bump when a change to this module changes what ``read`` returns for the same image and model files: the
+# model id changes with it, so stored OCR results are redone.
+PIPELINE_VERSION = 1
 DET_LIMIT = 960  # px: the detector's long side at most (an image's short side, when it is tiled)
 DET_MIN_SIDE = 640  # px: an image whose short side is smaller is enlarged towards this (up to DET_LIMIT)
 REC_HEIGHT = 48  # px: the recognisers' input height (PP-OCR v4-v6)
@@ -112,18 +115,19 @@ _digest_lock = threading.Lock()
 _digests: dict[tuple[str, ...], str] = {}
 
 
-def model_digest(paths: list[Path]) -> str:
-    """A short (8 hex) digest of the files' bytes, in order; computed once per process and file version."""
+def model_digest(paths: list[Path], settings: str = "") -> str:
+    """A short (8 hex) digest of the files' bytes, in order, and of ``settings`` (the pipeline's numbers, which
+    change the output as much as the weights do); the files are hashed once per process and file version."""
     from glimpse.digests import file_sha256
 
-    key = tuple(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+    key = (*(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths), settings)
     with _digest_lock:
         cached = _digests.get(key)
     if cached is not None:
         return cached
     import hashlib
 
-    combined = hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()[:8]
+    combined = hashlib.sha256(("".join(file_sha256(p) for p in paths) + settings).encode()).hexdigest()[:8]
     with _digest_lock:
         _digests[key] = combined
     return combined
@@ -176,11 +180,13 @@ class OnnxOcrEngine:
         std = np.array(spec.det_std_bgr[::-1], dtype=np.float32)
         self._det_scale = (1.0 / (255.0 * std)).astype(np.float32)
         self._det_shift = (mean / std).astype(np.float32)
-        self._model_id = f"{spec.name}:{model_digest([root / f for f in spec.files()])}"
+        settings = (f"pipeline={PIPELINE_VERSION} det_limit={self.det_limit} det_min_side={self.det_min_side} "
+                    f"min_confidence={self.min_confidence} cls={self._cls is not None}")
+        self._model_id = f"{spec.name}:{model_digest([root / f for f in spec.files()], settings)}"
 
     @property
     def model_id(self) -> str:
-        """``"<model name>:<8 hex digest of its files>"``."""
+        """``"<model name>:<8 hex digest of its files and of the pipeline's settings>"``."""
         return self._model_id
 
     # -- detection ------------------------------------------------------------------------------------
@@ -303,7 +309,7 @@ class OnnxOcrEngine:
         """
         if min(image.size) < MIN_SIDE:
             return []
-        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        rgb = np.asarray(_as_rgb(image))
         boxes = self.detect(rgb)
         if not boxes:
             return []  # nothing detected: recognition is skipped entirely
@@ -327,6 +333,18 @@ class OnnxOcrEngine:
             box = tuple((float(x), float(y)) for x, y in corners)
             lines.append(OcrLine(text.strip(), min(max(confidence, 0.0), 1.0), box))  # type: ignore[arg-type]
         return lines
+
+
+def _as_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as RGB; transparency over white (dark text on a transparent screenshot stays readable)."""
+    if image.mode == "RGB":
+        return image
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        out = Image.new("RGB", image.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba)
+        return out
+    return image.convert("RGB")
 
 
 def open_ocr_engine(model: str | None = None, *, threads: int | None = None, model_dir: str | Path | None = None,
