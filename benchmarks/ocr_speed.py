@@ -1,6 +1,6 @@
 """OCR throughput: glimpse's engine with each model of ``glimpse.ocr.models.OCR_MODELS`` vs rapidocr's defaults.
 
-    python benchmarks/ocr_speed.py [--limit 48] [--models ppocrv4,ppocrv6-tiny] [--threads N] [--rounds 1]
+    python benchmarks/ocr_speed.py [--limit 48] [--models ppocrv4,ppocrv6-small@736] [--threads N] [--rounds 1]
 
 Images: ../shared/data/coco128/images (ordinary ~640 px photos; most hold little or no text), the first
 ``--limit`` in name order, decoded to RGB before timing. Each engine runs in its own child process (so its
@@ -61,7 +61,9 @@ def run_one(name: str, limit: int, threads: int | None, rounds: int) -> dict:
     else:
         from glimpse.ocr.engine import open_ocr_engine
 
-        engine = open_ocr_engine(name, threads=threads)
+        model, _, min_side = name.partition("@")  # "ppocrv6-small@736": that model with det_min_side=736
+        options = {"det_min_side": int(min_side)} if min_side else {}
+        engine = open_ocr_engine(model, threads=threads, **options)
         inputs = images
         read = engine.read
     load_s = time.perf_counter() - start
@@ -93,7 +95,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=48, help="images of coco128 to read")
     parser.add_argument("--models", default=",".join([*OCR_MODELS, BASELINE]),
-                        help=f"comma-separated engines; {BASELINE!r} is rapidocr's own RapidOCR()")
+                        help=f"comma-separated engines: model names (NAME@N: with det_min_side=N); "
+                             f"{BASELINE!r} is rapidocr's own RapidOCR()")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime threads for glimpse's engines")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--one", help=argparse.SUPPRESS)
