@@ -116,6 +116,7 @@ def test_catalog_stores_lines_and_finds_them_in_both_scripts(tmp_path):
     assert catalog.ocr_text(blank_id)[2] == []  # read, no text: a record without lines
     assert catalog.ocr_fresh_ids("engine:test") == {exit_id, total_id, blank_id}
     assert catalog.ocr_fresh_ids("engine:other") == set()
+    assert catalog.ocr_source("h2", "engine:test") == total_id and catalog.ocr_source("h2", "engine:other") is None
     assert catalog.ocr_counts() == {"images": 3, "with_text": 2, "lines": 4}
     catalog.close()
 
@@ -308,6 +309,10 @@ def test_re_runs_read_only_what_changed(ocr_lib, engine, pics, tmp_path):
     assert sorted(_names(ocr_lib.search("text:exit"))) == ["copy.png", "exit.png"]
     # lib.ocr: stored lines for an unchanged file, a fresh read for one outside the library
     assert ocr_lib.ocr(pics / "exit.png") == ocr_lib.text_of(str(pics / "exit.png")) and engine.calls == 5
+    twin = tmp_path / "elsewhere" / "twin.png"  # outside the library, with content the library has read
+    twin.parent.mkdir()
+    twin.write_bytes((pics / "exit.png").read_bytes())
+    assert ocr_lib.ocr(twin) == ocr_lib.text_of(str(pics / "exit.png")) and engine.calls == 5
     outside = render(tmp_path / "elsewhere" / "sign.png", "出口")
     assert "".join(normalize_text(ln.text) for ln in ocr_lib.ocr(outside)) == "出口" and engine.calls == 6
 

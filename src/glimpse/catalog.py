@@ -847,6 +847,14 @@ class Catalog:
                 "WHERE d.model_id = ? AND d.hash IS f.hash AND f.state = 'ok' AND f.hash IS NOT NULL GROUP BY f.hash",
                 (model_id,))}
 
+    def ocr_source(self, content_hash: str, model_id: str) -> int | None:
+        """Id of a file whose text ``model_id`` read from the content ``content_hash`` (a hash look-up)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT f.id FROM files f JOIN ocr_done d ON d.file_id = f.id WHERE f.hash = ? AND f.state = 'ok' "
+                "AND d.model_id = ? AND d.hash = f.hash ORDER BY f.id LIMIT 1", (content_hash, model_id)).fetchone()
+        return int(row[0]) if row else None
+
     def ocr_text(self, file_id: int) -> tuple[str, str | None, list[OcrLine]] | None:
         """``(model id, content hash it was read from, lines in reading order)`` of ``file_id``; None when
         it was never read (an image read with no text has an empty list)."""

@@ -982,7 +982,7 @@ class Library:
             raise ImageError(f"{path}: cannot read file: {(exc.strerror or str(exc)).lower()}") from exc
         candidates = [rec.id] if rec is not None else []
         if digest is not None:
-            source = self.catalog.ocr_sources(engine.model_id).get(digest)
+            source = self.catalog.ocr_source(digest, engine.model_id)
             candidates += [source] if source is not None else []
         for file_id in candidates:
             stored = self.catalog.ocr_text(file_id)
