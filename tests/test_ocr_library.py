@@ -117,7 +117,7 @@ def test_catalog_stores_lines_and_finds_them_in_both_scripts(tmp_path):
     assert catalog.ocr_fresh_ids("engine:test") == {exit_id, total_id, blank_id}
     assert catalog.ocr_fresh_ids("engine:other") == set()
     assert catalog.ocr_source("h2", "engine:test") == total_id and catalog.ocr_source("h2", "engine:other") is None
-    assert catalog.ocr_counts() == {"images": 3, "with_text": 2, "lines": 4}
+    assert catalog.ocr_counts() == {"images": 3, "with_text": 2, "lines": 4, "failed": 0}
     catalog.close()
 
 
@@ -315,6 +315,40 @@ def test_re_runs_read_only_what_changed(ocr_lib, engine, pics, tmp_path):
     assert ocr_lib.ocr(twin) == ocr_lib.text_of(str(pics / "exit.png")) and engine.calls == 5
     outside = render(tmp_path / "elsewhere" / "sign.png", "出口")
     assert "".join(normalize_text(ln.text) for ln in ocr_lib.ocr(outside)) == "出口" and engine.calls == 6
+
+
+class FailingOn(CountingEngine):
+    """The real engine, made to raise on images ``width`` pixels wide (an engine bug met by one image)."""
+
+    def __init__(self, engine, width: int) -> None:
+        super().__init__(engine)
+        self.width = width
+
+    def read(self, image):
+        self.calls += 1
+        if image.width == self.width:
+            raise RuntimeError("the detector tripped")
+        return self.engine.read(image)
+
+
+def test_a_failed_read_is_reported_kept_and_not_retried(tmp_path, tiny_clip, real_engine, pics):
+    import glimpse.library
+
+    render(pics / "odd.png", "ODD", size=(333, 120))
+    engine = FailingOn(real_engine, 333)
+    with glimpse.library.Library(tmp_path / "library", str(tiny_clip), ocr_engine=engine) as lib:
+        report = lib.index([pics], ocr=True)
+        assert (report.added, report.encoded, report.ocr_read, report.ocr_failed, report.failed) == (5, 5, 4, 1, 0)
+        assert [(Path(p).name, r) for p, r in report.errors] == [
+            ("odd.png", "text recognition failed: RuntimeError: the detector tripped")]
+        assert lib.text_of(str(pics / "odd.png")) is None and lib.status().ocr["failed"] == 1
+        again = lib.index([pics], ocr=True)  # the verdict holds for this content and model
+        assert (again.ocr_read, again.ocr_failed, engine.calls) == (0, 0, 5)
+        render(pics / "odd.png", "ODD", size=(334, 120))  # new content: read again
+        os.utime(pics / "odd.png", ns=(time.time_ns(), time.time_ns() + 10**9))
+        fixed = lib.index([pics], ocr=True)
+        assert (fixed.ocr_read, fixed.ocr_failed, lib.status().ocr["failed"]) == (1, 0, 0)
+        assert _names(lib.search("text:odd")) == ["odd.png"]
 
 
 def test_remove_and_move_keep_the_text_consistent(ocr_lib, engine, pics, tmp_path):

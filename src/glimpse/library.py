@@ -136,7 +136,7 @@ class LibraryStatus:
     index_vectors: int
     models: list[dict[str, Any]]
     recent_errors: list[dict[str, str]]
-    ocr: dict[str, int] = field(default_factory=dict)  # {"images": read by OCR, "with_text", "lines"}
+    ocr: dict[str, int] = field(default_factory=dict)  # {"images": read by OCR, "with_text", "lines", "failed"}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -287,7 +287,6 @@ class Prepared:
     update: FileUpdate
     pixels: np.ndarray | None = None
     ocr_copy: bool = False  # the OCR model read this content in another file: the main thread copies it
-    ocr_error: str | None = None  # reading the text failed (the image itself is fine)
 
 
 @dataclass(frozen=True)
@@ -340,10 +339,13 @@ def prepare(
     ocr_error: str | None = None
 
     def result(state: str, digest: str | None = None, pixels: np.ndarray | None = None, **facts: object) -> Prepared:
-        text = OcrResult(ocr.engine.model_id, lines) if ocr is not None and lines is not None else None
+        text = None
+        if ocr is not None and (lines is not None or ocr_error is not None):
+            # A failure is recorded too (with its reason): it is not retried until the content or model changes.
+            text = OcrResult(ocr.engine.model_id, lines or (), ocr_error)
         update = FileUpdate(task.path, task.size, task.mtime_ns, state, digest, ocr=text,  # type: ignore[arg-type]
                             **facts)  # type: ignore[arg-type]
-        return Prepared(task, update, pixels, ocr_copy=copy and text is None, ocr_error=ocr_error)
+        return Prepared(task, update, pixels, ocr_copy=copy and text is None)
 
     def read(decoded: DecodedImage) -> None:
         nonlocal lines, ocr_error
@@ -597,14 +599,14 @@ class Indexer:
     def _count(p: Prepared, report: IndexReport) -> None:
         update = p.update
         if update.state == STATE_OK:
-            if update.ocr is not None:
+            if update.ocr is not None and update.ocr.error is not None:
+                report.ocr_failed += 1
+                report.errors.append((p.task.path, update.ocr.error))
+            elif update.ocr is not None:
                 report.ocr_read += 1
                 report.ocr_lines += len(update.ocr.lines)
             elif update.ocr_from is not None:
                 report.ocr_copied += 1
-            if p.ocr_error is not None:
-                report.ocr_failed += 1
-                report.errors.append((p.task.path, p.ocr_error))
         if update.state == STATE_ERROR:
             report.failed += 1
             report.errors.append((p.task.path, update.error or "unknown error"))

@@ -185,9 +185,9 @@ def status(
               markup=False)
     out.print(f"images    {info.images} indexed, {info.errors} failed, {info.skipped} not images", markup=False)
     out.print(f"vectors   {info.vectors} stored, {info.index_vectors} in the index ({info.index_kind})", markup=False)
-    if info.ocr.get("images"):
+    if info.ocr.get("images") or info.ocr.get("failed"):
         out.print(f"text      {info.ocr['images']} images read by OCR, {info.ocr['with_text']} with text "
-                  f"({info.ocr['lines']} lines)", markup=False)
+                  f"({info.ocr['lines']} lines), {info.ocr['failed']} failed", markup=False)
     for root in info.roots:
         out.print(f"root      {printable(root)}", markup=False)
     for m in info.models:
