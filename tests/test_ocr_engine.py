@@ -58,11 +58,11 @@ def _canvas(size: tuple[int, int], words: list[tuple[str, tuple[int, int], Path,
 
 
 def _inside(box, rect: tuple[float, float, float, float], slack: float | None = None) -> bool:
-    """Every corner of ``box`` lies within ``rect`` (x0, y0, x1, y1) grown by ``slack`` px (default: a third
-    of the ink's height, the margin the detector's unclip step adds round a line, plus 4 px)."""
+    """Every corner of ``box`` lies within ``rect`` (x0, y0, x1, y1) grown by ``slack`` px (default: half the
+    ink's height plus 4 px, the margin a detector box keeps round a line, room for descenders included)."""
     x0, y0, x1, y1 = rect
     if slack is None:
-        slack = (y1 - y0) / 3 + 4
+        slack = (y1 - y0) / 2 + 4
     return all(x0 - slack <= x <= x1 + slack and y0 - slack <= y <= y1 + slack for x, y in box)
 
 
