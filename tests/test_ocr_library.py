@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import make_photo
 from glimpse.catalog import SCHEMA_VERSION, Catalog, FileUpdate, OcrResult
 from glimpse.errors import UserInputError
 from glimpse.ocr.base import OcrLine
@@ -205,13 +205,15 @@ def engine(real_engine):
 
 
 def render(path: Path, text: str | None, size: tuple[int, int] = (520, 160), font_px: int = 56) -> Path:
-    """A white image with ``text`` in black, Noto Sans CJK (a photo-like field when text is None)."""
+    """A white image with ``text`` in black, Noto Sans CJK (a smooth colour field, no edges, when text is None)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if text is None:
-        return make_photo(path, seed=7, size=size)
+        field = np.random.default_rng(7).integers(0, 256, (3, 4, 3), dtype=np.uint8)
+        Image.fromarray(field, "RGB").resize(size, Image.Resampling.BICUBIC).save(path)
+        return path
     image = Image.new("RGB", size, "white")
     ImageDraw.Draw(image).text((24, (size[1] - font_px) // 2 - 8), text, fill="black",
                                font=ImageFont.truetype(str(FONT), font_px))
-    path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
 
