@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import make_photo
 from glimpse.catalog import SCHEMA_VERSION, Catalog, FileUpdate, OcrResult
 from glimpse.errors import UserInputError
 from glimpse.ocr.base import OcrLine
@@ -116,7 +116,8 @@ def test_catalog_stores_lines_and_finds_them_in_both_scripts(tmp_path):
     assert catalog.ocr_text(blank_id)[2] == []  # read, no text: a record without lines
     assert catalog.ocr_fresh_ids("engine:test") == {exit_id, total_id, blank_id}
     assert catalog.ocr_fresh_ids("engine:other") == set()
-    assert catalog.ocr_counts() == {"images": 3, "with_text": 2, "lines": 4}
+    assert catalog.ocr_source("h2", "engine:test") == total_id and catalog.ocr_source("h2", "engine:other") is None
+    assert catalog.ocr_counts() == {"images": 3, "with_text": 2, "lines": 4, "failed": 0}
     catalog.close()
 
 
@@ -204,13 +205,15 @@ def engine(real_engine):
 
 
 def render(path: Path, text: str | None, size: tuple[int, int] = (520, 160), font_px: int = 56) -> Path:
-    """A white image with ``text`` in black, Noto Sans CJK (a photo-like field when text is None)."""
+    """A white image with ``text`` in black, Noto Sans CJK (a smooth colour field, no edges, when text is None)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if text is None:
-        return make_photo(path, seed=7, size=size)
+        field = np.random.default_rng(7).integers(0, 256, (3, 4, 3), dtype=np.uint8)
+        Image.fromarray(field, "RGB").resize(size, Image.Resampling.BICUBIC).save(path)
+        return path
     image = Image.new("RGB", size, "white")
     ImageDraw.Draw(image).text((24, (size[1] - font_px) // 2 - 8), text, fill="black",
                                font=ImageFont.truetype(str(FONT), font_px))
-    path.parent.mkdir(parents=True, exist_ok=True)
     image.save(path)
     return path
 
@@ -308,8 +311,46 @@ def test_re_runs_read_only_what_changed(ocr_lib, engine, pics, tmp_path):
     assert sorted(_names(ocr_lib.search("text:exit"))) == ["copy.png", "exit.png"]
     # lib.ocr: stored lines for an unchanged file, a fresh read for one outside the library
     assert ocr_lib.ocr(pics / "exit.png") == ocr_lib.text_of(str(pics / "exit.png")) and engine.calls == 5
+    twin = tmp_path / "elsewhere" / "twin.png"  # outside the library, with content the library has read
+    twin.parent.mkdir()
+    twin.write_bytes((pics / "exit.png").read_bytes())
+    assert ocr_lib.ocr(twin) == ocr_lib.text_of(str(pics / "exit.png")) and engine.calls == 5
     outside = render(tmp_path / "elsewhere" / "sign.png", "出口")
     assert "".join(normalize_text(ln.text) for ln in ocr_lib.ocr(outside)) == "出口" and engine.calls == 6
+
+
+class FailingOn(CountingEngine):
+    """The real engine, made to raise on images ``width`` pixels wide (an engine bug met by one image)."""
+
+    def __init__(self, engine, width: int) -> None:
+        super().__init__(engine)
+        self.width = width
+
+    def read(self, image):
+        self.calls += 1
+        if image.width == self.width:
+            raise RuntimeError("the detector tripped")
+        return self.engine.read(image)
+
+
+def test_a_failed_read_is_reported_kept_and_not_retried(tmp_path, tiny_clip, real_engine, pics):
+    import glimpse.library
+
+    render(pics / "odd.png", "ODD", size=(333, 120))
+    engine = FailingOn(real_engine, 333)
+    with glimpse.library.Library(tmp_path / "library", str(tiny_clip), ocr_engine=engine) as lib:
+        report = lib.index([pics], ocr=True)
+        assert (report.added, report.encoded, report.ocr_read, report.ocr_failed, report.failed) == (5, 5, 4, 1, 0)
+        assert [(Path(p).name, r) for p, r in report.errors] == [
+            ("odd.png", "text recognition failed: RuntimeError: the detector tripped")]
+        assert lib.text_of(str(pics / "odd.png")) is None and lib.status().ocr["failed"] == 1
+        again = lib.index([pics], ocr=True)  # the verdict holds for this content and model
+        assert (again.ocr_read, again.ocr_failed, engine.calls) == (0, 0, 5)
+        render(pics / "odd.png", "ODD", size=(334, 120))  # new content: read again
+        os.utime(pics / "odd.png", ns=(time.time_ns(), time.time_ns() + 10**9))
+        fixed = lib.index([pics], ocr=True)
+        assert (fixed.ocr_read, fixed.ocr_failed, lib.status().ocr["failed"]) == (1, 0, 0)
+        assert _names(lib.search("text:odd")) == ["odd.png"]
 
 
 def test_remove_and_move_keep_the_text_consistent(ocr_lib, engine, pics, tmp_path):
@@ -407,6 +448,12 @@ def test_cli_index_ocr_search_json(tmp_path, tiny_clip, real_engine, pics):
     assert "出口处" in result.stdout.replace(" ", "") and not (tmp_path / "xdg" / "glimpse").exists()
     result = runner.invoke(app, ["--library", str(tmp_path / "nowhere"), "ocr", str(pics / "chinese.png")])
     assert result.exit_code == 1 and "no library at" in result.output
+
+    result = runner.invoke(app, [*base, "status", "--json"])
+    counts = json.loads(result.stdout)["ocr"]
+    assert result.exit_code == 0 and (counts["images"], counts["with_text"]) == (4, 3) and counts["lines"] >= 3
+    result = runner.invoke(app, [*base, "index", str(pics), "--ocr", "--engine", "ray"])
+    assert result.exit_code == 1 and "--engine local only" in result.output
 
     result = runner.invoke(app, [*base, "search", "text:"])
     assert result.exit_code == 1 and "empty text term" in result.output

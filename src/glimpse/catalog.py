@@ -128,9 +128,11 @@ ALTER TABLE files ADD COLUMN tried_with TEXT;
     # text as recognised (shown) and normalised (``glimpse.ocr.text_index.normalize_text``: searched), the
     # confidence and the box (JSON, 4 [x, y] points in full-image pixels). ``ocr_done`` remembers which model
     # read which content (hash), like ``tagged``: OCR re-runs only when either changes; a file read with no
-    # text has an ``ocr_done`` row and no lines. ``ocr_fts`` is an FTS5 trigram index over ``norm`` with
-    # ``ocr_lines`` as its external content; virtual tables do not cascade, so triggers keep it in step
-    # with every insert and delete of a line (a file's delete cascades to its lines, and so to the index).
+    # text has an ``ocr_done`` row and no lines; one the model failed on, a row with the one-line ``error``
+    # (not retried until the content or the model changes, as a file's verdict under its ``tried_with``).
+    # ``ocr_fts`` is an FTS5 trigram index over ``norm`` with ``ocr_lines`` as its external content; virtual
+    # tables do not cascade, so triggers keep it in step with every insert and delete of a line (a file's
+    # delete cascades to its lines, and so to the index).
     3: """
 CREATE TABLE ocr_lines (
     id INTEGER PRIMARY KEY,
@@ -146,6 +148,7 @@ CREATE TABLE ocr_done (
     file_id INTEGER PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
     model_id TEXT NOT NULL,
     hash TEXT,
+    error TEXT,
     at REAL NOT NULL
 );
 CREATE VIRTUAL TABLE ocr_fts USING fts5 (norm, content = 'ocr_lines', content_rowid = 'id', tokenize = 'trigram');
@@ -230,10 +233,12 @@ class FileUpdate:
 
 @dataclass(frozen=True)
 class OcrResult:
-    """What one OCR model read in one file: ``lines`` in reading order (boxes in full-image pixels)."""
+    """What one OCR model read in one file: ``lines`` in reading order (boxes in full-image pixels), or
+    ``error``, the one-line reason it could not read it (then no lines)."""
 
     model_id: str
     lines: tuple[OcrLine, ...]
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -690,14 +695,14 @@ class Catalog:
                 [(file_id, n, line.text, normalize_text(line.text), float(line.confidence),
                   json.dumps([[round(float(x), 2), round(float(y), 2)] for x, y in line.box]))
                  for n, line in enumerate(result.lines)])
-            db.execute("INSERT INTO ocr_done (file_id, model_id, hash, at) VALUES (?, ?, ?, ?)",
-                       (file_id, result.model_id, content_hash, now))
+            db.execute("INSERT INTO ocr_done (file_id, model_id, hash, error, at) VALUES (?, ?, ?, ?, ?)",
+                       (file_id, result.model_id, content_hash, result.error, now))
         else:
             db.execute("INSERT INTO ocr_lines (file_id, line, text, norm, confidence, box) "
                        "SELECT ?, line, text, norm, confidence, box FROM ocr_lines WHERE file_id = ? ORDER BY line",
                        (file_id, copy_from))
-            db.execute("INSERT INTO ocr_done (file_id, model_id, hash, at) "
-                       "SELECT ?, model_id, ?, ? FROM ocr_done WHERE file_id = ?",
+            db.execute("INSERT INTO ocr_done (file_id, model_id, hash, error, at) "
+                       "SELECT ?, model_id, ?, error, ? FROM ocr_done WHERE file_id = ?",
                        (file_id, content_hash, now, copy_from))
 
     def delete_files(self, ids: Iterable[int]) -> int:
@@ -855,7 +860,7 @@ class Catalog:
 
     # -- OCR text ----------------------------------------------------------------------------------
     def ocr_fresh_ids(self, model_id: str) -> set[int]:
-        """Ids of readable files whose stored text ``model_id`` read from their current content."""
+        """Ids of readable files whose current content ``model_id`` has read (or failed on: not retried)."""
         with self._lock:
             return {r[0] for r in self._db.execute(
                 "SELECT d.file_id FROM ocr_done d JOIN files f ON f.id = d.file_id "
@@ -866,15 +871,26 @@ class Catalog:
         with self._lock:
             return {h: int(i) for h, i in self._db.execute(
                 "SELECT f.hash, MIN(f.id) FROM ocr_done d JOIN files f ON f.id = d.file_id "
-                "WHERE d.model_id = ? AND d.hash IS f.hash AND f.state = 'ok' AND f.hash IS NOT NULL GROUP BY f.hash",
+                "WHERE d.model_id = ? AND d.hash IS f.hash AND f.state = 'ok' AND f.hash IS NOT NULL "
+                "AND d.error IS NULL GROUP BY f.hash",
                 (model_id,))}
+
+    def ocr_source(self, content_hash: str, model_id: str) -> int | None:
+        """Id of a file whose text ``model_id`` read from the content ``content_hash`` (a hash look-up)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT f.id FROM files f JOIN ocr_done d ON d.file_id = f.id WHERE f.hash = ? AND f.state = 'ok' "
+                "AND d.model_id = ? AND d.hash = f.hash AND d.error IS NULL ORDER BY f.id LIMIT 1",
+                (content_hash, model_id)).fetchone()
+        return int(row[0]) if row else None
 
     def ocr_text(self, file_id: int) -> tuple[str, str | None, list[OcrLine]] | None:
         """``(model id, content hash it was read from, lines in reading order)`` of ``file_id``; None when
-        it was never read (an image read with no text has an empty list)."""
+        it was never read or the model failed on it (an image read with no text has an empty list)."""
         with self._lock:
-            done = self._db.execute("SELECT model_id, hash FROM ocr_done WHERE file_id = ?", (file_id,)).fetchone()
-            if done is None:
+            done = self._db.execute("SELECT model_id, hash, error FROM ocr_done WHERE file_id = ?",
+                                    (file_id,)).fetchone()
+            if done is None or done[2] is not None:
                 return None
             rows = self._db.execute(
                 "SELECT text, confidence, box FROM ocr_lines WHERE file_id = ? ORDER BY line", (file_id,)).fetchall()
@@ -882,13 +898,21 @@ class Catalog:
                  for text, conf, box in rows]
         return done[0], done[1], lines
 
-    def ocr_counts(self) -> dict[str, int]:
-        """``{"images": files read by OCR, "with_text": of which with at least one line, "lines": lines}``."""
+    def has_text(self, *, lines: bool = False) -> bool:
+        """Whether any file was read by OCR (``lines``: any line was found); index look-ups, for each search."""
+        table = "ocr_lines" if lines else "ocr_done"
         with self._lock:
-            images = self._db.execute("SELECT COUNT(*) FROM ocr_done").fetchone()[0]
+            return self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+
+    def ocr_counts(self) -> dict[str, int]:
+        """``{"images": files read by OCR, "with_text": of which with at least one line, "lines": lines,
+        "failed": files the model failed on}``."""
+        with self._lock:
+            images = self._db.execute("SELECT COUNT(*) FROM ocr_done WHERE error IS NULL").fetchone()[0]
+            failed = self._db.execute("SELECT COUNT(*) FROM ocr_done WHERE error IS NOT NULL").fetchone()[0]
             with_text = self._db.execute("SELECT COUNT(DISTINCT file_id) FROM ocr_lines").fetchone()[0]
             lines = self._db.execute("SELECT COUNT(*) FROM ocr_lines").fetchone()[0]
-        return {"images": int(images), "with_text": int(with_text), "lines": int(lines)}
+        return {"images": int(images), "with_text": int(with_text), "lines": int(lines), "failed": int(failed)}
 
     def text_matches(self, query: TextQuery) -> list[TextMatch]:
         """Readable files whose stored text matches every term of ``query`` (each a substring of some

@@ -135,7 +135,7 @@ class LibraryStatus:
     index_vectors: int
     models: list[dict[str, Any]]
     recent_errors: list[dict[str, str]]
-    ocr: dict[str, int] = field(default_factory=dict)  # {"images": read by OCR, "with_text", "lines"}
+    ocr: dict[str, int] = field(default_factory=dict)  # {"images": read by OCR, "with_text", "lines", "failed"}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -350,7 +350,8 @@ class Library:
 
         ``memory_budget`` (bytes): the FAISS index kind is chosen to fit it (``vectors.select``). ``ocr``:
         also read the text of every image whose current content the OCR model (``ocr_model``, default: the
-        engine's default model) has not read, in the decode workers, from the image decoded for CLIP;
+        engine's default model; naming one implies ``ocr``) has not read, in the decode workers, from the
+        image decoded for CLIP;
         unchanged images that only lack text are read without being encoded again. The text of each batch
         is written in the batch's transaction.
         """
@@ -365,6 +366,9 @@ class Library:
             roots.append(path)
         if not roots:
             raise UserInputError("nothing to index: give at least one folder or image file")
+        # Loaded first: a missing OCR package or model fails before anything is written. One intra-op thread
+        # per session: the decode workers read one image per core (see glimpse.pipeline).
+        engine = self.ocr_engine(ocr_model, threads=1) if ocr or ocr_model is not None else None
         with self.writing(registers_model=True):
             spec = self.spec
             new_roots = [root for root in roots if root not in set(self.catalog.roots())]
@@ -374,8 +378,6 @@ class Library:
                 from glimpse.vectors.select import update_policy
 
                 update_policy(self.catalog, spec.key, memory_budget=memory_budget)
-            # One intra-op thread per OCR call: the workers read one image per core (see glimpse.pipeline).
-            engine = self.ocr_engine(ocr_model, threads=1) if ocr or ocr_model is not None else None
             indexer = Indexer(self.catalog, self.encoder, batch_size=batch_size, workers=workers,
                               max_megapixels=max_megapixels, progress=progress, ocr=engine)
             report = indexer.run(roots)
@@ -641,7 +643,7 @@ class Library:
             self._require_text()
             return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
                                        offset=offset, accept=accept, text_query=text_query)
-        if plain is None or text_weight == 0 or not self.catalog.ocr_counts()["with_text"]:
+        if plain is None or text_weight == 0 or not self.catalog.has_text(lines=True):
             return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
                                        offset=offset, accept=accept)
         return self._search_fused(vector, plain, k, min_score, text_weight, tags=tags, no_tags=no_tags,
@@ -661,7 +663,7 @@ class Library:
                                  accept=accept)
 
     def _require_text(self) -> None:
-        if not self.catalog.ocr_counts()["images"]:
+        if not self.catalog.has_text():
             raise UserInputError(
                 f"no image in the library {self.directory} has had its text read yet; run "
                 "`glimpse index --ocr PATH` first"
@@ -968,7 +970,7 @@ class Library:
             raise ImageError(f"{path}: cannot read file: {(exc.strerror or str(exc)).lower()}") from exc
         candidates = [rec.id] if rec is not None else []
         if digest is not None:
-            source = self.catalog.ocr_sources(engine.model_id).get(digest)
+            source = self.catalog.ocr_source(digest, engine.model_id)
             candidates += [source] if source is not None else []
         for file_id in candidates:
             stored = self.catalog.ocr_text(file_id)

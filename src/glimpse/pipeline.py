@@ -19,11 +19,12 @@
   result that arrived meanwhile (text included), in one catalog transaction. A killed run loses at most
   that batch.
 
-Threads with OCR: the OCR engine is opened with one intra-op thread per call (``Library.index``) and runs in
-the ``workers`` decode threads, one image per core, while the CLIP encoder keeps its own session threads for
-its batches on the main thread. OCR is the larger cost by far (detection + recognition per image against
-one CLIP forward pass), and its models are small: one image per thread scales across cores better than one
-image split over all of them, and nothing waits for the encoder's batch.
+Threads with OCR: the OCR engine is opened with one intra-op thread per session (``Library.index``) and runs
+in the ``workers`` decode threads, one image per core, while the CLIP encoder keeps its own session threads
+for its batches on the main thread. The OCR models are small and each image has Python steps between its
+sessions (box geometry, crops, CTC decoding) that would leave intra-op threads idle; one image per worker
+keeps the cores busy through them, and the encoder's batches need no idle worker to wait for.
+``benchmarks/ocr_index.py`` compares this layout with all-threads × one worker (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -289,7 +290,6 @@ class Prepared:
     update: FileUpdate
     pixels: np.ndarray | None = None
     ocr_copy: bool = False  # the OCR model read this content in another file: the main thread copies it
-    ocr_error: str | None = None  # reading the text failed (the image itself is fine)
 
 
 @dataclass(frozen=True)
@@ -342,10 +342,13 @@ def prepare(
     ocr_error: str | None = None
 
     def result(state: str, digest: str | None = None, pixels: np.ndarray | None = None, **facts: object) -> Prepared:
-        text = OcrResult(ocr.engine.model_id, lines) if ocr is not None and lines is not None else None
+        text = None
+        if ocr is not None and (lines is not None or ocr_error is not None):
+            # A failure is recorded too (with its reason): it is not retried until the content or model changes.
+            text = OcrResult(ocr.engine.model_id, lines or (), ocr_error)
         update = FileUpdate(task.path, task.size, task.mtime_ns, state, digest, ocr=text,  # type: ignore[arg-type]
                             **facts)  # type: ignore[arg-type]
-        return Prepared(task, update, pixels, ocr_copy=copy and text is None, ocr_error=ocr_error)
+        return Prepared(task, update, pixels, ocr_copy=copy and text is None)
 
     def read(decoded: DecodedImage) -> None:
         nonlocal lines, ocr_error
@@ -379,6 +382,8 @@ def prepare(
                         read(decode_image(fh, min_side=OCR_MIN_SIDE, max_megapixels=max_megapixels))
                     except ImageError as exc:
                         ocr_error = f"text recognition failed: {exc}"
+                    except Exception as exc:  # whatever the decoder throws: the stored vector stays
+                        ocr_error = f"text recognition failed: cannot decode: {type(exc).__name__}: {exc}"
                 return result(STATE_OK, digest, **facts)
             try:
                 side = max(pre.min_side, OCR_MIN_SIDE) if read_ocr else pre.min_side
@@ -602,14 +607,14 @@ class Indexer:
     def _count(p: Prepared, report: IndexReport) -> None:
         update = p.update
         if update.state == STATE_OK:
-            if update.ocr is not None:
+            if update.ocr is not None and update.ocr.error is not None:
+                report.ocr_failed += 1
+                report.errors.append((p.task.path, update.ocr.error))
+            elif update.ocr is not None:
                 report.ocr_read += 1
                 report.ocr_lines += len(update.ocr.lines)
             elif update.ocr_from is not None:
                 report.ocr_copied += 1
-            if p.ocr_error is not None:
-                report.ocr_failed += 1
-                report.errors.append((p.task.path, p.ocr_error))
         if update.state == STATE_ERROR:
             report.failed += 1
             report.errors.append((p.task.path, update.error or "unknown error"))

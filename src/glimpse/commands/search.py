@@ -82,8 +82,9 @@ def index(
     if engine != "local":
         raise UserInputError(f"--engine {engine!r}: give 'local' (the default) or 'ray'")
     with open_library_ctx(ctx) as lib:
+        label = "Indexing + text" if with_ocr else "Indexing"
         report = lib.index([str(p) for p in paths], batch_size=batch_size, workers=workers,
-                           max_megapixels=max_megapixels, progress=make_progress(as_json, "Indexing"),
+                           max_megapixels=max_megapixels, progress=make_progress(as_json, label),
                            memory_budget=budget, ocr=with_ocr, ocr_model=ocr_model)
         tag_report = None
         if with_tags:
@@ -186,9 +187,9 @@ def status(
               markup=False)
     out.print(f"images    {info.images} indexed, {info.errors} failed, {info.skipped} not images", markup=False)
     out.print(f"vectors   {info.vectors} stored, {info.index_vectors} in the index ({info.index_kind})", markup=False)
-    if info.ocr.get("images"):
+    if info.ocr.get("images") or info.ocr.get("failed"):
         out.print(f"text      {info.ocr['images']} images read by OCR, {info.ocr['with_text']} with text "
-                  f"({info.ocr['lines']} lines)", markup=False)
+                  f"({info.ocr['lines']} lines), {info.ocr['failed']} failed", markup=False)
     for root in info.roots:
         out.print(f"root      {printable(root)}", markup=False)
     for m in info.models:

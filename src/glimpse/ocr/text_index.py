@@ -20,8 +20,9 @@ matches (as ``--text``).
 
 **Fusion** (:func:`fuse`): reciprocal-rank fusion, ``1/(K + clip_rank) + text_weight/(K + text_rank)`` with
 ``K = 60`` (the constant of Cormack et al. 2009); an image absent from one ranking gets nothing from it.
-``DEFAULT_TEXT_WEIGHT = 1.0`` weighs both rankings equally, which puts an image whose text matches above
-every image that only CLIP found, as long as its CLIP rank is within the first few thousand.
+``DEFAULT_TEXT_WEIGHT = 1.0`` weighs both rankings equally: images found by one side only interleave rank by
+rank with the other side's, and an image both sides found rises above them (CLIP rank 10 and text rank 1
+beat CLIP rank 1 alone). A larger weight favours the text ranking; 0 leaves CLIP's alone.
 """
 
 from __future__ import annotations
