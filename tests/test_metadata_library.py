@@ -3,11 +3,14 @@ moves, re-read on changes, and the catalog's metadata filters (dates, camera, pl
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from glimpse.errors import UserInputError
 from glimpse.metadata import TAKEN_EXIF, TAKEN_MTIME
 from glimpse.metafilter import MetadataFilter
 from test_metadata import photo_exif
@@ -88,3 +91,50 @@ def test_a_library_from_before_metadata_is_backfilled_without_re_encoding(tmp_pa
     report = lib.index([tmp_path / "photos"])
     assert report.encoded == 0 and report.metadata_read == 4
     assert lib.catalog.metadata_counts() == {"read": 4, "dated": 3, "placed": 3}
+
+
+def test_search_filters_sorts_and_shows_metadata(tmp_path, open_lib):
+    library_photos(tmp_path / "photos")
+    lib = open_lib()
+    lib.index([tmp_path / "photos"])
+
+    def names(hits) -> list[str]:
+        return [os.path.splitext(os.path.basename(h.path))[0] for h in hits]
+
+    everything = lib.search("a photo", k=10)
+    assert len(everything) == 4 and all(h.meta is not None for h in everything)
+    assert names(lib.search("a photo", k=10, where=MetadataFilter.parse(after="2023-01", before="2024-06"))) \
+        == [n for n in names(everything) if n in ("paris", "london")]  # filtered, CLIP order kept
+    assert names(lib.search("a photo", k=10, where=MetadataFilter.parse(camera="canon"))) == ["london"]
+    assert names(lib.search("a photo", k=10, where=MetadataFilter.parse(near="48.85,2.35,20km"))) == ["paris"]
+    # by date: newest capture first; the photo without EXIF has its mtime as "taken", which is the newest
+    by_date = lib.search("a photo", k=10, sort="date")
+    assert names(by_date) == ["plain", "london", "paris", "sydney"]
+    paris = next(h for h in everything if h.path.endswith("paris.jpg"))
+    assert paris.meta["camera"] == "Apple iPhone 13" and paris.to_dict()["meta"]["latitude"] == paris.meta["latitude"]
+    similar = lib.similar(paris.path, k=10, where=MetadataFilter.parse(before="2024"))
+    assert set(names(similar)) == {"paris", "sydney"}
+    recent = lib.recent(10, where=MetadataFilter.parse(camera="sony"))
+    assert names(recent) == ["sydney"]
+    with pytest.raises(UserInputError, match="--sort"):
+        lib.search("a photo", sort="size")
+
+
+def test_cli_filters_and_errors(tmp_path, tiny_clip):
+    from typer.testing import CliRunner
+
+    from glimpse.cli import app
+
+    library_photos(tmp_path / "photos")
+    base = ["--library", str(tmp_path / "lib"), "--model", str(tiny_clip)]
+    runner = CliRunner()
+    assert runner.invoke(app, [*base, "index", str(tmp_path / "photos")]).exit_code == 0
+    result = runner.invoke(app, [*base, "search", "a photo", "--json", "--after", "2023", "--camera", "iphone"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert [os.path.basename(h["path"]) for h in hits] == ["paris.jpg"]
+    assert hits[0]["meta"]["taken_local"] == "2023-06-01T14:00:00"
+    bad = runner.invoke(app, [*base, "search", "a photo", "--near", "48.85"])
+    assert bad.exit_code == 1 and "--near" in bad.output and "Traceback" not in bad.output
+    bad = runner.invoke(app, [*base, "search", "a photo", "--after", "2023-02-30"])
+    assert bad.exit_code == 1 and "not a real date" in bad.output

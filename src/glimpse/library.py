@@ -34,6 +34,7 @@ from glimpse.errors import (
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image, open_regular_file
 from glimpse.locking import writer_lock
+from glimpse.metafilter import SORT_DATE, SORT_SCORE, MetadataFilter, check_sort
 from glimpse.notices import notice
 from glimpse.ocr.text_index import (
     DEFAULT_TEXT_WEIGHT,
@@ -90,6 +91,7 @@ class Hit:
     match: str = MATCH_CLIP
     snippet: str | None = None
     rank_score: float | None = None  # the fusion score of a fused search, else None
+    meta: dict[str, Any] | None = None  # capture metadata (``PhotoMetadata.to_dict``): taken, camera, place …
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -443,12 +445,17 @@ class Library:
         return len(self._index)
 
     # -- queries -------------------------------------------------------------------------------------
-    def _id_filter(self, tags: Sequence[str], no_tags: Sequence[str], prefixes: Sequence[str]) -> Any:
+    def _id_filter(self, tags: Sequence[str], no_tags: Sequence[str], prefixes: Sequence[str],
+                   where: MetadataFilter | None = None) -> Any:
         """A predicate on file ids: inside one of ``prefixes`` (if any), carrying every tag of ``tags`` and
-        none of ``no_tags``; None when nothing is filtered."""
-        if not tags and not no_tags and not prefixes:
+        none of ``no_tags``, with capture metadata passing ``where``; None when nothing is filtered."""
+        active = where is not None and where.active
+        if not tags and not no_tags and not prefixes and not active:
             return None
         required = self.catalog.ids_with_tags(list(tags)) if tags else None
+        if active:
+            dated = self.catalog.ids_matching(where)  # type: ignore[arg-type]
+            required = dated if required is None else required & dated
         if prefixes:  # id range scans of the path index: no paths are loaded
             inside = set().union(*(self.catalog.ids_under(p) for p in prefixes))
             required = inside if required is None else required & inside
@@ -458,8 +465,8 @@ class Library:
     def _search_vector(self, vector: np.ndarray, k: int, min_score: float | None, *,
                        tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
                        folder: str | os.PathLike[str] | None = None, offset: int = 0,
-                       accept: Callable[[str], bool] | None = None, text_query: TextQuery | None = None
-                       ) -> list[Hit]:
+                       accept: Callable[[str], bool] | None = None, text_query: TextQuery | None = None,
+                       where: MetadataFilter | None = None) -> list[Hit]:
         """Hits ``offset .. offset+k`` of ``float32[d]`` ``vector``, best first, among those passing the
         filters (in the store where it can apply them) and ``accept(path)``; with ``text_query``, only
         images whose text matches it (``match="both"``, with the snippet)."""
@@ -476,7 +483,7 @@ class Library:
         self._note_coverage()
         tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
         self._check_filters(tags + no_tags, prefixes, folder)
-        keep = self._id_filter(tags, no_tags, prefixes)
+        keep = self._id_filter(tags, no_tags, prefixes, where)
         snippets: dict[int, str] = {}
         if text_query is not None:
             matches = [m for m in self.catalog.text_matches(text_query) if keep is None or keep(m.file_id)]
@@ -484,6 +491,13 @@ class Library:
             if len(snippets) <= EXACT_FILTER_LIMIT:
                 return self._score_exactly(vector, snippets, k, min_score, offset, accept)
             keep = snippets.__contains__  # tags and folder were applied to the matches already
+        elif where is not None and where.active and keep is not None:
+            # A selective metadata filter (a day, a place) is answered exactly from the stored vectors, like a
+            # text filter: no store holds capture metadata, and widening an ANN search for a few ids is slow.
+            chosen = [i for i in self.catalog.ids_matching(where) if keep(i)]
+            if len(chosen) <= EXACT_FILTER_LIMIT:
+                return self._score_exactly(vector, dict.fromkeys(chosen), k, min_score, offset, accept,
+                                           match=MATCH_CLIP)
         want, total = offset + k, len(index)
         fetch = want
         while True:  # widen the search until enough hits pass every filter, or the matches are exhausted
@@ -501,8 +515,8 @@ class Library:
                     MATCH_BOTH if text_query is not None else MATCH_CLIP, snippets.get(i))
                 for i, s in passed]
 
-    def _score_exactly(self, vector: np.ndarray, snippets: dict[int, str], k: int, min_score: float | None,
-                       offset: int, accept: Callable[[str], bool] | None) -> list[Hit]:
+    def _score_exactly(self, vector: np.ndarray, snippets: dict[int, str | None], k: int, min_score: float | None,
+                       offset: int, accept: Callable[[str], bool] | None, *, match: str = MATCH_BOTH) -> list[Hit]:
         """The images of ``snippets`` (text matches) ranked by the exact cosine of their stored vectors."""
         ids, vectors = self.catalog.embeddings(self.spec.key, snippets)
         scores = vectors @ vector
@@ -513,7 +527,7 @@ class Library:
                   and (accept is None or accept(records[int(ids[n])].path))][offset:offset + k]
         tag_map = self.catalog.tags_of([i for i, _ in passed])
         return [Hit(i, records[i].path, score, records[i].width, records[i].height, tuple(tag_map.get(i, ())),
-                    MATCH_BOTH, snippets[i]) for i, score in passed]
+                    match, snippets[i]) for i, score in passed]
 
     def _candidates(self, index: VectorIndex, vector: np.ndarray, fetch: int, keep: Callable[[int], bool] | None,
                     tags: list[str], no_tags: list[str], prefixes: Sequence[str]
@@ -589,8 +603,13 @@ class Library:
                min_score: float | None = None, tags: Sequence[str] | None = None,
                no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
                offset: int = 0, accept: Callable[[str], bool] | None = None, lang: str | None = None,
-               text: str | Sequence[str] | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT) -> list[Hit]:
+               text: str | Sequence[str] | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT,
+               where: MetadataFilter | None = None, sort: str = SORT_SCORE) -> list[Hit]:
         """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms).
+
+        ``where``: bounds on the capture metadata (``MetadataFilter``: taken after/before, camera, near a
+        place); ``sort``: ``"score"`` (best first, the default) or ``"date"`` (the same hits, newest capture
+        first, undated last). Every hit carries its capture metadata (``Hit.meta``).
 
         ``lang``: the query's language (``zh``…) for models that read a language token (NLLB-CLIP); ``None``
         takes the locale's. An unknown code is a ``UserInputError`` listing the accepted ones.
@@ -611,13 +630,14 @@ class Library:
         """
         from glimpse.query import embed_terms, parse_query
 
+        check_sort(sort)
         rest, in_query = split_text_terms(query)
         extra = text_terms([text] if isinstance(text, str) else list(text or ()))
         text_query = merge(in_query, extra)
         text_weight = check_text_weight(text_weight)
         if text_query is not None and not rest and not images:
-            return self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder, offset=offset,
-                                     accept=accept)
+            return self._finish(self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder,
+                                                  where=where, offset=offset, accept=accept), sort)
         if not rest and not images and query.strip():
             raise UserInputError(f"nothing to search for in {query!r}: give words, text:\"…\" terms or an image")
         terms = parse_query(rest, list(images or []))  # a malformed query fails before any model work
@@ -630,28 +650,41 @@ class Library:
             self._require_text()  # before the model loads
         vector = embed_terms(terms, self.encoder, lang)
         plain = plain_query_terms([t.text for t in terms if t.text is not None and t.weight > 0])
-        return self._ranked(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, offset=offset,
-                            accept=accept, text_query=text_query, plain=plain, text_weight=text_weight)
+        return self._finish(self._ranked(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, where=where,
+                                         offset=offset, accept=accept, text_query=text_query, plain=plain,
+                                         text_weight=text_weight), sort)
+
+    def _finish(self, hits: list[Hit], sort: str = SORT_SCORE) -> list[Hit]:
+        """Hits with their capture metadata, in the asked order (``SORT_DATE``: newest capture first, undated
+        last, ties by rank)."""
+        metas = self.catalog.metadata_of([h.id for h in hits])
+        hits = [replace(h, meta=metas[h.id].to_dict()) if h.id in metas else h for h in hits]
+        if sort == SORT_DATE:
+            dated = [h for h in hits if h.meta and h.meta.get("taken_local")]
+            dated.sort(key=lambda h: h.meta["taken_local"], reverse=True)  # type: ignore[index]  # stable: ties by rank
+            hits = dated + [h for h in hits if not (h.meta and h.meta.get("taken_local"))]
+        return hits
 
     def _ranked(self, vector: np.ndarray, k: int, min_score: float | None, *, tags: Sequence[str] | None,
                 no_tags: Sequence[str] | None, folder: str | os.PathLike[str] | None, offset: int,
                 accept: Callable[[str], bool] | None, text_query: TextQuery | None, plain: TextQuery | None,
-                text_weight: float) -> list[Hit]:
+                text_weight: float, where: MetadataFilter | None = None) -> list[Hit]:
         """CLIP's ranking of ``vector``: filtered by ``text_query`` when given, else fused with the text
         ranking of ``plain`` where the library has text (and ``text_weight`` > 0), else alone."""
         if text_query is not None:
             self._require_text()
-            return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
+            return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, where=where,
                                        offset=offset, accept=accept, text_query=text_query)
         if plain is None or text_weight == 0 or not self.catalog.has_text(lines=True):
-            return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
+            return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, where=where,
                                        offset=offset, accept=accept)
         return self._search_fused(vector, plain, k, min_score, text_weight, tags=tags, no_tags=no_tags,
-                                  folder=folder, offset=offset, accept=accept)
+                                  folder=folder, offset=offset, accept=accept, where=where)
 
     def search_text(self, text: str | Sequence[str], k: int = 10, *, tags: Sequence[str] | None = None,
                     no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
-                    offset: int = 0, accept: Callable[[str], bool] | None = None) -> list[Hit]:
+                    offset: int = 0, accept: Callable[[str], bool] | None = None,
+                    where: MetadataFilter | None = None) -> list[Hit]:
         """A full-text search of the images' stored text (no model is loaded): images whose text contains
         ``text`` (one phrase, or several that must all match), best text score first, ``match="ocr"``, the
         matched line as ``snippet``. Filters, ``offset`` and ``accept`` as in ``search``; the same as
@@ -659,8 +692,8 @@ class Library:
         text_query = text_terms([text] if isinstance(text, str) else list(text))
         if text_query is None:
             raise UserInputError("no text to search for: give a word or a phrase")
-        return self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder, offset=offset,
-                                 accept=accept)
+        return self._finish(self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder, where=where,
+                                              offset=offset, accept=accept))
 
     def _require_text(self) -> None:
         if not self.catalog.has_text():
@@ -670,12 +703,12 @@ class Library:
             )
 
     def _text_hits(self, text_query: TextQuery, tags: Sequence[str] | None, no_tags: Sequence[str] | None,
-                   folder: str | os.PathLike[str] | None, accept: Callable[[str], bool] | None
-                   ) -> tuple[list[TextMatch], dict[int, FileRecord]]:
+                   folder: str | os.PathLike[str] | None, accept: Callable[[str], bool] | None,
+                   where: MetadataFilter | None = None) -> tuple[list[TextMatch], dict[int, FileRecord]]:
         """The text matches passing the filters and ``accept``, best first, with their catalog rows."""
         tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
         self._check_filters(tags + no_tags, prefixes, folder)
-        keep = self._id_filter(tags, no_tags, prefixes)
+        keep = self._id_filter(tags, no_tags, prefixes, where)
         matches = [m for m in self.catalog.text_matches(text_query) if keep is None or keep(m.file_id)]
         records = self.catalog.files_by_id([m.file_id for m in matches])
         matches = [m for m in matches if m.file_id in records and (accept is None or accept(records[m.file_id].path))]
@@ -683,12 +716,12 @@ class Library:
 
     def _search_text(self, text_query: TextQuery, k: int, *, tags: Sequence[str] | None,
                      no_tags: Sequence[str] | None, folder: str | os.PathLike[str] | None, offset: int,
-                     accept: Callable[[str], bool] | None) -> list[Hit]:
+                     accept: Callable[[str], bool] | None, where: MetadataFilter | None = None) -> list[Hit]:
         """A full-text search: images whose stored text matches, best text score first."""
         if k < 1 or offset < 0:
             raise UserInputError(f"k must be at least 1 and offset at least 0, got k={k}, offset={offset}")
         self._require_text()
-        matches, records = self._text_hits(text_query, tags, no_tags, folder, accept)
+        matches, records = self._text_hits(text_query, tags, no_tags, folder, accept, where)
         chosen = matches[offset:offset + k]
         tag_map = self.catalog.tags_of([m.file_id for m in chosen])
         return [Hit(m.file_id, records[m.file_id].path, m.score, records[m.file_id].width,
@@ -697,8 +730,8 @@ class Library:
 
     def _search_fused(self, vector: np.ndarray, plain: TextQuery, k: int, min_score: float | None,
                       text_weight: float, *, tags: Sequence[str] | None, no_tags: Sequence[str] | None,
-                      folder: str | os.PathLike[str] | None, offset: int, accept: Callable[[str], bool] | None
-                      ) -> list[Hit]:
+                      folder: str | os.PathLike[str] | None, offset: int, accept: Callable[[str], bool] | None,
+                      where: MetadataFilter | None = None) -> list[Hit]:
         """CLIP's ranking and the text ranking of ``plain`` fused by reciprocal rank (``text_index.fuse``).
 
         Each side ranks its first ``max(FUSION_DEPTH, offset + k)``; a text match gets its exact CLIP score
@@ -707,8 +740,8 @@ class Library:
         """
         depth = max(FUSION_DEPTH, offset + k)
         clip_hits = self._search_vector(vector, depth, min_score, tags=tags, no_tags=no_tags, folder=folder,
-                                        accept=accept)
-        matches, records = self._text_hits(plain, tags, no_tags, folder, accept)
+                                        where=where, accept=accept)
+        matches, records = self._text_hits(plain, tags, no_tags, folder, accept, where)
         matches = matches[:depth]
         ids, vectors = self.catalog.embeddings(self.spec.key, [m.file_id for m in matches])
         cosine = dict(zip(ids.tolist(), (vectors @ vector).tolist(), strict=True))
@@ -731,7 +764,8 @@ class Library:
                       tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
                       folder: str | os.PathLike[str] | None = None, offset: int = 0,
                       accept: Callable[[str], bool] | None = None, text: str | Sequence[str] | None = None,
-                      fuse: str | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT) -> list[Hit]:
+                      fuse: str | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT,
+                      where: MetadataFilter | None = None) -> list[Hit]:
         """Best-first hits for an L2-normalised ``float32[d]`` query vector (e.g. built by the server).
 
         Filters, ``offset`` and ``accept`` as in ``search``; ``text``: only images whose text matches (as
@@ -742,20 +776,20 @@ class Library:
         text_query = text_terms([text] if isinstance(text, str) else list(text or ()))
         plain = plain_query_terms([fuse]) if fuse and fuse.strip() else None
         self._require_content()
-        return self._ranked(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags, no_tags=no_tags,
-                            folder=folder, offset=offset, accept=accept, text_query=text_query, plain=plain,
-                            text_weight=text_weight)
+        return self._finish(self._ranked(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags,
+                                         no_tags=no_tags, folder=folder, offset=offset, accept=accept,
+                                         text_query=text_query, plain=plain, text_weight=text_weight, where=where))
 
     def recent(self, k: int = 50, offset: int = 0, *, accept: Callable[[str], bool] | None = None,
                tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
-               folder: str | os.PathLike[str] | None = None) -> list[Hit]:
+               folder: str | os.PathLike[str] | None = None, where: MetadataFilter | None = None) -> list[Hit]:
         """Images ``offset .. offset+k`` among the most recently indexed with a vector of the model in use,
         newest first (score 0.0), keeping those that pass the filters and ``accept`` as ``search`` does."""
         if k < 1 or offset < 0:
             raise UserInputError(f"k must be at least 1 and offset at least 0, got k={k}, offset={offset}")
         tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
         self._check_filters(tags + no_tags, prefixes, folder)
-        keep = self._id_filter(tags, no_tags, prefixes)
+        keep = self._id_filter(tags, no_tags, prefixes, where)
         want, kept, seen = offset + k, [], 0
         batch = max(want, 100)
         while len(kept) < want:  # page through the catalog until enough rows pass
@@ -766,7 +800,7 @@ class Library:
                 break
         chosen = kept[offset:want]
         tag_map = self.catalog.tags_of([r.id for r in chosen])
-        return [Hit(r.id, r.path, 0.0, r.width, r.height, tuple(tag_map.get(r.id, ()))) for r in chosen]
+        return self._finish([Hit(r.id, r.path, 0.0, r.width, r.height, tuple(tag_map.get(r.id, ()))) for r in chosen])
 
     def range_search(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per row of ``float32[q, d]`` ``queries``: ``(int64 ids, float32 scores)`` of every indexed vector
@@ -924,11 +958,12 @@ class Library:
 
     def similar(self, image: str | os.PathLike[str] | int, k: int = 10, *, min_score: float | None = None,
                 tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
-                folder: str | os.PathLike[str] | None = None) -> list[Hit]:
+                folder: str | os.PathLike[str] | None = None, where: MetadataFilter | None = None) -> list[Hit]:
         """Images most like ``image`` (a path or an indexed id), best first; an indexed image finds itself
         (when it passes the filters, which are those of ``search``)."""
         self._require_content()
-        return self._search_vector(self.image_vector(image), k, min_score, tags=tags, no_tags=no_tags, folder=folder)
+        return self._finish(self._search_vector(self.image_vector(image), k, min_score, tags=tags, no_tags=no_tags,
+                                                folder=folder, where=where))
 
     # -- text (OCR) ----------------------------------------------------------------------------------
     def ocr_engine(self, model: str | None = None, *, threads: int | None = None) -> OcrEngine:

@@ -21,6 +21,9 @@ from datetime import datetime
 
 from glimpse.errors import UserInputError
 
+SORT_SCORE = "score"  # best match first (the default)
+SORT_DATE = "date"  # the same hits, newest capture first, undated ones last
+SORTS = (SORT_SCORE, SORT_DATE)
 EARTH_RADIUS_KM = 6371.0088  # the IUGG mean radius
 DEFAULT_RADIUS_KM = 10.0
 _PERIOD = re.compile(r"^(\d{4})(?:-(\d{1,2})(?:-(\d{1,2})(?:[T ](\d{1,2}):(\d{2})(?::(\d{2}))?)?)?)?$")
@@ -75,6 +78,13 @@ class MetadataFilter:
         if camera is not None and not text:
             raise UserInputError("--camera is empty; give part of a camera's make or model, e.g. --camera iphone")
         return cls(start, end, text, parse_near(near) if near else None)
+
+
+def check_sort(sort: str) -> str:
+    """``sort`` if it is one of ``SORTS``, else UserInputError naming them."""
+    if sort not in SORTS:
+        raise UserInputError(f"--sort {sort!r}: give one of {', '.join(SORTS)}")
+    return sort
 
 
 def parse_period(value: str, option: str) -> str:

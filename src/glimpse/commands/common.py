@@ -183,3 +183,27 @@ TagFilter = Annotated[list[str] | None, typer.Option(
 NoTagFilter = Annotated[list[str] | None, typer.Option("--no-tag", help="No images with this tag (repeatable).")]
 FolderFilter = Annotated[Path | None, typer.Option(
     "--folder", file_okay=False, help="Only images inside this folder (its subfolders included).")]
+
+# Capture-metadata filters shared by `search`, `similar` and the API (rules in glimpse.metafilter).
+AfterFilter = Annotated[str | None, typer.Option(
+    "--after", metavar="DATE", help="Only photos taken at or after the start of DATE (YYYY, YYYY-MM, YYYY-MM-DD, "
+                                    "YYYY-MM-DDTHH:MM; the camera's local time).")]
+BeforeFilter = Annotated[str | None, typer.Option(
+    "--before", metavar="DATE", help="Only photos taken before the start of DATE (so --after 2023-01 --before "
+                                     "2024-06 is Jan 2023 through May 2024).")]
+CameraFilter = Annotated[str | None, typer.Option(
+    "--camera", help="Only photos from a camera whose make or model contains this (case-insensitive).")]
+NearFilter = Annotated[str | None, typer.Option(
+    "--near", metavar="LAT,LON[,RADIUS]", help="Only photos taken within RADIUS of a place (GPS in the EXIF), "
+                                               "e.g. 48.85,2.35,20km (km or m; default 10km).")]
+SortOrder = Annotated[str, typer.Option(
+    "--sort", metavar="score|date", help="Order of the hits: score (best first) or date (newest capture first).")]
+
+
+def metadata_filter(after: str | None, before: str | None, camera: str | None, near: str | None) -> Any:
+    """The ``MetadataFilter`` of the command-line options (None when none is given)."""
+    if after is None and before is None and camera is None and near is None:
+        return None
+    from glimpse.metafilter import MetadataFilter
+
+    return MetadataFilter.parse(after=after, before=before, camera=camera, near=near)

@@ -13,14 +13,20 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from glimpse.commands.common import (
+    AfterFilter,
+    BeforeFilter,
+    CameraFilter,
     FolderFilter,
     MinScore,
+    NearFilter,
     NoTagFilter,
+    SortOrder,
     TagFilter,
     TopK,
     err,
     handles_errors,
     make_progress,
+    metadata_filter,
     open_library_ctx,
     out,
     print_errors,
@@ -67,6 +73,9 @@ def index(
                       "`search text:\"…\"`, `--text` and fused searches; already indexed images are not "
                       "encoded again.")] = False,
     ocr_model: OcrModel = None,
+    wait: Annotated[float, typer.Option(
+        "--wait", min=0.0, help="Seconds to wait for another writer (e.g. a `glimpse watch` run) to finish "
+                                "instead of stopping at once.")] = 0.0,
 ) -> None:
     """Index folders and files: new and changed images are encoded, moved ones re-linked, deleted ones dropped."""
     from glimpse.vectors.select import parse_bytes
@@ -82,6 +91,7 @@ def index(
     if engine != "local":
         raise UserInputError(f"--engine {engine!r}: give 'local' (the default) or 'ray'")
     with open_library_ctx(ctx) as lib:
+        lib.lock_wait = wait
         label = "Indexing + text" if with_ocr else "Indexing"
         report = lib.index([str(p) for p in paths], batch_size=batch_size, workers=workers,
                            max_megapixels=max_megapixels, progress=make_progress(as_json, label),
@@ -145,11 +155,18 @@ def search(
                        "(NLLB-CLIP); default: the locale's.")] = None,
     text: TextFilter = None,
     text_weight: TextWeight = DEFAULT_TEXT_WEIGHT,
+    after: AfterFilter = None,
+    before: BeforeFilter = None,
+    camera: CameraFilter = None,
+    near: NearFilter = None,
+    sort: SortOrder = "score",
 ) -> None:
     """Search the library by text, by image, or both (see SEARCH_HELP)."""
+    where = metadata_filter(after, before, camera, near)  # a malformed date fails before the library opens
     with open_library_ctx(ctx, create=False) as lib:
         hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score, tags=tag,
-                          no_tags=no_tag, folder=folder, lang=lang, text=text, text_weight=text_weight)
+                          no_tags=no_tag, folder=folder, lang=lang, text=text, text_weight=text_weight,
+                          where=where, sort=sort)
     print_hits(hits, as_json)
 
 
@@ -163,11 +180,16 @@ def similar(
     tag: TagFilter = None,
     no_tag: NoTagFilter = None,
     folder: FolderFilter = None,
+    after: AfterFilter = None,
+    before: BeforeFilter = None,
+    camera: CameraFilter = None,
+    near: NearFilter = None,
 ) -> None:
     """Find the images most like IMAGE."""
     target: str | int = int(image) if image.isdigit() and not os.path.exists(image) else image
+    where = metadata_filter(after, before, camera, near)
     with open_library_ctx(ctx, create=False) as lib:
-        hits = lib.similar(target, k, min_score=min_score, tags=tag, no_tags=no_tag, folder=folder)
+        hits = lib.similar(target, k, min_score=min_score, tags=tag, no_tags=no_tag, folder=folder, where=where)
     print_hits(hits, as_json)
 
 
