@@ -138,3 +138,26 @@ def test_cli_filters_and_errors(tmp_path, tiny_clip):
     assert bad.exit_code == 1 and "--near" in bad.output and "Traceback" not in bad.output
     bad = runner.invoke(app, [*base, "search", "a photo", "--after", "2023-02-30"])
     assert bad.exit_code == 1 and "not a real date" in bad.output
+
+
+def test_a_v4_catalog_migrates_and_is_backfilled(tmp_path, open_lib):
+    import sqlite3
+
+    from glimpse.catalog import SCHEMA_VERSION
+
+    library_photos(tmp_path / "photos")
+    lib = open_lib()
+    lib.index([tmp_path / "photos"])
+    lib.close()
+    with sqlite3.connect(tmp_path / "library" / "catalog.sqlite3") as db:  # what a version-4 catalog is
+        db.executescript("DROP TABLE photo_meta; UPDATE meta SET value = '4' WHERE key = 'schema_version';")
+    lib = open_lib()
+    assert lib.catalog.schema_version == SCHEMA_VERSION == 5
+    report = lib.index([tmp_path / "photos"])
+    assert report.encoded == 0 and report.metadata_read == 4
+    assert names_matching(lib, camera="iphone") == {"paris"}
+
+
+def names_matching(lib, **bounds) -> set[str]:
+    found = lib.catalog.ids_matching(MetadataFilter.parse(**bounds))
+    return {name for name, i in ids_by_name(lib).items() if i in found}
