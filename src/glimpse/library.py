@@ -659,11 +659,17 @@ class Library:
         last, ties by rank)."""
         metas = self.catalog.metadata_of([h.id for h in hits])
         hits = [replace(h, meta=metas[h.id].to_dict()) if h.id in metas else h for h in hits]
-        if sort == SORT_DATE:
-            dated = [h for h in hits if h.meta and h.meta.get("taken_local")]
-            dated.sort(key=lambda h: h.meta["taken_local"], reverse=True)  # type: ignore[index]  # stable: ties by rank
-            hits = dated + [h for h in hits if not (h.meta and h.meta.get("taken_local"))]
-        return hits
+        return self.sorted_hits(hits, sort)
+
+    @staticmethod
+    def sorted_hits(hits: list[Hit], sort: str = SORT_SCORE) -> list[Hit]:
+        """``hits`` in the order ``sort`` names: as ranked (``"score"``), or newest capture first (``"date"``;
+        undated hits last, ties in rank order)."""
+        if check_sort(sort) != SORT_DATE:
+            return hits
+        dated = [h for h in hits if h.meta and h.meta.get("taken_local")]
+        dated.sort(key=lambda h: h.meta["taken_local"], reverse=True)  # type: ignore[index]  # stable: ties by rank
+        return dated + [h for h in hits if not (h.meta and h.meta.get("taken_local"))]
 
     def _ranked(self, vector: np.ndarray, k: int, min_score: float | None, *, tags: Sequence[str] | None,
                 no_tags: Sequence[str] | None, folder: str | os.PathLike[str] | None, offset: int,

@@ -80,10 +80,25 @@ class ImageOut(BaseModel):
     thumbnail: str
     file: str
     tags: list[dict[str, Any]] = Field(description="Its tags, best first: tag (the filter key), label, score.")
+    meta: dict[str, Any] | None = Field(None, description="Capture metadata: taken_local (ISO local time), "
+                                        "utc_offset (minutes), taken_source (exif | mtime), latitude, longitude, "
+                                        "make, model, camera, lens, orientation — the fields the file has.")
 
 
 class HitOut(ImageOut):
-    score: float = Field(description="Cosine similarity, higher is better (0 in the recent-images list).")
+    score: float = Field(description="Cosine similarity, higher is better (0 in the recent-images list; the text "
+                                     "score in a text-only search).")
+    match: str | None = Field(None, description="Why it was found: clip (image similarity), ocr (its text "
+                                                "matched), both.")
+    snippet: str | None = Field(None, description="The best-matching line of its text, as recognised.")
+    rank_score: float | None = Field(None, description="The fusion score ordering a fused search.")
+
+
+class TextOut(BaseModel):
+    id: int
+    lines: list[dict[str, Any]] | None = Field(description="Recognised lines in reading order: text, confidence, "
+                                               "box (4 [x, y] points in image pixels); null when the image's text "
+                                               "was never read (`glimpse index --ocr`).")
 
 
 class SearchOut(BaseModel):
@@ -131,6 +146,18 @@ Offset = Annotated[int, Query(ge=0, le=10_000, description="Skip this many resul
 MinScore = Annotated[float | None, Query(ge=-1, le=1, description="Drop results scoring below this.")]
 Tag = Annotated[list[str] | None, Query(description="Keep images carrying every tag (repeatable).")]
 Folder = Annotated[str | None, Query(description="Keep images inside this folder.")]
+After = Annotated[str | None, Query(description="Taken at or after the start of this date (YYYY[-MM[-DD]]).")]
+Before = Annotated[str | None, Query(description="Taken before the start of this date (YYYY[-MM[-DD]]).")]
+Camera = Annotated[str | None, Query(description="Camera make or model contains this (case-insensitive).")]
+Near = Annotated[str | None, Query(description="LAT,LON[,RADIUS]: taken within RADIUS (km or m) of a place.")]
+Sort = Annotated[str, Query(pattern="^(score|date)$", description="score (best first) or date (newest first).")]
+
+
+def _where(after: str | None, before: str | None, camera: str | None, near: str | None) -> Any:
+    from glimpse.metafilter import MetadataFilter
+
+    where = MetadataFilter.parse(after=after, before=before, camera=camera, near=near)
+    return where if where.active else None
 
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 413, 429)}
 
@@ -222,8 +249,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def _add_routes(app: FastAPI, service: LibraryService, token: str | None, throttle: AuthThrottle) -> None:
     def page_out(vector: Any, k: int, offset: int, min_score: float | None, folder: str | None,
-                 tag: list[str] | None, lang: str) -> dict[str, Any]:
-        page = service.search(vector, k=k, offset=offset, min_score=min_score, folder=folder, tags=tag)
+                 tag: list[str] | None, lang: str, where: Any = None) -> dict[str, Any]:
+        page = service.search(vector, k=k, offset=offset, min_score=min_score, folder=folder, tags=tag, where=where)
         return {"results": service.hit_dicts(page, lang), "offset": offset, "k": k, "more": page.more}
 
     @app.get("/", include_in_schema=False)
@@ -271,11 +298,16 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
 
     @app.get("/api/search", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
     def search(q: Annotated[str, Query(min_length=1, max_length=MAX_TEXT_CHARS, description="Text query; "
-                                       "+a -b and w:term arithmetic as on the command line.")],
+                                       "+a -b and w:term arithmetic as on the command line; text:word or "
+                                       "text:\"a phrase\" match the text in the images.")],
                k: K = 20, offset: Offset = 0, min_score: MinScore = None, tag: Tag = None, folder: Folder = None,
-               lang: Lang = "en") -> dict[str, Any]:
-        """Images best matching a text query, best first."""
-        return page_out(service.text_vector(q), k, offset, min_score, folder, tag, lang)
+               lang: Lang = "en", after: After = None, before: Before = None, camera: Camera = None,
+               near: Near = None, sort: Sort = "score") -> dict[str, Any]:
+        """Images best matching a text query, best first (or newest first with sort=date): CLIP similarity,
+        fused with the images' text where it matches; text: terms alone are a full-text search."""
+        page = service.search_query(q, k=k, offset=offset, min_score=min_score, folder=folder, tags=tag,
+                                    where=_where(after, before, camera, near), sort=sort)
+        return {"results": service.hit_dicts(page, lang), "offset": offset, "k": k, "more": page.more}
 
     @app.post("/api/search/image", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
     def search_image(file: Annotated[UploadFile, File(description="An image file.")], k: K = 20, offset: Offset = 0,
@@ -287,10 +319,11 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
 
     @app.get("/api/similar/{image_id}", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
     def similar(image_id: str, k: K = 20, offset: Offset = 0, min_score: MinScore = None, tag: Tag = None,
-                folder: Folder = None, lang: Lang = "en") -> dict[str, Any]:
+                folder: Folder = None, lang: Lang = "en", after: After = None, before: Before = None,
+                camera: Camera = None, near: Near = None) -> dict[str, Any]:
         """Images most like an indexed one ("more like this"); the image itself comes first."""
         vector = service.stored_vector(_file_id(image_id))
-        return page_out(vector, k, offset, min_score, folder, tag, lang)
+        return page_out(vector, k, offset, min_score, folder, tag, lang, _where(after, before, camera, near))
 
     @app.get("/api/recent", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
     def recent(k: K = 20, offset: Offset = 0, lang: Lang = "en") -> dict[str, Any]:
@@ -303,6 +336,11 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
         """Metadata of an indexed image."""
         rec, _ = service.record(_file_id(image_id))
         return service.describe(rec, lang)
+
+    @app.get("/api/images/{image_id}/text", tags=["images"], response_model=TextOut)
+    def image_text(image_id: str) -> dict[str, Any]:
+        """The text read in an indexed image (OCR), line by line with boxes, for the detail view."""
+        return service.text_of(_file_id(image_id))
 
     @app.get("/api/images/{image_id}/thumbnail", tags=["images"], response_class=FileResponse)
     def thumbnail(image_id: str) -> FileResponse:

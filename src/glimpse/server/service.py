@@ -179,6 +179,9 @@ class LibraryService:
             "thumbnail": f"/api/images/{rec.id}/thumbnail", "file": f"/api/images/{rec.id}/file",
             "tags": (tags if tags is not None else self.tags.for_ids([rec.id], lang)).get(rec.id, []),
         }
+        meta = self.library.catalog.metadata_of([rec.id]).get(rec.id)
+        if meta is not None:
+            data["meta"] = meta.to_dict()
         return data
 
     def folders(self) -> list[dict[str, Any]]:
@@ -239,7 +242,7 @@ class LibraryService:
         return lambda path: servable_path(path, roots) is not None
 
     def search(self, vector: np.ndarray, *, k: int, offset: int = 0, min_score: float | None = None,
-               folder: str | None = None, tags: list[str] | None = None) -> Page:
+               folder: str | None = None, tags: list[str] | None = None, where: Any = None) -> Page:
         """Hits ``offset .. offset+k`` of ``vector``, keeping only servable images matching the filters.
 
         Every filter is the library's: it widens its search until enough hits pass them and the servable
@@ -249,8 +252,45 @@ class LibraryService:
         with self._index_lock:
             # One more than the page tells whether another page exists.
             hits = self.library.search_vector(vector, k + 1, offset=offset, accept=self.servable(),
-                                              min_score=min_score, tags=tags or None, folder=folder or None)
+                                              min_score=min_score, tags=tags or None, folder=folder or None,
+                                              where=where)
         return Page(hits[:k], offset, len(hits) > k)
+
+    def search_query(self, query: str, *, k: int, offset: int = 0, min_score: float | None = None,
+                     folder: str | None = None, tags: list[str] | None = None, where: Any = None,
+                     sort: str = "score") -> Page:
+        """Hits of a text query as the search box sends it: words for CLIP, ``text:"…"`` terms for the images'
+        text (alone: a full-text search; with words: a filter on CLIP's ranking), and a single plain word or
+        phrase also matched against the text and fused, as ``glimpse search`` does. Every term is text: a
+        client never names a server file."""
+        from glimpse.metafilter import check_sort
+        from glimpse.ocr.text_index import split_text_terms
+        from glimpse.query import parse_query
+
+        check_page(k, offset)
+        check_sort(sort)
+        rest, text_query = split_text_terms(query)
+        common = {"offset": offset, "accept": self.servable(), "tags": tags or None, "folder": folder or None,
+                  "where": where}
+        if text_query is not None and not rest:
+            with self._index_lock:
+                hits = self.library.search_text(list(text_query.terms), k + 1, **common)
+        else:
+            words = [t.text for t in parse_query(rest) if t.text is not None and t.weight > 0]
+            vector = self.text_vector(rest)
+            with self._index_lock:
+                hits = self.library.search_vector(
+                    vector, k + 1, min_score=min_score, text=list(text_query.terms) if text_query else None,
+                    fuse=words[0] if len(words) == 1 and text_query is None else None, **common)
+        page = Page(hits[:k], offset, len(hits) > k)
+        return Page(self.library.sorted_hits(page.hits, sort), offset, page.more) if sort != "score" else page
+
+    def text_of(self, file_id: int) -> dict[str, Any]:
+        """The recognised lines of an indexed image (reading order, boxes in image pixels); NotFoundError when
+        it is not available, ``{"lines": null}`` when its text was never read (``index --ocr``)."""
+        self.record(file_id)
+        lines = self.library.text_of(file_id)
+        return {"id": file_id, "lines": None if lines is None else [line.to_dict() for line in lines]}
 
     def recent(self, *, k: int, offset: int = 0) -> Page:
         """The servable images ``offset .. offset+k`` among the most recently indexed, newest first."""
@@ -265,6 +305,13 @@ class LibraryService:
         for hit in page.hits:
             data = self.describe(records[hit.id], lang, tags) if hit.id in records else hit.to_dict()
             data["score"] = round(float(hit.score), 6)
+            data["match"] = hit.match
+            if hit.snippet is not None:
+                data["snippet"] = hit.snippet
+            if hit.rank_score is not None:
+                data["rank_score"] = round(float(hit.rank_score), 6)
+            if hit.meta is not None:
+                data["meta"] = hit.meta
             out.append(data)
         return out
 

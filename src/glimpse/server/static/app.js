@@ -31,7 +31,17 @@ function filters() {
   const params = new URLSearchParams({ k: PAGE, offset: state.offset, lang: state.lang });
   if ($("folder").value) params.set("folder", $("folder").value);
   if (state.features.tags && $("tag").value) params.append("tag", $("tag").value);
+  // The date inputs give a day; the API's --before is exclusive, so "until" a day means before the next one.
+  if ($("after").value) params.set("after", $("after").value);
+  if ($("before").value) params.set("before", nextDay($("before").value));
+  if ($("camera").value.trim()) params.set("camera", $("camera").value.trim());
   return params;
+}
+
+function nextDay(isoDate) {
+  const day = new Date(`${isoDate}T00:00:00Z`);
+  day.setUTCDate(day.getUTCDate() + 1);
+  return day.toISOString().slice(0, 10);
 }
 
 function request() {
@@ -41,6 +51,7 @@ function request() {
   const params = filters();
   if (state.mode === "text") {
     params.set("q", state.q);
+    if ($("sort").value !== "score") params.set("sort", $("sort").value);
     return api(`/api/search?${params}`);
   }
   if (state.mode === "similar") return api(`/api/similar/${state.similarId}?${params}`);
@@ -207,6 +218,12 @@ function renderHits(hits) {
       meta.append(score);
     }
     button.append(img, meta);
+    if (hit.snippet) { // found (also) by the text in it: show the line that matched
+      const snippet = document.createElement("span");
+      snippet.className = "snippet";
+      snippet.textContent = `“${hit.snippet}”`;
+      button.append(snippet);
+    }
     button.setAttribute("aria-label", state.mode === "recent" ? describe(hit) : `${describe(hit)}, score ${hit.score.toFixed(3)}`);
     button.addEventListener("click", () => openViewer(hit.id));
     item.append(button);
@@ -241,10 +258,58 @@ async function openViewer(id) {
     span.textContent = t.label || t.tag;
     return span;
   }));
+  showMeta(info.meta || {});
+  showText(id, info);
   $("viewer-open").href = info.file;
   $("more-like-this").dataset.id = id;
   $("more-like-this").dataset.name = info.name;
   if (!$("viewer").open) $("viewer").showModal();
+}
+
+function showRow(name, text) {
+  for (const el of document.querySelectorAll(`.${name}-row`)) el.hidden = !text;
+  if (text) $(`viewer-${name}`).textContent = text;
+}
+
+function showMeta(meta) {
+  const taken = meta.taken_local ? meta.taken_local.replace("T", " ") : "";
+  const offset = meta.utc_offset == null ? "" : ` (UTC${meta.utc_offset >= 0 ? "+" : "−"}${
+    String(Math.floor(Math.abs(meta.utc_offset) / 60)).padStart(2, "0")}:${String(Math.abs(meta.utc_offset) % 60).padStart(2, "0")})`;
+  showRow("taken", taken && `${taken}${offset}${meta.taken_source === "mtime" ? " — file date, no capture date" : ""}`);
+  showRow("camera", [meta.camera, meta.lens].filter(Boolean).join(" · "));
+  showRow("place", meta.latitude == null ? "" : `${meta.latitude.toFixed(5)}, ${meta.longitude.toFixed(5)}`);
+}
+
+// The recognised lines beside the picture, and their boxes drawn over it (an SVG in image pixels, scaled with
+// the picture by its viewBox).
+async function showText(id, info) {
+  const svg = $("viewer-boxes");
+  svg.replaceChildren();
+  $("viewer-text").replaceChildren();
+  for (const el of document.querySelectorAll(".text-row")) el.hidden = true;
+  let text;
+  try {
+    text = await api(`/api/images/${id}/text`);
+  } catch (error) {
+    return; // the picture and its facts stand without the text
+  }
+  if ($("more-like-this").dataset.id !== String(id) || !text.lines || !text.lines.length) return;
+  if (info.width && info.height) svg.setAttribute("viewBox", `0 0 ${info.width} ${info.height}`);
+  const ns = "http://www.w3.org/2000/svg";
+  for (const line of text.lines) {
+    const polygon = document.createElementNS(ns, "polygon");
+    polygon.setAttribute("points", line.box.map(([x, y]) => `${x},${y}`).join(" "));
+    polygon.setAttribute("class", "text-box");
+    const title = document.createElementNS(ns, "title");
+    title.textContent = line.text;
+    polygon.append(title);
+    svg.append(polygon);
+    const item = document.createElement("li");
+    item.textContent = line.text;
+    item.title = `confidence ${line.confidence.toFixed(2)}`;
+    $("viewer-text").append(item);
+  }
+  for (const el of document.querySelectorAll(".text-row")) el.hidden = false;
 }
 
 // -- library status and indexing ------------------------------------------------------------------------
@@ -399,6 +464,8 @@ function init() {
   });
   $("folder").addEventListener("change", rerun);
   $("tag").addEventListener("change", rerun);
+  for (const id of ["after", "before", "sort"]) $(id).addEventListener("change", rerun);
+  $("camera").addEventListener("change", rerun);
   for (const radio of document.querySelectorAll("input[name=lang]")) {
     radio.addEventListener("change", () => { state.lang = radio.value; loadTags(); rerun(); });
   }
