@@ -17,6 +17,10 @@ os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="glimpse-test-cache-")
 SHARED_DATA = Path(os.environ.get("GLIMPSE_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+# What a catalog of schema 4 lacks (the capture metadata of v5): tests that make an older catalog drop these first.
+DROP_V5 = "DROP TABLE photo_meta; DROP TABLE cameras; "
+
+
 def shared_data(*parts: str) -> Path:
     """A path inside ../shared/data; skips the test cleanly when the data is absent."""
     path = SHARED_DATA.joinpath(*parts)

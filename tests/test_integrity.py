@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_photo, make_photos
+from conftest import DROP_V5, make_photo, make_photos
 from glimpse.catalog import CATALOG_FILENAME
 from glimpse.cli import app
 from glimpse.errors import CatalogError, LibraryNotFoundError, ModelNotFoundError, ReadOnlyLibraryError, UserInputError
@@ -82,7 +82,7 @@ def test_migration_to_schema_3_keeps_rows_and_retries_old_verdicts(tmp_path):
     path = tmp_path / "catalog.sqlite3"
     Catalog(path).add_root("/photos")
     with sqlite3.connect(path) as db:
-        db.executescript("DROP TABLE photo_meta; DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
+        db.executescript(DROP_V5 + "DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
                          "ALTER TABLE files DROP COLUMN tried_with; UPDATE meta SET value = '2' WHERE key = "
                          "'schema_version';")
     catalog = Catalog(path)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import DROP_V5
 from glimpse.errors import UserInputError
 from glimpse.metadata import TAKEN_EXIF, TAKEN_MTIME
 from glimpse.metafilter import MetadataFilter
@@ -150,7 +151,7 @@ def test_a_v4_catalog_migrates_and_is_backfilled(tmp_path, open_lib):
     lib.index([tmp_path / "photos"])
     lib.close()
     with sqlite3.connect(tmp_path / "library" / "catalog.sqlite3") as db:  # what a version-4 catalog is
-        db.executescript("DROP TABLE photo_meta; UPDATE meta SET value = '4' WHERE key = 'schema_version';")
+        db.executescript(DROP_V5 + "UPDATE meta SET value = '4' WHERE key = 'schema_version';")
     lib = open_lib()
     assert lib.catalog.schema_version == SCHEMA_VERSION == 5
     report = lib.index([tmp_path / "photos"])

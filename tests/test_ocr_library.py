@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from conftest import DROP_V5
 from glimpse.catalog import SCHEMA_VERSION, Catalog, FileUpdate, OcrResult
 from glimpse.errors import UserInputError
 from glimpse.ocr.base import OcrLine
@@ -159,7 +160,7 @@ def test_migration_from_schema_3(tmp_path):
     fid = catalog.apply([FileUpdate("/p/a.jpg", 1, 1, "ok", "h1")], "m")[0]
     catalog.close()
     with sqlite3.connect(path) as db:  # what a version-3 catalog is: no OCR tables
-        db.executescript("DROP TABLE photo_meta; DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
+        db.executescript(DROP_V5 + "DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
                          "UPDATE meta SET value = '3' WHERE key = 'schema_version';")
     catalog = Catalog(path)
     assert catalog.schema_version == SCHEMA_VERSION == 5
@@ -374,7 +375,7 @@ def test_a_v3_library_migrates_and_gets_its_text(tmp_path, tiny_clip, engine, pi
         lib.index([pics])
     path = tmp_path / "library" / "catalog.sqlite3"
     with sqlite3.connect(path) as db:
-        db.executescript("DROP TABLE photo_meta; DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
+        db.executescript(DROP_V5 + "DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
                          "UPDATE meta SET value = '3' WHERE key = 'schema_version';")
     with glimpse.library.Library(tmp_path / "library", str(tiny_clip), ocr_engine=engine) as lib:
         assert lib.catalog.schema_version == 5

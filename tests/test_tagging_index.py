@@ -8,7 +8,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from conftest import make_photo, make_photos
+from conftest import DROP_V5, make_photo, make_photos
 from glimpse.catalog import SCHEMA_VERSION, Catalog
 from glimpse.errors import UserInputError
 from glimpse.tagging.calibrate import best_f1_threshold, calibrate
@@ -54,7 +54,7 @@ def test_migration_from_schema_1_keeps_rows(tmp_path):
     path = tmp_path / "catalog.sqlite3"
     Catalog(path).add_root("/photos")
     db = sqlite3.connect(path)
-    db.executescript("DROP TABLE photo_meta; DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
+    db.executescript(DROP_V5 + "DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
                      "DROP TABLE tags; DROP TABLE tagged; ALTER TABLE files DROP COLUMN tried_with; "
                      "UPDATE meta SET value = '1' WHERE key = 'schema_version';")
     db.close()

@@ -34,7 +34,7 @@ from glimpse.errors import (
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image, open_regular_file
 from glimpse.locking import writer_lock
-from glimpse.metafilter import SORT_DATE, SORT_SCORE, MetadataFilter, check_sort
+from glimpse.metafilter import SORT_DATE, SORT_SCORE, MetadataCheck, MetadataFilter, check_sort
 from glimpse.notices import notice
 from glimpse.ocr.text_index import (
     DEFAULT_TEXT_WEIGHT,
@@ -65,6 +65,9 @@ FUSION_DEPTH = 100
 # A text filter matching at most this many images is answered by exact scores of their stored vectors (any
 # store); a wider one widens the store's search until enough of its hits pass, as tag filters do.
 EXACT_FILTER_LIMIT = 20000
+# A metadata filter keeping more than this share of the library is checked on the store's candidates (the search
+# widens until k pass) instead of becoming an id set to search among.
+BROAD_FILTER_SHARE = 0.05
 
 
 class EmptyLibraryError(GlimpseError):
@@ -483,7 +486,17 @@ class Library:
         self._note_coverage()
         tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
         self._check_filters(tags + no_tags, prefixes, folder)
-        keep = self._id_filter(tags, no_tags, prefixes, where)
+        keep = base_keep = self._id_filter(tags, no_tags, prefixes)
+        allowed: set[int] | None = None
+        if where is not None and where.active:
+            if text_query is None and self.catalog.count_matching(where) > BROAD_FILTER_SHARE * len(index):
+                # A broad filter (a camera, a decade) keeps most candidates: checking the store's candidates
+                # against it beats fetching and searching among a third of the library's ids.
+                checked = MetadataCheck(self.catalog, where)
+                keep = checked if base_keep is None else (lambda i: checked(i) and base_keep(i))
+            else:
+                allowed = self.catalog.ids_matching(where)
+                keep = allowed.__contains__ if base_keep is None else (lambda i: i in allowed and base_keep(i))
         snippets: dict[int, str] = {}
         if text_query is not None:
             matches = [m for m in self.catalog.text_matches(text_query) if keep is None or keep(m.file_id)]
@@ -491,12 +504,16 @@ class Library:
             if len(snippets) <= EXACT_FILTER_LIMIT:
                 return self._score_exactly(vector, snippets, k, min_score, offset, accept)
             keep = snippets.__contains__  # tags and folder were applied to the matches already
-        elif where is not None and where.active and keep is not None:
-            # A selective metadata filter (a day, a place) is answered exactly from the stored vectors, like a
-            # text filter: no store holds capture metadata, and widening an ANN search for a few ids is slow.
-            chosen = [i for i in self.catalog.ids_matching(where) if keep(i)]
+        elif allowed is not None:
+            # Metadata filters become one id set (no store holds capture metadata): searched among inside the store
+            # where it can (FAISS's id selector), else scored exactly from the stored vectors when not too many,
+            # else by widening the store's search as tag filters do.
+            chosen = np.fromiter((i for i in allowed if base_keep is None or base_keep(i)), dtype=np.int64)
+            among = self._search_among(index, vector, chosen, k, min_score, offset, accept)
+            if among is not None:
+                return among
             if len(chosen) <= EXACT_FILTER_LIMIT:
-                return self._score_exactly(vector, dict.fromkeys(chosen), k, min_score, offset, accept,
+                return self._score_exactly(vector, dict.fromkeys(chosen.tolist()), k, min_score, offset, accept,
                                            match=MATCH_CLIP)
         want, total = offset + k, len(index)
         fetch = want
@@ -513,6 +530,31 @@ class Library:
         tag_map = self.catalog.tags_of([i for i, _ in passed])
         return [Hit(i, records[i].path, float(s), records[i].width, records[i].height, tuple(tag_map.get(i, ())),
                     MATCH_BOTH if text_query is not None else MATCH_CLIP, snippets.get(i))
+                for i, s in passed]
+
+    def _search_among(self, index: VectorIndex, vector: np.ndarray, chosen: np.ndarray, k: int,
+                      min_score: float | None, offset: int, accept: Callable[[str], bool] | None) -> list[Hit] | None:
+        """Hits ``offset .. offset+k`` among the ids ``chosen`` (int64[m]), searched inside the store; None when the
+        store cannot, or its answer may be incomplete (an IVF index meets only the ids in the lists it probes)."""
+        want = offset + k
+        fetch = min(len(chosen), want)
+        while True:
+            if fetch == 0:
+                return []
+            result = index.search_among(vector[None, :], fetch, chosen)
+            if result is None or len(result[0].ids) < fetch:
+                return None
+            found = list(zip(result[0].ids.tolist(), result[0].scores.tolist(), strict=True))
+            records = self.catalog.files_by_id([i for i, _ in found])
+            passed = [(i, s) for i, s in found if i in records and (min_score is None or s >= min_score)
+                      and (accept is None or accept(records[i].path))]
+            below = min_score is not None and found[-1][1] < min_score
+            if len(passed) >= want or below or fetch >= len(chosen):
+                break
+            fetch = min(len(chosen), fetch * 4)
+        passed = passed[offset:want]
+        tag_map = self.catalog.tags_of([i for i, _ in passed])
+        return [Hit(i, records[i].path, float(s), records[i].width, records[i].height, tuple(tag_map.get(i, ())))
                 for i, s in passed]
 
     def _score_exactly(self, vector: np.ndarray, snippets: dict[int, str | None], k: int, min_score: float | None,
@@ -587,8 +629,9 @@ class Library:
             )
 
     def _require_content(self) -> None:
-        # Checked before the model is loaded: an empty library should not trigger a model download.
-        if not self.catalog.models():
+        # Checked before the model is loaded: an empty library should not trigger a model download. One probe, not
+        # models(): counting every model's vectors cost 0.2 s per search at 100k images.
+        if not self.catalog.has_embeddings():
             raise EmptyLibraryError(
                 f"the library {self.directory} is empty; run `glimpse index PATH` first"
             )

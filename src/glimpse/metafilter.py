@@ -18,6 +18,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from glimpse.errors import UserInputError
 
@@ -133,3 +134,29 @@ def distance_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
 
 def within_radius(near: Near, latitude: float, longitude: float) -> bool:
     return distance_km(near.latitude, near.longitude, latitude, longitude) <= near.radius_km
+
+
+class MetadataCheck:
+    """``check(file_id) -> bool``: whether a file's metadata passes ``where``, asked of the catalog one page of
+    candidates at a time (``catalog.ids_matching(where, among=ids)``) and remembered — for broad filters, where
+    checking a search's candidates is cheaper than listing every matching id."""
+
+    PAGE = 256
+
+    def __init__(self, catalog: Any, where: MetadataFilter) -> None:
+        self._catalog = catalog
+        self._where = where
+        self._known: dict[int, bool] = {}
+
+    def prefetch(self, ids: list[int]) -> None:
+        """Look up ``ids`` (and remember them) in one query."""
+        unknown = [i for i in dict.fromkeys(ids) if i not in self._known]
+        for start in range(0, len(unknown), self.PAGE):
+            page = unknown[start:start + self.PAGE]
+            passing = self._catalog.ids_matching(self._where, among=page)
+            self._known.update((i, i in passing) for i in page)
+
+    def __call__(self, file_id: int) -> bool:
+        if file_id not in self._known:
+            self.prefetch([file_id])
+        return self._known[file_id]

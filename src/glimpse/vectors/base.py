@@ -87,6 +87,11 @@ class VectorIndex(ABC):
         """
         return None
 
+    def search_among(self, queries: np.ndarray, k: int, ids: np.ndarray) -> list[SearchResult] | None:
+        """Top-``k`` per query of ``float32[q, dim]`` among the stored vectors whose id is in ``ids`` (int64[m]),
+        searched inside the store (e.g. the files a metadata filter keeps); None when this store cannot."""
+        return None
+
     @abstractmethod
     def range_search(self, queries: np.ndarray, threshold: float) -> list[RangeResult]:
         """Per row of ``float32[q, dim]`` ``queries``: every stored vector scoring strictly above ``threshold``
