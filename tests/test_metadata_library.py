@@ -162,3 +162,19 @@ def test_a_v4_catalog_migrates_and_is_backfilled(tmp_path, open_lib):
 def names_matching(lib, **bounds) -> set[str]:
     found = lib.catalog.ids_matching(MetadataFilter.parse(**bounds))
     return {name for name, i in ids_by_name(lib).items() if i in found}
+
+
+def test_metadata_filters_with_the_milvus_store(tmp_path, tiny_clip):
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    import glimpse
+
+    library_photos(tmp_path / "photos")
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip), store=str(tmp_path / "lib.db")) as lib:
+        lib.index([tmp_path / "photos"])
+        hits = lib.search("a photo", k=10, where=MetadataFilter.parse(after="2023-01", before="2024-06"))
+        assert {os.path.basename(h.path) for h in hits} == {"paris.jpg", "london.jpg"}
+        with glimpse.open_library(tmp_path / "lib-faiss", model=str(tiny_clip)) as on_faiss:
+            on_faiss.index([tmp_path / "photos"])
+            same = on_faiss.search("a photo", k=10, where=MetadataFilter.parse(after="2023-01", before="2024-06"))
+        assert [os.path.basename(h.path) for h in hits] == [os.path.basename(h.path) for h in same]

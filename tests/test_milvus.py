@@ -315,3 +315,23 @@ def test_milvus_range_search_is_exact_and_close_releases_the_client(tmp_path, fi
     again = MilvusIndex(db, catalog, KEY, DIM)  # the file is free for a new client
     assert len(again) == 56
     again.close()
+
+
+def test_search_among_ids_matches_faiss(tmp_path, filled):
+    """A metadata filter's id set searched inside the store: Milvus (``id in [...]``) and FAISS (id selector)
+    give the exact top-k among those ids, as a brute-force scan of them does."""
+    from glimpse.vectors.faiss import FaissIndex
+
+    catalog, ids, vectors = filled
+    milvus = MilvusIndex(str(tmp_path / "store.db"), catalog, KEY, DIM)
+    milvus.upsert(ids, vectors)
+    faiss_index = FaissIndex(tmp_path / "faiss", KEY, DIM)
+    faiss_index.upsert(ids, vectors)
+    among = ids[::3]
+    query = vectors[7]
+    expected = among[np.argsort(-(vectors[::3] @ query), kind="stable")][:5]
+    for store in (milvus, faiss_index):
+        result = store.search_among(query[None, :], 5, among)[0]
+        assert result.ids.tolist() == expected.tolist(), type(store).__name__
+        assert set(result.ids.tolist()) <= set(among.tolist())
+    assert milvus.search_among(query[None, :], 5, np.arange(10_000)) is None  # too many ids for one expression

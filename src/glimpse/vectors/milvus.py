@@ -82,6 +82,9 @@ def _path_range(prefix: str) -> str:
     return f"path >= {_string_literal(lo)} and path < {_string_literal(hi)}"
 
 
+# The most ids an ``id in [...]`` filter carries (about 60 kB of expression).
+MAX_ID_FILTER = 5000
+
 def filter_expression(path_prefix: str | Sequence[str] | None = None, tags: Sequence[str] = (),
                       no_tags: Sequence[str] = ()) -> str:
     """A Milvus boolean expression: files inside directory ``path_prefix`` (or inside any of several) carrying
@@ -258,6 +261,26 @@ class MilvusIndex(VectorIndex):
             scores = np.array([float(h["distance"]) for h in row], dtype=np.float32)
             order = np.argsort(-scores, kind="stable")
             results.append(SearchResult(ids[order], scores[order]))
+        return results
+
+    def search_among(self, queries: np.ndarray, k: int, ids: np.ndarray) -> list[SearchResult] | None:
+        """``VectorIndex.search_among`` as an ``id in [...]`` filter inside Milvus, for up to ``MAX_ID_FILTER`` ids
+        (None above: the expression would grow past what a request should carry)."""
+        queries = self._check(np.atleast_2d(queries))
+        ids = np.asarray(ids, dtype=np.int64)
+        if len(ids) > MAX_ID_FILTER:
+            return None
+        if k < 1 or len(ids) == 0 or len(queries) == 0:
+            return [SearchResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in queries]
+        expression = f"id in [{','.join(str(int(i)) for i in ids)}]"
+        hits = self._client.search(self.collection, data=queries.tolist(), limit=int(min(k, len(ids))),
+                                   filter=expression, search_params={"metric_type": "IP"}, output_fields=["id"])
+        results = []
+        for row in hits:
+            found = np.array([int(h["id"]) for h in row], dtype=np.int64)
+            scores = np.array([float(h["distance"]) for h in row], dtype=np.float32)
+            order = np.argsort(-scores, kind="stable")
+            results.append(SearchResult(found[order], scores[order]))
         return results
 
     def search_filtered(self, queries: np.ndarray, k: int, *, path_prefixes: Sequence[str] = (),
