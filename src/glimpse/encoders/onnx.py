@@ -58,6 +58,11 @@ _NUMPY_TYPES = {
     "tensor(int32)": np.int32,
 }
 _IDS_NAMES = ("input_ids", "text", "input", "ids")
+#: queries the cut copy of a fixed-length text graph must reproduce (short, empty, longer than the context)
+_CUT_PROBES = ("a photo of a dog", "", "A RED car, on the beach!", "one two three four five six " * 20)
+#: how close the cut graph's vectors must be to the full graph's (they differ only by summation order)
+CUT_MIN_COSINE = 0.99999
+CUT_MAX_DIFF = 1e-4
 _TEXT_INPUTS = (*_IDS_NAMES, "attention_mask", "token_type_ids")
 
 
@@ -197,8 +202,9 @@ class OnnxEncoder(Encoder):
         self._workers: dict[str, int] = {}  # parallel runs per tower (> 1 for single-threaded sessions)
         self._pool: ThreadPoolExecutor | None = None
         self._tokenizer: TextTokenizer | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered: creating the text session reads the tokenizer
         self._prefetch: threading.Thread | None = None
+        self._cut = False  # the text session is a cut copy: feed each piece only its real tokens
 
     # -- lazy resources ------------------------------------------------------------------------------
     def session(self, part: str) -> Any:
@@ -212,14 +218,77 @@ class OnnxEncoder(Encoder):
         path = self.files[part]
         parallel = part == "visual" and self.device == "cpu" and self.threads > 1
         immich = self.spec.extra.get("onnx", {}).get("layout") == "immich"
+        self._workers[part] = 1
+        if part == "textual" and self._may_cut():
+            from glimpse.encoders.mapped import cut_copy
+
+            copy = cut_copy(path)
+            if copy is not None:  # checked when it was written; a copy onnxruntime refuses now is skipped
+                with contextlib.suppress(ModelError):
+                    session = make_session(copy, device=self.device, threads=self.threads)
+                    self._cut = True
+                    return session
         # immich graphs have a fixed batch: start single-threaded rather than build the session twice.
         session = make_session(path, device=self.device, threads=1 if parallel and immich else self.threads)
         check_graph(part, session, path)
+        if part == "textual" and self._may_cut():
+            return self._cut_session(path, session)
         fixed = static_dim(session.get_inputs()[0], 0) is not None
         if parallel and fixed and not immich:
             session = make_session(path, device=self.device, threads=1)
         self._workers[part] = self.threads if parallel and (fixed or immich) else 1
         return session
+
+    # -- fixed-length text graphs: cut to the batch's length where the family makes that exact ----------
+    def _may_cut(self) -> bool:
+        """Whether this model's text graph may be fed only the real tokens: the family pools the end-of-text
+        position of a causal tower (``families.ModelFamily.text_pools_eot``) and padding goes on the right."""
+        from glimpse.families import get_family
+
+        return get_family(self.spec.family).text_pools_eot and self.tokenizer.padding_side == "right"
+
+    def _cut_session(self, path: Path, session: Any) -> Any:
+        """The session of the cut copy of the fixed-length text graph ``path`` (made, checked against
+        ``session`` and cached on first use, see ``glimpse.encoders.shorten``), else ``session`` itself."""
+        from glimpse.encoders.mapped import cut_refused, write_cut_copy
+
+        nodes = session.get_inputs()
+        if len(nodes) != 1 or nodes[0].name not in _IDS_NAMES or static_dim(nodes[0], 1) is None:
+            return session  # a dynamic length needs no cut; an attention mask input means another kind of tower
+        if cut_refused(path):
+            return session
+        built: dict[str, Any] = {}
+
+        def same_vectors(candidate: Path) -> bool:
+            built["session"] = make_session(candidate, device=self.device, threads=self.threads)
+            return self._cut_matches(session, built["session"])
+
+        if write_cut_copy(path, nodes[0].name, same_vectors) is None:
+            return session
+        self._cut = True
+        return built["session"]
+
+    def _cut_matches(self, full: Any, cut: Any) -> bool:
+        """True when ``cut`` fed the real tokens of the probe queries (and a few pads more, as a batch pads its
+        shorter texts) gives the vectors ``full`` gives for the same queries padded to its fixed length."""
+        node = full.get_inputs()[0]
+        length = static_dim(node, 1) or 0
+        dtype = _NUMPY_TYPES.get(node.type, np.int64)
+        batch = self.tokenizer.encode(list(_CUT_PROBES))
+        ids = np.full((len(_CUT_PROBES), length), self.tokenizer.pad_id, dtype)
+        width = min(length, batch.input_ids.shape[1])
+        ids[:, :width] = batch.input_ids[:, :width]
+        output = [full.get_outputs()[0].name]
+        for row, real in enumerate(batch.attention_mask.sum(1)):
+            want = np.asarray(full.run(output, {node.name: ids[row : row + 1]})[0], np.float64).ravel()
+            for keep in sorted({max(int(real), 1), min(int(real) + 3, length)}):
+                got = np.asarray(cut.run(output, {node.name: ids[row : row + 1, :keep]})[0], np.float64).ravel()
+                if got.shape != want.shape:
+                    return False
+                cos = float(want @ got) / max(float(np.linalg.norm(want) * np.linalg.norm(got)), 1e-30)
+                if cos < CUT_MIN_COSINE or np.abs(want - got).max() > CUT_MAX_DIFF * max(1.0, np.abs(want).max()):
+                    return False
+        return True
 
     def _run(self, part: str, session: Any, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
         """Run ``feeds`` (pieces of one batch) through ``session``, in parallel when the tower allows."""
@@ -327,6 +396,10 @@ class OnnxEncoder(Encoder):
                        for name, col in columns.items()}
         rows = len(columns[nodes[0].name])
         feeds = [{name: col[i : i + step] for name, col in columns.items()} for i in range(0, rows, step)]
+        if self._cut:  # positions after the last end-of-text token of a piece change nothing: not fed
+            real = np.concatenate([mask, np.repeat(mask[-1:], rows - n, axis=0)]).sum(1)
+            feeds = [{name: col[:, : max(1, int(real[i : i + step].max()))] for name, col in feed.items()}
+                     for i, feed in zip(range(0, rows, step), feeds, strict=True)]
         return self._run("textual", session, feeds)[:n]
 
     def close(self) -> None:
