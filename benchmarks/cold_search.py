@@ -3,9 +3,10 @@
     python benchmarks/cold_search.py [--work DIR] [--n 10000] [--runs 7]
 
 Model: a random ViT-B/32-shaped CLIP (``tests/tiny_models.make_clip_b32_shaped``: the real CLIP tokenizer, so
-it needs ../shared/data) exported with ``glimpse export`` (fp32), then written in immich's layout (open_clip
-``config.json``, ``visual/model.onnx`` with input ``image``, ``textual/model.onnx`` with input ``text``, weights
-inside each graph as immich publishes a B/32) into a Hugging Face cache as ``immich-app/ViT-B-32__openai``.
+it needs ../shared/data) written the way immich's exporter writes it (``tests/immich_fixtures.make_immich_model``:
+open_clip ``config.json``, ``visual/model.onnx`` image ``[1, 3, 224, 224]``, ``textual/model.onnx`` text
+``int32[1, 77]``, weights inside each graph as immich publishes a B/32) into a Hugging Face cache as
+``immich-app/ViT-B-32__openai``; and exported with ``glimpse export`` (fp32, dynamic axes) for comparison.
 Every run is a new process with ``HF_HUB_CACHE`` pointing there, ``HF_HUB_OFFLINE=1`` and no ``--model``: the
 path a user of the light install takes (the default resolved from the cache, torch never imported).
 
@@ -37,8 +38,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from torchless import immich_layout  # noqa: E402 - from the tests folder, put on the path above
-
 GLIMPSE = [sys.executable, "-c", "from glimpse.cli import main; main()"]
 DEFAULT_REPO = "immich-app/ViT-B-32__openai"
 COMMIT = "0" * 40
@@ -57,16 +56,16 @@ def export_b32(work: Path) -> Path:
     return target
 
 
-def default_cache(work: Path, exported: Path) -> Path:
-    """A Hugging Face cache holding ``exported`` in immich's layout as the default repo (made once)."""
-    cache = work / "hub"
+def default_cache(work: Path) -> Path:
+    """A Hugging Face cache holding the B/32-shaped CLIP in immich's layout as the default repo (made once)."""
+    from immich_fixtures import make_immich_model
+
+    cache = work / "hub-immich"
     repo = cache / ("models--" + DEFAULT_REPO.replace("/", "--"))
     snapshot = repo / "snapshots" / COMMIT
-    if (snapshot / "config.json").exists():
+    if (snapshot / "textual" / "model.onnx").exists():
         return cache
-    immich_layout(exported, snapshot, model_cfg={
-        "embed_dim": 512, "vision_cfg": {"image_size": 224, "patch_size": 32, "width": 768, "layers": 12},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}})
+    make_immich_model(snapshot, "clip", source=work / "b32")
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(COMMIT)
     return cache
@@ -147,11 +146,11 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     exported = export_b32(args.work)
-    cache = default_cache(args.work, exported)
+    cache = default_cache(args.work)
     env = {k: v for k, v in os.environ.items() if k not in ("GLIMPSE_MODEL", "HF_HOME", "GLIMPSE_LIBRARY")}
     env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache))
     query = ["search", "a dog on the beach", "--json"]
-    default_lib = library_of(DEFAULT_REPO, args.work / f"lib-default-{args.n}", env, args.n)
+    default_lib = library_of(DEFAULT_REPO, args.work / f"lib-immich-{args.n}", env, args.n)
     export_lib = library_of(str(exported), args.work / f"lib-export-{args.n}", env, args.n)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),

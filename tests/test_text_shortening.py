@@ -80,6 +80,13 @@ def test_the_encoder_feeds_only_real_tokens_and_matches_the_full_graph(models):
     again = load_encoder(str(models["clip"]))
     np.testing.assert_allclose(again.encode_texts(TEXTS), vectors, atol=1e-6)
     assert again._cut
+    # the first session is unpacked (quick to create); the second use packs it in the background: same vectors
+    unpacked = again.session("textual")
+    np.testing.assert_allclose(again.encode_texts(TEXTS), vectors, atol=1e-6)
+    again._packer.join()
+    assert again.session("textual") is not unpacked
+    np.testing.assert_allclose(again.encode_texts(TEXTS), vectors, atol=1e-6)
+    again.close()
 
 
 def test_only_causal_end_of_text_families_may_be_cut():

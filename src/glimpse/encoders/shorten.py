@@ -151,8 +151,7 @@ def cut_sequence_axis(graph_bytes: bytes, ids_name: str) -> bytes | None:
 
     new: list[Any] = []
     consts: list[Any] = [_tensor(_PREFIX + "one", np.array([1]), _INT64),
-                         _tensor(_PREFIX + "two", np.array([2]), _INT64),
-                         _tensor(_PREFIX + "scalar", np.zeros(0), _INT64)]  # the shape [] of a scalar
+                         _tensor(_PREFIX + "two", np.array([2]), _INT64)]
     shape = node("Shape", [ids_name], _PREFIX + "ids_shape")
     length = node("Slice", [shape, _PREFIX + "one", _PREFIX + "two"], _PREFIX + "length")  # int64[1]: L
     scalar: str | None = None
@@ -178,6 +177,7 @@ def cut_sequence_axis(graph_bytes: bytes, ids_name: str) -> bytes | None:
             if tensor.data_type != _INT64:
                 continue
             if scalar is None:
+                consts.append(_tensor(_PREFIX + "scalar", np.zeros(0), _INT64))  # the shape [] of a scalar
                 scalar = node("Reshape", [length, _PREFIX + "scalar"], _PREFIX + "length_scalar")
             renames[name] = scalar
             continue
