@@ -46,6 +46,9 @@ def main() -> None:
 
     encoder = load_encoder(str(snapshot))
     encoder.encode_texts(["warm up"])  # makes (first run) or loads the cut copy
+    encoder.encode_texts(["warm up"])  # the second use packs the session (on a thread): wait for it
+    if encoder._packer is not None:
+        encoder._packer.join()
     full = make_session(encoder.files["textual"])
     tokenizer = encoder.tokenizer
 

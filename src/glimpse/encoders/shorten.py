@@ -157,6 +157,7 @@ def cut_sequence_axis(graph_bytes: bytes, ids_name: str) -> bytes | None:
     scalar: str | None = None
     length_as: dict[int, str] = {_INT64: length}
     renames: dict[str, str] = {}
+    shapes: dict[tuple[int, bytes], str] = {}
     for tensor in graph.initializer:
         axes = [axis for axis, size in enumerate(tensor.dims) if size == fixed]
         name = tensor.name
@@ -185,9 +186,12 @@ def cut_sequence_axis(graph_bytes: bytes, ids_name: str) -> bytes | None:
             cast = node("Cast", [length], f"{_PREFIX}length_{tensor.data_type}")
             new[-1].attribute.add(name="to", type=_INT_ATTRIBUTE, i=tensor.data_type)
             length_as[tensor.data_type] = cast
-        consts.append(_tensor(f"{_PREFIX}{name}/is_length", values == fixed, _BOOL))
-        renames[name] = node("Where", [f"{_PREFIX}{name}/is_length", length_as[tensor.data_type], name],
-                             f"{_PREFIX}{name}/cut")
+        key = (tensor.data_type, values.tobytes())
+        if key not in shapes:  # one Where per distinct shape (a B/32 has ~70 constants but ~6 values)
+            consts.append(_tensor(f"{_PREFIX}{name}/is_length", values == fixed, _BOOL))
+            shapes[key] = node("Where", [f"{_PREFIX}{name}/is_length", length_as[tensor.data_type], name],
+                               f"{_PREFIX}{name}/cut")
+        renames[name] = shapes[key]
     for item in kept:
         item.input[:] = [renames.get(name, name) for name in item.input]
     graph.node.extend(new + kept)  # the new nodes read only the ids input and constants: they go first
