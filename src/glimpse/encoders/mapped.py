@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 #: graphs at least this large hold their weights inline (a graph without weights is a few MB at most)
 INLINE_WEIGHTS_BYTES = 32 * 1024 * 1024
@@ -42,6 +43,9 @@ def mapped_copy(path: Path) -> Path | None:
 
 
 def _write_copy(path: Path, target: Path) -> Path:
+    import shutil  # (here: a search that finds its copy made imports neither)
+    import tempfile
+
     import onnxruntime as ort
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +116,8 @@ def write_cut_copy(path: Path, ids_name: str, same_vectors: Callable[[Path], boo
     file beside it), else ``path`` itself when its weights are inline (small graphs); a graph whose weights are
     external files of the published folder is not cut (a copy elsewhere could not reach them).
     """
+    import tempfile
+
     from glimpse.digests import cache_dir, file_sha256
     from glimpse.encoders.shorten import cut_sequence_axis, has_external_data
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +29,8 @@ from glimpse.encoders.base import Encoder
 from glimpse.errors import ModelError
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from glimpse.spec import ModelSpec
     from glimpse.tokenizer import TextTokenizer
 
@@ -329,6 +330,8 @@ class OnnxEncoder(Encoder):
         else:
             with self._lock:
                 if self._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor  # only image towers run in parallel
+
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="glimpse-onnx")
             parts = list(self._pool.map(lambda feed: session.run(output, feed)[0], feeds))
         return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=0)
