@@ -81,9 +81,9 @@ def _write_copy(path: Path, target: Path) -> Path:
 
 #: the cut copy of a fixed-length text graph (``glimpse.encoders.shorten``), beside the mapped copy's weights;
 #: the version changes whenever the rewrite does, so a copy made by older code is never loaded
-CUT_NAME = "textual-cut-v2.onnx"
+CUT_NAME = "textual-cut-v3.onnx"
 #: written instead when the cut copy's vectors differed from the original's: the cut is not tried again
-REFUSED_NAME = "textual-cut-v2.refused"
+REFUSED_NAME = "textual-cut-v3.refused"
 
 
 def cut_copy(path: Path) -> Path | None:

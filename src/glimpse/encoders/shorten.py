@@ -196,6 +196,11 @@ def cut_sequence_axis(graph_bytes: bytes, ids_name: str) -> bytes | None:
         item.input[:] = [renames.get(name, name) for name in item.input]
     graph.node.extend(new + kept)  # the new nodes read only the ids input and constants: they go first
     graph.initializer.extend(consts)
+    # Shape constants now read by no node (all but one of each group of equal ones) are dropped.
+    used = {name for item in graph.node for name in item.input} | {value.name for value in graph.output}
+    unused = [i for i, tensor in enumerate(graph.initializer) if tensor.name in renames and tensor.name not in used]
+    for index in reversed(unused):
+        del graph.initializer[index]
     del graph.value_info[:]  # shapes inferred for the fixed length; onnxruntime infers them again
     for value in graph.output:
         for dim in value.type.tensor_type.shape.dim:
