@@ -14,10 +14,12 @@ Measures (goals of issue [G] on the 2-core machine: cold search <= 0.7 s, text e
 
 * ``cold_search_default_s``: median wall of ``--runs`` new ``glimpse search "a dog on the beach" --json``
   processes (default model, immich layout; the untimed first run writes the graphs' memory-mappable copies,
-  ``glimpse.encoders.mapped``, as a user's first search does);
+  ``glimpse.encoders.mapped``, and the text graph's copy cut to the query's length, ``glimpse.encoders.shorten``,
+  as a user's first search does);
 * ``cold_search_export_s``: the same with ``--model`` the ``glimpse export`` directory (external-data weights,
   which onnxruntime memory-maps), for comparison;
-* ``text_encode_ms``: median time to encode one query (B/32 text tower, batch 1, warm session), default model;
+* ``text_encode_ms``: median time to encode one query (B/32 text tower, batch 1, warm packed session), default
+  model (``benchmarks/text_encode.py`` compares it with the full 77-token graph in one process);
 * ``import_ms``: median wall of a new process that only imports ``glimpse.cli`` (the floor of any command).
 """
 

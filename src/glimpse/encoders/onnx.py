@@ -255,11 +255,13 @@ class OnnxEncoder(Encoder):
 
     # -- fixed-length text graphs: cut to the batch's length where the family makes that exact ----------
     def _may_cut(self) -> bool:
-        """Whether this model's text graph may be fed only the real tokens: the family pools the end-of-text
-        position of a causal tower (``families.ModelFamily.text_pools_eot``) and padding goes on the right."""
+        """Whether this model's text graph may be fed only the real tokens: its texts are padded to the full
+        context (a fixed-length graph: immich's), the family pools the end-of-text position of a causal tower
+        (``families.ModelFamily.text_pools_eot``) and the padding goes on the right."""
         from glimpse.families import get_family
 
-        return get_family(self.spec.family).text_pools_eot and self.tokenizer.padding_side == "right"
+        return (self.spec.text_padding == "max_length" and get_family(self.spec.family).text_pools_eot
+                and self.tokenizer.padding_side == "right")
 
     def _cut_session(self, path: Path, session: Any) -> Any:
         """The session of the cut copy of the fixed-length text graph ``path`` (made, checked against
