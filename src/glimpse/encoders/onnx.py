@@ -13,6 +13,14 @@ Static shapes: immich's exporter writes graphs with a fixed batch of 1 (image ``
 pieces the graph accepts. An image graph with a fixed batch gets a single-threaded session and its pieces
 run on ``threads`` Python threads at once (``run`` releases the GIL): one image per core keeps every core
 busy with no intra-op synchronisation, and the model's weights are held once.
+
+Fixed-length text graphs of a family whose text tower is causal and pools the end-of-text position (CLIP;
+``families.ModelFamily.text_pools_eot``) are fed only each query's real tokens, through a copy of the graph
+with a dynamic sequence axis (``glimpse.encoders.shorten``), made once, checked against the original on probe
+queries and cached (``glimpse.encoders.mapped``): the same vectors for a fraction of the work.
+
+A text session is created without repacking its weights (quick to create: a search encodes one query); the
+second text encode of a process builds a packed session on a background thread, which then replaces it.
 """
 
 from __future__ import annotations
