@@ -27,7 +27,6 @@ class DbParams:
     unclip_ratio: float
     dilate: bool
     max_candidates: int = 1000
-    score_on_contour: bool = False
 
 
 def order_quad(points: np.ndarray) -> np.ndarray:
@@ -71,9 +70,7 @@ def db_boxes(prob: np.ndarray, params: DbParams) -> list[tuple[np.ndarray, float
         center, (w, h), angle = cv2.minAreaRect(contour)
         if min(w, h) < MIN_BOX_SIDE:
             continue
-        outline = contour.reshape(-1, 2).astype(np.float32) if params.score_on_contour \
-            else cv2.boxPoints((center, (w, h), angle))
-        score = _mean_inside(prob, outline)
+        score = _mean_inside(prob, cv2.boxPoints((center, (w, h), angle)))
         if score < params.box_thresh:
             continue
         # Growing a rectangle's outline by d (round joins) and taking the minimum-area rectangle of the result
