@@ -59,7 +59,7 @@ def db_boxes(prob: np.ndarray, params: DbParams) -> list[tuple[np.ndarray, float
     Returns ``(quad, score)`` pairs: ``quad`` (4, 2) float32 in the map's pixels, ordered by
     :func:`order_quad`; ``score`` the mean probability inside the un-grown rectangle.
     """
-    mask = (prob > params.thresh).astype(np.uint8)
+    mask: np.ndarray = (prob > params.thresh).astype(np.uint8)
     if params.dilate:
         mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
@@ -168,9 +168,8 @@ def crop_line(image: np.ndarray, quad: np.ndarray, max_height: int) -> tuple[np.
     ``max_height`` px high (a bigger line is scaled down while warping: the recogniser sees 48 px anyway),
     and whether it was turned 90° counter-clockwise because it was much taller than wide (vertical text).
     """
-    width = max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2]))
-    height = max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))
-    width, height = max(float(width), 1.0), max(float(height), 1.0)
+    width = max(float(np.linalg.norm(quad[0] - quad[1])), float(np.linalg.norm(quad[3] - quad[2])), 1.0)
+    height = max(float(np.linalg.norm(quad[0] - quad[3])), float(np.linalg.norm(quad[1] - quad[2])), 1.0)
     turned = height >= 1.5 * width
     short = width if turned else height
     scale = min(1.0, max_height / short)
