@@ -59,7 +59,7 @@ REC_MIN_WIDTH = 320  # px: batches are padded to at least this width, as the mod
 REC_BATCH = 8
 CLS_SHAPE = (48, 192)  # (h, w) of the 0/180 line classifier's input
 CLS_THRESH = 0.9  # turn a crop only when the classifier is this sure it is upside down
-MAX_ENLARGE = 1.5
+MAX_ENLARGE = 1.5  # det_min_side never enlarges more: small images hold big text, which enlarging breaks up
 LONG_RATIO = 2.0  # long side / short side above which an image is tiled instead of shrunk
 MIN_SIDE = 4  # px: smaller images hold no readable text
 
