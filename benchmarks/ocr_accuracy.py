@@ -10,7 +10,7 @@ kept in github.com/zzzDavid/ICDAR-2019-SROIE (``data/img/NNN.jpg`` + ``data/box/
 
     git clone --depth 1 https://github.com/zzzDavid/ICDAR-2019-SROIE /tmp/sroie-repo
     mkdir -p /tmp/sroie && cp -r /tmp/sroie-repo/data/img /tmp/sroie-repo/data/box /tmp/sroie/
-    python benchmarks/ocr_accuracy.py --set-b /tmp/sroie
+    python benchmarks/ocr_accuracy.py --set-b /tmp/sroie            # --images 0: set (b) alone
 
 Engines (``--engines``, comma separated): ``glimpse:<model>`` (``glimpse.ocr.engine.open_ocr_engine``
 with its defaults; by default every name of ``glimpse.ocr.models.OCR_MODELS``), and the installed
@@ -23,6 +23,7 @@ decoded before the clock starts; a first warm-up read of image 0 is not counted)
 Metrics (benchmarks/ocr_metrics.py): line R/P, whitespace-word R/P, substring-word R/P, CER over matched
 lines, text-search R@1, per script. On set (a) the precision counts only predictions overlapping a GT item
 (the photos carry their own unlabelled text); ``out/img`` is how many other lines per image were read.
+``--reuse`` re-scores the predictions of an earlier run (same --work) without running the engines.
 Goals (issue 15): on set (a) word recall >= 0.90 en and >= 0.85 zh at precision >= 0.95; search R@1 >= 0.90.
 """
 
@@ -180,11 +181,13 @@ def worker(engine_name: str, image_list: Path, out: Path) -> int:
     return 0
 
 
-def run_engine(engine_name: str, paths: list[Path], work: Path) -> dict:
-    """``worker`` in a fresh process; its JSON, or {"error": ...}."""
+def run_engine(engine_name: str, paths: list[Path], work: Path, reuse: bool = False) -> dict:
+    """``worker`` in a fresh process; its JSON, or {"error": ...} (``reuse``: an earlier run's JSON)."""
     work.mkdir(parents=True, exist_ok=True)
     tag = engine_name.replace(":", "_")
     listing, out = work / f"{tag}.images.json", work / f"{tag}.{len(paths)}.out.json"
+    if reuse and out.exists():
+        return json.loads(out.read_text())
     listing.write_text(json.dumps([str(p) for p in paths]))
     env = {**os.environ, "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -266,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set-b-images", type=int, default=32)
     parser.add_argument("--engines", default=None, help="comma separated; default: glimpse models + baselines")
     parser.add_argument("--work", type=Path, default=Path("/tmp/glimpse-ocr-bench"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="score the predictions an earlier run left in --work instead of running engines")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     if args.worker:
@@ -273,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
 
     engines = (args.engines.split(",") if args.engines
                else [f"glimpse:{m}" for m in glimpse_models()] + list(BASELINES))
-    sets = [("a", f"set (a): {args.images} coco128 photos with rendered words",
-             load_set_a(args.set_a, args.images), True)]
+    sets = []
+    if args.images > 0:  # --images 0: set (b) only
+        sets.append(("a", f"set (a): {args.images} coco128 photos with rendered words",
+                     load_set_a(args.set_a, args.images), True))
     if args.set_b:
         truth_b = load_set_b(args.set_b, args.set_b_images)
         sets.append(("b", f"set (b): {len(truth_b)} SROIE receipts ({args.set_b})", truth_b, False))
@@ -284,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         rows: list[tuple] = []
         paths = [p for p, _ in truth.values()]
         for name in engines:
-            result = run_engine(name, paths, args.work / key)
+            result = run_engine(name, paths, args.work / key, args.reuse)
             rows += rows_for(name, truth, result, only_inside)
             print(f"  {title}: {name} done, load {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
         report[key] = rows

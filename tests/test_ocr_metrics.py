@@ -91,15 +91,23 @@ def test_partial_reading_is_precise_but_does_not_recall():
     assert math.isnan(en.cer)             # no matched line
 
 
-def test_inside_gt_drops_predictions_away_from_the_items():
+def test_inside_gt_keeps_predictions_lying_mostly_on_an_item():
     gt = [GtLine("EXIT", "en", ((10, 10), (50, 10), (50, 30), (10, 30)))]
-    near = PredLine("EXIT", 0.9, ((40, 25), (80, 25), (80, 40), (40, 40)))   # overlaps
+    near = PredLine("EXIT", 0.9, ((12, 12), (56, 12), (56, 28), (12, 28)))   # 38x16 of 44x16 inside
+    straddling = PredLine("POLO", 0.9, ((40, 25), (80, 25), (80, 40), (40, 40)))  # 10x5 of 40x15
     far = PredLine("STOP", 0.9, ((100, 100), (140, 100), (140, 120), (100, 120)))
-    assert inside_gt([near, far], gt) == [near]
+    assert inside_gt([near, straddling, far], gt) == [near]
+    assert inside_gt([near, straddling, far], gt, min_fraction=0.05) == [near, straddling]
     s = Scores()
-    score_image(gt, [near, far], s, only_inside=True)
-    assert (s.by_script["en"].pred_lines, s.by_script["en"].pred_outside) == (1, 1)
+    score_image(gt, [near, straddling, far], s, only_inside=True)
+    assert (s.by_script["en"].pred_lines, s.by_script["en"].pred_outside) == (1, 2)
     assert s.by_script["en"].line_precision == 1.0
+    # Recall does not look at boxes: a reading of the item somewhere else still finds it ...
+    s = Scores()
+    score_image(gt, [PredLine("EXIT", 0.9, far.box)], s, only_inside=True)
+    assert (s.by_script["en"].line_recall, s.by_script["en"].word_recall) == (1.0, 1.0)
+    # ... while precision has nothing left to score.
+    assert s.by_script["en"].pred_lines == 0 and math.isnan(s.by_script["en"].word_precision)
 
 
 def test_search_recall_at_1_hand_worked():
