@@ -50,6 +50,8 @@ from ocr_metrics import (  # noqa: E402  (benchmarks/ is not a package)
     GtLine,
     PredLine,
     Scores,
+    line_matches,
+    normalise,
     score_image,
     search_recall_at_1,
 )
@@ -210,6 +212,30 @@ def evaluate(truth: dict[str, tuple[Path, list[GtLine]]], result: dict, only_ins
     return scores
 
 
+SIZE_BUCKETS = ((12, 24), (24, 48), (48, 97))  # text height in px, [lo, hi)
+
+
+def size_counts(folder: Path, truth: dict) -> list[int]:
+    """How many set (a) items fall in each of SIZE_BUCKETS."""
+    sizes = [it["size_px"] for name in truth
+             for it in json.loads((folder / name).with_suffix(".json").read_text())["items"]]
+    return [sum(lo <= v < hi for v in sizes) for lo, hi in SIZE_BUCKETS]
+
+
+def recall_by_size(folder: Path, truth: dict, result: dict) -> list[float]:
+    """Set (a) line recall (both scripts) per SIZE_BUCKETS of the rendered font size."""
+    found = [0] * len(SIZE_BUCKETS)
+    total = [0] * len(SIZE_BUCKETS)
+    for name in truth:
+        items = json.loads((folder / name).with_suffix(".json").read_text())["items"]
+        preds = [normalise(t) for t, _, _ in result["preds"].get(name, [])]
+        for it in items:
+            k = next(i for i, (lo, hi) in enumerate(SIZE_BUCKETS) if lo <= it["size_px"] < hi)
+            total[k] += 1
+            found[k] += any(line_matches(normalise(it["text"]), p) for p in preds)
+    return [f / t if t else float("nan") for f, t in zip(found, total, strict=True)]
+
+
 HEADER = ("engine/model", "script", "lineR", "lineP", "wordR", "wordP", "subR", "subP", "CER", "R@1",
           "out/img", "img/s", "RSS MB")
 
@@ -287,15 +313,27 @@ def main(argv: list[str] | None = None) -> int:
         sets.append(("b", f"set (b): {len(truth_b)} SROIE receipts ({args.set_b})", truth_b, False))
     print(f"machine: {machine()}")
     report: dict[str, list] = {}
+    by_size: list[tuple] = []
     for key, title, truth, only_inside in sets:
         rows: list[tuple] = []
         paths = [p for p, _ in truth.values()]
         for name in engines:
             result = run_engine(name, paths, args.work / key, args.reuse)
             rows += rows_for(name, truth, result, only_inside)
+            if key == "a" and "error" not in result:
+                by_size.append((name, *recall_by_size(args.set_a, truth, result)))
             print(f"  {title}: {name} done, load {Path('/proc/loadavg').read_text().split()[0]}", flush=True)
         report[key] = rows
         print(table(title, rows), flush=True)
+        if key == "a":
+            print("\nset (a) line recall by rendered text size:\n")
+            counts = size_counts(args.set_a, truth)
+            print("| engine/model | " + " | ".join(f"{lo}-{hi - 1} px ({n} items)" for (lo, hi), n
+                                                 in zip(SIZE_BUCKETS, counts, strict=True)) + " |")
+            print("|" + "---|" * (len(SIZE_BUCKETS) + 1))
+            for row in by_size:
+                print("| " + " | ".join(fmt(v) for v in row) + " |")
+            report["a_by_size"] = by_size
     print(f"\nafter: {machine()}")
     if args.json:
         args.json.write_text(json.dumps(report, ensure_ascii=False, indent=1))
