@@ -1,4 +1,4 @@
-"""The OCR benchmark's metrics (benchmarks/ocr_metrics.py) on hand-worked examples."""
+"""The OCR benchmark's metrics (benchmarks/ocr_metrics.py) on hand-worked examples, and its set (a) generator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
@@ -25,6 +27,7 @@ from ocr_metrics import (  # benchmarks/ is not a package: imported by path
     substring_distance,
     words,
 )
+from ocr_textset import EN_FONTS, ZH_FONTS, generate
 
 
 def test_normalise_folds_width_case_and_whitespace():
@@ -129,3 +132,29 @@ def test_search_recall_at_1_hand_worked():
     assert (s.search_queries["en"], s.search_hits["en"]) == (4, 1)
     assert (s.search_queries["zh"], s.search_hits["zh"]) == (1, 1)
     assert s.search_r1("all") == pytest.approx(2 / 5)
+
+
+def test_textset_is_deterministic_and_its_polygons_cover_the_text(tmp_path):
+    from conftest import shared_data
+
+    photos = shared_data("coco128", "images")
+    if not all(Path(f).is_file() for f, _ in EN_FONTS + ZH_FONTS):
+        pytest.skip("the DejaVu / Noto CJK fonts are not installed")
+    first = generate(tmp_path / "a", images=3, photos=photos)
+    second = generate(tmp_path / "b", images=3, photos=photos)
+    assert first == second
+    for truth in first:
+        a = (tmp_path / "a" / truth["image"]).read_bytes()
+        assert a == (tmp_path / "b" / truth["image"]).read_bytes()
+        assert 1 <= len(truth["items"]) <= 4 and 60 <= truth["jpeg_quality"] <= 95
+        generated = np.asarray(Image.open(tmp_path / "a" / truth["image"]).convert("RGB"), dtype=np.float32)
+        original = np.asarray(Image.open(photos / truth["source"]).convert("RGB"), dtype=np.float32)
+        mask = Image.new("L", (generated.shape[1], generated.shape[0]), 0)
+        for item in truth["items"]:
+            assert 12 <= item["size_px"] <= 96 and abs(item["angle_deg"]) <= 20
+            assert (script_of(item["text"]) == "zh") == (item["script"] == "zh")
+            ImageDraw.Draw(mask).polygon([tuple(p) for p in item["polygon"]], fill=255)
+        inside = np.asarray(mask) > 0
+        change = np.abs(generated - original).mean(axis=2)
+        # The text changed the pixels inside its polygons; outside them only JPEG re-encoding did.
+        assert change[inside].mean() > 4 * change[~inside].mean()
