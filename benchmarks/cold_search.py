@@ -3,9 +3,10 @@
     python benchmarks/cold_search.py [--work DIR] [--n 10000] [--runs 7]
 
 Model: a random ViT-B/32-shaped CLIP (``tests/tiny_models.make_clip_b32_shaped``: the real CLIP tokenizer, so
-it needs ../shared/data) exported with ``glimpse export`` (fp32), then written in immich's layout (open_clip
-``config.json``, ``visual/model.onnx`` with input ``image``, ``textual/model.onnx`` with input ``text``, weights
-inside each graph as immich publishes a B/32) into a Hugging Face cache as ``immich-app/ViT-B-32__openai``.
+it needs ../shared/data) written the way immich's exporter writes it (``tests/immich_fixtures.make_immich_model``:
+open_clip ``config.json``, ``visual/model.onnx`` image ``[1, 3, 224, 224]``, ``textual/model.onnx`` text
+``int32[1, 77]``, weights inside each graph as immich publishes a B/32) into a Hugging Face cache as
+``immich-app/ViT-B-32__openai``; and exported with ``glimpse export`` (fp32, dynamic axes) for comparison.
 Every run is a new process with ``HF_HUB_CACHE`` pointing there, ``HF_HUB_OFFLINE=1`` and no ``--model``: the
 path a user of the light install takes (the default resolved from the cache, torch never imported).
 
@@ -13,10 +14,12 @@ Measures (goals of issue [G] on the 2-core machine: cold search <= 0.7 s, text e
 
 * ``cold_search_default_s``: median wall of ``--runs`` new ``glimpse search "a dog on the beach" --json``
   processes (default model, immich layout; the untimed first run writes the graphs' memory-mappable copies,
-  ``glimpse.encoders.mapped``, as a user's first search does);
+  ``glimpse.encoders.mapped``, and the text graph's copy cut to the query's length, ``glimpse.encoders.shorten``,
+  as a user's first search does);
 * ``cold_search_export_s``: the same with ``--model`` the ``glimpse export`` directory (external-data weights,
   which onnxruntime memory-maps), for comparison;
-* ``text_encode_ms``: median time to encode one query (B/32 text tower, batch 1, warm session), default model;
+* ``text_encode_ms``: median time to encode one query (B/32 text tower, batch 1, warm packed session), default
+  model (``benchmarks/text_encode.py`` compares it with the full 77-token graph in one process);
 * ``import_ms``: median wall of a new process that only imports ``glimpse.cli`` (the floor of any command).
 """
 
@@ -37,8 +40,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from torchless import immich_layout  # noqa: E402 - from the tests folder, put on the path above
-
 GLIMPSE = [sys.executable, "-c", "from glimpse.cli import main; main()"]
 DEFAULT_REPO = "immich-app/ViT-B-32__openai"
 COMMIT = "0" * 40
@@ -57,16 +58,16 @@ def export_b32(work: Path) -> Path:
     return target
 
 
-def default_cache(work: Path, exported: Path) -> Path:
-    """A Hugging Face cache holding ``exported`` in immich's layout as the default repo (made once)."""
-    cache = work / "hub"
+def default_cache(work: Path) -> Path:
+    """A Hugging Face cache holding the B/32-shaped CLIP in immich's layout as the default repo (made once)."""
+    from immich_fixtures import make_immich_model
+
+    cache = work / "hub-immich"
     repo = cache / ("models--" + DEFAULT_REPO.replace("/", "--"))
     snapshot = repo / "snapshots" / COMMIT
-    if (snapshot / "config.json").exists():
+    if (snapshot / "textual" / "model.onnx").exists():
         return cache
-    immich_layout(exported, snapshot, model_cfg={
-        "embed_dim": 512, "vision_cfg": {"image_size": 224, "patch_size": 32, "width": 768, "layers": 12},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 512, "heads": 8, "layers": 12}})
+    make_immich_model(snapshot, "clip", source=work / "b32")
     (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(COMMIT)
     return cache
@@ -117,7 +118,8 @@ def text_encode_ms(env: dict[str, str]) -> float:
         "import statistics, time, json\n"
         "from glimpse.bench import QUERIES\n"
         "from glimpse.registry import DEFAULT_MODEL, load_encoder\n"
-        "enc = load_encoder(DEFAULT_MODEL); enc.encode_texts(['warm up'])\n"
+        "enc = load_encoder(DEFAULT_MODEL); enc.encode_texts(['warm up']); enc.encode_texts(['warm up'])\n"
+        "enc._packer is None or enc._packer.join()  # the second use packs the text session on a thread\n"
         "t = []\n"
         "for _ in range(5):\n"
         "    for q in QUERIES:\n"
@@ -147,11 +149,11 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     exported = export_b32(args.work)
-    cache = default_cache(args.work, exported)
+    cache = default_cache(args.work)
     env = {k: v for k, v in os.environ.items() if k not in ("GLIMPSE_MODEL", "HF_HOME", "GLIMPSE_LIBRARY")}
     env.update(HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(cache))
     query = ["search", "a dog on the beach", "--json"]
-    default_lib = library_of(DEFAULT_REPO, args.work / f"lib-default-{args.n}", env, args.n)
+    default_lib = library_of(DEFAULT_REPO, args.work / f"lib-immich-{args.n}", env, args.n)
     export_lib = library_of(str(exported), args.work / f"lib-export-{args.n}", env, args.n)
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M %Z"),

@@ -228,15 +228,19 @@ def test_inline_weights_load_from_a_mapped_copy(models, monkeypatch, tmp_path):
     plain = load_encoder(load_spec(str(source)))
     want = plain.encode_texts(TEXTS)
     plain.close()
-    assert not (cache_dir() / "onnx" / file_sha256(graph)).exists()  # small graphs are loaded as they are
+    assert not (cache_dir() / "onnx" / file_sha256(graph) / mapped.GRAPH_NAME).exists()  # small: loaded as is
 
     monkeypatch.setattr(mapped, "INLINE_WEIGHTS_BYTES", 1)
     copy = cache_dir() / "onnx" / file_sha256(graph)
-    for _ in range(2):  # writes the copy, then loads it
+    shutil.rmtree(copy)  # the cut copy of the small graph (test_text_shortening.py): a big graph's starts empty
+    for _ in range(2):  # writes the copy (and the cut copy from it), then loads the cut copy
         encoder = load_encoder(load_spec(str(source)))
         np.testing.assert_allclose(encoder.encode_texts(TEXTS), want, atol=1e-6)
+        assert encoder._cut
         encoder.close()
         assert (copy / mapped.GRAPH_NAME).is_file() and (copy / mapped.DATA_NAME).stat().st_size > 0
+        # the cut copy is only a graph: its weights are the mapped copy's data file
+        assert (copy / mapped.CUT_NAME).stat().st_size < graph.stat().st_size / 4
     assert graph.read_bytes() == before
     # A copy that cannot be written (the cache folder is a file here) is no failure: the original loads.
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

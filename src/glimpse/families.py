@@ -58,7 +58,12 @@ class ModelFamily:
     context length: the model pools a fixed position); ``text_attention_mask`` whether the text tower is fed
     one (SigLIP was trained without); ``slow_tokenizer`` how a checkpoint without a fast tokenizer becomes
     ``tokenizer.json`` at ONNX export: ``"transformers"`` (its converter) or ``"siglip"`` (SentencePiece with
-    SigLIP's lower-casing, punctuation-stripping canonicaliser).
+    SigLIP's lower-casing, punctuation-stripping canonicaliser). ``text_pools_eot``: the text tower is causal
+    and pools its end-of-text position (CLIP), so the positions after a text's end-of-text token change nothing:
+    padding to the longest text of a batch gives exactly the vectors of padding to the context length, and a
+    fixed-length ONNX text graph (immich's ``[1, 77]``) may be cut to the batch's length
+    (``glimpse.encoders.shorten``). False where padding is read (SigLIP pools a fixed position; BERT / XLM-R
+    towers attend both ways and pool the first token or the mean).
 
     Scores and training: ``loss`` ``"softmax"`` (CLIP: ``softmax(scale * cos)`` over classes, symmetric
     cross-entropy training) or ``"sigmoid"`` (SigLIP: ``sigmoid(scale * cos + bias)`` per class, pairwise
@@ -95,6 +100,7 @@ class ModelFamily:
     open_clip_logit_scale: float = 100.0
     context_offset: int = 0
     processor_resample: int = 3
+    text_pools_eot: bool = False
 
     @property
     def sigmoid(self) -> bool:
@@ -124,7 +130,8 @@ _CLIP_RECIPE: dict[str, Any] = {
 }
 
 _ROWS: tuple[ModelFamily, ...] = (
-    ModelFamily(name="clip", model_types=("clip",), model_class="CLIPModel", languages=("en",), **_CLIP_RECIPE),
+    ModelFamily(name="clip", model_types=("clip",), model_class="CLIPModel", languages=("en",), text_pools_eot=True,
+                **_CLIP_RECIPE),
     ModelFamily(name="chinese_clip", model_types=("chinese_clip",), model_class="ChineseCLIPModel",
                 languages=("zh", "en"), **_CLIP_RECIPE),
     # SigLIP pools the last text position, so it was trained on fixed-length text and without a mask.

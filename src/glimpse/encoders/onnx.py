@@ -13,6 +13,14 @@ Static shapes: immich's exporter writes graphs with a fixed batch of 1 (image ``
 pieces the graph accepts. An image graph with a fixed batch gets a single-threaded session and its pieces
 run on ``threads`` Python threads at once (``run`` releases the GIL): one image per core keeps every core
 busy with no intra-op synchronisation, and the model's weights are held once.
+
+Fixed-length text graphs of a family whose text tower is causal and pools the end-of-text position (CLIP;
+``families.ModelFamily.text_pools_eot``) are fed only each query's real tokens, through a copy of the graph
+with a dynamic sequence axis (``glimpse.encoders.shorten``), made once, checked against the original on probe
+queries and cached (``glimpse.encoders.mapped``): the same vectors for a fraction of the work.
+
+A text session is created without repacking its weights (quick to create: a search encodes one query); the
+second text encode of a process builds a packed session on a background thread, which then replaces it.
 """
 
 from __future__ import annotations
@@ -20,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +37,8 @@ from glimpse.encoders.base import Encoder
 from glimpse.errors import ModelError
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from glimpse.spec import ModelSpec
     from glimpse.tokenizer import TextTokenizer
 
@@ -58,6 +67,11 @@ _NUMPY_TYPES = {
     "tensor(int32)": np.int32,
 }
 _IDS_NAMES = ("input_ids", "text", "input", "ids")
+#: queries the cut copy of a fixed-length text graph must reproduce (short, empty, longer than the context)
+_CUT_PROBES = ("a photo of a dog", "", "A RED car, on the beach!", "one two three four five six " * 20)
+#: how close the cut graph's vectors must be to the full graph's (they differ only by summation order)
+CUT_MIN_COSINE = 0.99999
+CUT_MAX_DIFF = 1e-4
 _TEXT_INPUTS = (*_IDS_NAMES, "attention_mask", "token_type_ids")
 
 
@@ -142,8 +156,13 @@ def providers_for(device: str) -> list[Any]:
     return chosen
 
 
-def make_session(path: Path, *, device: str = "cpu", threads: int | None = None) -> Any:
-    """An ``onnxruntime.InferenceSession`` for ``path`` tuned for throughput on ``device``."""
+def make_session(path: Path, *, device: str = "cpu", threads: int | None = None, prepack: bool = True) -> Any:
+    """An ``onnxruntime.InferenceSession`` for ``path`` tuned for throughput on ``device``.
+
+    ``prepack=False``: the weights are not repacked for the matrix kernels when the session is created (the
+    repacking reads and rewrites every weight: most of a B/32 text session's creation time), which makes the
+    session quick to create and each run slower (~2x for a short query); for a process that runs it once.
+    """
     import onnxruntime as ort
 
     if not path.is_file():
@@ -156,6 +175,8 @@ def make_session(path: Path, *, device: str = "cpu", threads: int | None = None)
     # Spinning workers would steal the cores the JPEG decode threads need between encoder batches.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
+    if not prepack:
+        options.add_session_config_entry("session.disable_prepacking", "1")
     from glimpse.encoders.mapped import mapped_copy
 
     copy = mapped_copy(path)  # inline weights (immich's files): load a memory-mappable copy instead
@@ -197,8 +218,12 @@ class OnnxEncoder(Encoder):
         self._workers: dict[str, int] = {}  # parallel runs per tower (> 1 for single-threaded sessions)
         self._pool: ThreadPoolExecutor | None = None
         self._tokenizer: TextTokenizer | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered: creating the text session reads the tokenizer
         self._prefetch: threading.Thread | None = None
+        self._cut = False  # the text session is a cut copy: feed each piece only its real tokens
+        self._text_path: Path | None = None  # the graph the text session was made from, when not files["textual"]
+        self._text_uses = 0
+        self._packer: threading.Thread | None = None
 
     # -- lazy resources ------------------------------------------------------------------------------
     def session(self, part: str) -> Any:
@@ -212,14 +237,99 @@ class OnnxEncoder(Encoder):
         path = self.files[part]
         parallel = part == "visual" and self.device == "cpu" and self.threads > 1
         immich = self.spec.extra.get("onnx", {}).get("layout") == "immich"
+        self._workers[part] = 1
+        # A text session starts unpacked (quick to create: a search runs one query); a second use packs it.
+        prepack = part != "textual"
+        if part == "textual" and self._may_cut():
+            from glimpse.encoders.mapped import cut_copy
+
+            copy = cut_copy(path)
+            if copy is not None:  # checked when it was written; a copy onnxruntime refuses now is skipped
+                with contextlib.suppress(ModelError):
+                    session = make_session(copy, device=self.device, threads=self.threads, prepack=False)
+                    self._cut, self._text_path = True, copy
+                    return session
         # immich graphs have a fixed batch: start single-threaded rather than build the session twice.
-        session = make_session(path, device=self.device, threads=1 if parallel and immich else self.threads)
+        threads = 1 if parallel and immich else self.threads
+        session = make_session(path, device=self.device, threads=threads, prepack=prepack)
         check_graph(part, session, path)
+        if part == "textual" and self._may_cut():
+            return self._cut_session(path, session)
         fixed = static_dim(session.get_inputs()[0], 0) is not None
         if parallel and fixed and not immich:
             session = make_session(path, device=self.device, threads=1)
         self._workers[part] = self.threads if parallel and (fixed or immich) else 1
         return session
+
+    # -- fixed-length text graphs: cut to the batch's length where the family makes that exact ----------
+    def _may_cut(self) -> bool:
+        """Whether this model's text graph may be fed only the real tokens: its texts are padded to the full
+        context (a fixed-length graph: immich's), the family pools the end-of-text position of a causal tower
+        (``families.ModelFamily.text_pools_eot``) and the padding goes on the right."""
+        from glimpse.families import get_family
+
+        return (self.spec.text_padding == "max_length" and get_family(self.spec.family).text_pools_eot
+                and self.tokenizer.padding_side == "right")
+
+    def _cut_session(self, path: Path, session: Any) -> Any:
+        """The session of the cut copy of the fixed-length text graph ``path`` (made, checked against
+        ``session`` and cached on first use, see ``glimpse.encoders.shorten``), else ``session`` itself."""
+        from glimpse.encoders.mapped import cut_refused, write_cut_copy
+
+        nodes = session.get_inputs()
+        if len(nodes) != 1 or nodes[0].name not in _IDS_NAMES or static_dim(nodes[0], 1) is None:
+            return session  # a dynamic length needs no cut; an attention mask input means another kind of tower
+        if cut_refused(path):
+            return session
+        built: dict[str, Any] = {}
+
+        def same_vectors(candidate: Path) -> bool:
+            built["session"] = make_session(candidate, device=self.device, threads=self.threads, prepack=False)
+            return self._cut_matches(session, built["session"])
+
+        copy = write_cut_copy(path, nodes[0].name, same_vectors)
+        if copy is None:
+            return session
+        self._cut, self._text_path = True, copy
+        return built["session"]
+
+    def _pack_text_session(self) -> None:
+        """Replace the unpacked text session by a packed one, built on a background thread (the unpacked one
+        serves until it is ready): a process that encodes texts more than once runs each query ~2x faster."""
+        path = self._text_path or self.files["textual"]
+
+        def build() -> None:
+            # On failure the unpacked session simply stays.
+            with contextlib.suppress(ModelError):
+                packed = make_session(path, device=self.device, threads=self.threads)
+                with self._lock:
+                    if "textual" in self._sessions:
+                        self._sessions["textual"] = packed
+
+        self._packer = threading.Thread(target=build, name="glimpse-onnx-pack")
+        self._packer.start()
+
+    def _cut_matches(self, full: Any, cut: Any) -> bool:
+        """True when ``cut`` fed the real tokens of the probe queries (and a few pads more, as a batch pads its
+        shorter texts) gives the vectors ``full`` gives for the same queries padded to its fixed length."""
+        node = full.get_inputs()[0]
+        length = static_dim(node, 1) or 0
+        dtype = _NUMPY_TYPES.get(node.type, np.int64)
+        batch = self.tokenizer.encode(list(_CUT_PROBES))
+        ids = np.full((len(_CUT_PROBES), length), self.tokenizer.pad_id, dtype)
+        width = min(length, batch.input_ids.shape[1])
+        ids[:, :width] = batch.input_ids[:, :width]
+        output = [full.get_outputs()[0].name]
+        for row, real in enumerate(batch.attention_mask.sum(1)):
+            want = np.asarray(full.run(output, {node.name: ids[row : row + 1]})[0], np.float64).ravel()
+            for keep in sorted({max(int(real), 1), min(int(real) + 3, length)}):
+                got = np.asarray(cut.run(output, {node.name: ids[row : row + 1, :keep]})[0], np.float64).ravel()
+                if got.shape != want.shape:
+                    return False
+                cos = float(want @ got) / max(float(np.linalg.norm(want) * np.linalg.norm(got)), 1e-30)
+                if cos < CUT_MIN_COSINE or np.abs(want - got).max() > CUT_MAX_DIFF * max(1.0, np.abs(want).max()):
+                    return False
+        return True
 
     def _run(self, part: str, session: Any, feeds: list[dict[str, np.ndarray]]) -> np.ndarray:
         """Run ``feeds`` (pieces of one batch) through ``session``, in parallel when the tower allows."""
@@ -230,6 +340,8 @@ class OnnxEncoder(Encoder):
         else:
             with self._lock:
                 if self._pool is None:
+                    from concurrent.futures import ThreadPoolExecutor  # only image towers run in parallel
+
                     self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="glimpse-onnx")
             parts = list(self._pool.map(lambda feed: session.run(output, feed)[0], feeds))
         return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts], axis=0)
@@ -301,6 +413,10 @@ class OnnxEncoder(Encoder):
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         session = self.session("textual")
+        with self._lock:
+            self._text_uses += 1
+            if self._text_uses >= 2 and self._packer is None:
+                self._pack_text_session()
         nodes = session.get_inputs()
         batch = self.tokenizer.encode(texts)
         ids, mask = batch.input_ids, batch.attention_mask
@@ -327,12 +443,17 @@ class OnnxEncoder(Encoder):
                        for name, col in columns.items()}
         rows = len(columns[nodes[0].name])
         feeds = [{name: col[i : i + step] for name, col in columns.items()} for i in range(0, rows, step)]
+        if self._cut:  # positions after the last end-of-text token of a piece change nothing: not fed
+            real = np.concatenate([mask, np.repeat(mask[-1:], rows - n, axis=0)]).sum(1)
+            feeds = [{name: col[:, : max(1, int(real[i : i + step].max()))] for name, col in feed.items()}
+                     for i, feed in zip(range(0, rows, step), feeds, strict=True)]
         return self._run("textual", session, feeds)[:n]
 
     def close(self) -> None:
         """Drop the sessions so their memory can be freed."""
-        if self._prefetch is not None:
-            self._prefetch.join()  # never free a session while it is being built
+        for thread in (self._prefetch, self._packer):
+            if thread is not None:
+                thread.join()  # never free a session while it is being built
         with self._lock:
             self._sessions.clear()
             if self._pool is not None:
