@@ -25,15 +25,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from glimpse.errors import CatalogError, LibraryBusyError, ReadOnlyLibraryError
-from glimpse.metadata import PhotoMetadata
-from glimpse.metafilter import MetadataFilter, within_radius
 from glimpse.ocr.base import OcrLine
 from glimpse.ocr.text_index import TRIGRAM_MIN, TextQuery, fts_phrase, line_score, normalize_text
+
+if TYPE_CHECKING:  # the metadata modules load with the first metadata call (PIL's EXIF tables are not free)
+    from glimpse.metadata import PhotoMetadata
+    from glimpse.metafilter import MetadataFilter
 
 SCHEMA_VERSION = 5
 CATALOG_FILENAME = "catalog.sqlite3"
@@ -987,6 +989,7 @@ class Catalog:
 
     def metadata_of(self, ids: Iterable[int]) -> dict[int, PhotoMetadata]:
         """``{file id: its capture metadata}`` for the ids that have some."""
+        from glimpse.metadata import PhotoMetadata
         wanted = list(ids)
         out: dict[int, PhotoMetadata] = {}
         with self._lock:
@@ -1022,6 +1025,8 @@ class Catalog:
         with self._lock:
             rows = self._db.execute(f"SELECT m.file_id, m.latitude, m.longitude FROM photo_meta m "
                                     f"WHERE {' AND '.join(clauses)}", params).fetchall()
+        from glimpse.metafilter import within_radius
+
         return {fid for fid, lat, lon in rows if within_radius(where.near, lat, lon)}
 
     def count_matching(self, where: MetadataFilter) -> int:

@@ -33,7 +33,6 @@ from glimpse.errors import (
     UserInputError,
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image, open_regular_file
-from glimpse.locking import writer_lock
 from glimpse.metafilter import SORT_DATE, SORT_SCORE, MetadataCheck, MetadataFilter, check_sort
 from glimpse.notices import notice
 from glimpse.ocr.text_index import (
@@ -316,6 +315,8 @@ class Library:
                 f"the library {self.directory} is read-only here: searching works, but indexing, tagging and "
                 "removing need write access to it"
             )
+        from glimpse.locking import writer_lock  # filelock: only writers pay its import
+
         with writer_lock(self.directory / LOCK_FILENAME, library=self.directory, wait=self.lock_wait):
             yield
 
@@ -691,6 +692,9 @@ class Library:
         self._require_content()
         if text_query is not None:
             self._require_text()  # before the model loads
+        # The text tower loads on a thread while the vector index opens here (a cold search's two big waits).
+        self.encoder.prefetch_text_tower()
+        self._vector_index(save=False)
         vector = embed_terms(terms, self.encoder, lang)
         plain = plain_query_terms([t.text for t in terms if t.text is not None and t.weight > 0])
         return self._finish(self._ranked(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, where=where,
