@@ -170,6 +170,15 @@ def test_min_confidence_drops_lines():
     assert strict.read(_canvas((400, 120), [("EXIT", (40, 30), LATIN_FONT, 48)])) == []
 
 
+def test_a_script_the_model_cannot_read_is_dropped_by_the_confidence_threshold():
+    img = _canvas((600, 140), [("안녕하세요", (30, 30), CJK_FONT, 56)])  # Hangul: not in the default's dictionary
+    root = _root_or_skip(DEFAULT_OCR_MODEL)
+    everything = engine_mod.OnnxOcrEngine(ocr_model_spec(None), root, threads=1, min_confidence=0.0)
+    guesses = everything.read(img)
+    assert guesses and all(line.confidence < engine_mod.MIN_CONFIDENCE for line in guesses)  # read, unsure
+    assert _engine().read(img) == []
+
+
 def test_model_id_names_the_model_and_digests_its_files():
     engine = _engine()
     name, digest = engine.model_id.split(":")

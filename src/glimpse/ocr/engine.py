@@ -12,7 +12,8 @@ The pipeline, per image:
    network's stride) and the DB detector runs. An image much longer than wide (a phone screenshot, a
    scanned receipt) is scaled by its *short* side instead and cut into overlapping ``det_limit``-square
    windows along its long side, so the memory a run needs stays that of one ordinary photo whatever the
-   image's length; boxes found twice in an overlap are merged.
+   image's length; boxes found twice in an overlap are merged. A flat window (all pixels within
+   ``FLAT_RANGE`` grey levels: a blank page, the empty part of a screenshot) skips the network.
 2. Crops. Each box is cut out of the full-resolution image with a perspective warp; a crop much taller
    than wide is turned 90° (vertical text). The line classifier (when the model has one) turns the crops it
    reads as upside down by 180°.
@@ -59,9 +60,10 @@ REC_MIN_WIDTH = 320  # px: batches are padded to at least this width, as the mod
 REC_BATCH = 8
 CLS_SHAPE = (48, 192)  # (h, w) of the 0/180 line classifier's input
 CLS_THRESH = 0.9  # turn a crop only when the classifier is this sure it is upside down
-MAX_ENLARGE = 1.5
+MAX_ENLARGE = 1.5  # det_min_side never enlarges more: small images hold big text, which enlarging breaks up
 LONG_RATIO = 2.0  # long side / short side above which an image is tiled instead of shrunk
 MIN_SIDE = 4  # px: smaller images hold no readable text
+FLAT_RANGE = 8  # grey levels: a detector window whose pixels all lie closer together than this is skipped
 
 
 def _require_cv2() -> Any:
@@ -228,7 +230,10 @@ class OnnxOcrEngine:
         tiles = geometry.plan_tiles(small.shape[1], small.shape[0], self.tile_len, self.tile_overlap)
         boxes: list[tuple[np.ndarray, float]] = []
         for tile in tiles:
-            prob = self._det_map(np.ascontiguousarray(small[tile.y0:tile.y1, tile.x0:tile.x1]))
+            window = small[tile.y0:tile.y1, tile.x0:tile.x1]
+            if int(window.max()) - int(window.min()) < FLAT_RANGE:
+                continue  # a flat window (blank page, empty screenshot area) holds no text: skip the network
+            prob = self._det_map(np.ascontiguousarray(window))
             for quad, score in geometry.db_boxes(prob, self._db):
                 boxes.append((quad + np.array([tile.x0 - margin, tile.y0 - margin], np.float32), score))
         if len(tiles) > 1:

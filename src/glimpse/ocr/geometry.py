@@ -27,7 +27,6 @@ class DbParams:
     unclip_ratio: float
     dilate: bool
     max_candidates: int = 1000
-    score_on_contour: bool = False
 
 
 def order_quad(points: np.ndarray) -> np.ndarray:
@@ -60,7 +59,7 @@ def db_boxes(prob: np.ndarray, params: DbParams) -> list[tuple[np.ndarray, float
     Returns ``(quad, score)`` pairs: ``quad`` (4, 2) float32 in the map's pixels, ordered by
     :func:`order_quad`; ``score`` the mean probability inside the un-grown rectangle.
     """
-    mask = (prob > params.thresh).astype(np.uint8)
+    mask: np.ndarray = (prob > params.thresh).astype(np.uint8)
     if params.dilate:
         mask = cv2.dilate(mask, np.ones((2, 2), np.uint8))
     contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
@@ -71,9 +70,7 @@ def db_boxes(prob: np.ndarray, params: DbParams) -> list[tuple[np.ndarray, float
         center, (w, h), angle = cv2.minAreaRect(contour)
         if min(w, h) < MIN_BOX_SIDE:
             continue
-        outline = contour.reshape(-1, 2).astype(np.float32) if params.score_on_contour \
-            else cv2.boxPoints((center, (w, h), angle))
-        score = _mean_inside(prob, outline)
+        score = _mean_inside(prob, cv2.boxPoints((center, (w, h), angle)))
         if score < params.box_thresh:
             continue
         # Growing a rectangle's outline by d (round joins) and taking the minimum-area rectangle of the result
@@ -171,9 +168,8 @@ def crop_line(image: np.ndarray, quad: np.ndarray, max_height: int) -> tuple[np.
     ``max_height`` px high (a bigger line is scaled down while warping: the recogniser sees 48 px anyway),
     and whether it was turned 90° counter-clockwise because it was much taller than wide (vertical text).
     """
-    width = max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2]))
-    height = max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2]))
-    width, height = max(float(width), 1.0), max(float(height), 1.0)
+    width = max(float(np.linalg.norm(quad[0] - quad[1])), float(np.linalg.norm(quad[3] - quad[2])), 1.0)
+    height = max(float(np.linalg.norm(quad[0] - quad[3])), float(np.linalg.norm(quad[1] - quad[2])), 1.0)
     turned = height >= 1.5 * width
     short = width if turned else height
     scale = min(1.0, max_height / short)
