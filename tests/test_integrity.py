@@ -82,10 +82,11 @@ def test_migration_to_schema_3_keeps_rows_and_retries_old_verdicts(tmp_path):
     path = tmp_path / "catalog.sqlite3"
     Catalog(path).add_root("/photos")
     with sqlite3.connect(path) as db:
-        db.executescript("ALTER TABLE files DROP COLUMN tried_with; UPDATE meta SET value = '2' WHERE key = "
+        db.executescript("DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
+                         "ALTER TABLE files DROP COLUMN tried_with; UPDATE meta SET value = '2' WHERE key = "
                          "'schema_version';")
     catalog = Catalog(path)
-    assert catalog.schema_version == SCHEMA_VERSION == 3 and catalog.roots() == ["/photos"]
+    assert catalog.schema_version == SCHEMA_VERSION == 4 and catalog.roots() == ["/photos"]
     catalog.close()
 
 

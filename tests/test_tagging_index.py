@@ -54,11 +54,12 @@ def test_migration_from_schema_1_keeps_rows(tmp_path):
     path = tmp_path / "catalog.sqlite3"
     Catalog(path).add_root("/photos")
     db = sqlite3.connect(path)
-    db.executescript("DROP TABLE tags; DROP TABLE tagged; ALTER TABLE files DROP COLUMN tried_with; "
+    db.executescript("DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
+                     "DROP TABLE tags; DROP TABLE tagged; ALTER TABLE files DROP COLUMN tried_with; "
                      "UPDATE meta SET value = '1' WHERE key = 'schema_version';")
     db.close()
     catalog = Catalog(path)
-    assert catalog.schema_version == SCHEMA_VERSION == 3
+    assert catalog.schema_version == SCHEMA_VERSION == 4
     assert catalog.roots() == ["/photos"]
     assert catalog.tag_counts() == []
     catalog.close()

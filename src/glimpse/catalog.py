@@ -30,8 +30,10 @@ from typing import Any
 import numpy as np
 
 from glimpse.errors import CatalogError, LibraryBusyError, ReadOnlyLibraryError
+from glimpse.ocr.base import OcrLine
+from glimpse.ocr.text_index import TRIGRAM_MIN, TextQuery, fts_phrase, line_score, normalize_text
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 CATALOG_FILENAME = "catalog.sqlite3"
 
 # Files are in one of these states. 'skipped' marks files that are not images (by content), so later
@@ -120,6 +122,41 @@ CREATE TABLE tagged (
     2: """
 ALTER TABLE files ADD COLUMN tried_with TEXT;
 """,
+    # 3 -> 4: OCR. ``ocr_lines`` holds each file's recognised lines in reading order (``line`` from 0): the
+    # text as recognised (shown) and normalised (``glimpse.ocr.text_index.normalize_text``: searched), the
+    # confidence and the box (JSON, 4 [x, y] points in full-image pixels). ``ocr_done`` remembers which model
+    # read which content (hash), like ``tagged``: OCR re-runs only when either changes; a file read with no
+    # text has an ``ocr_done`` row and no lines; one the model failed on, a row with the one-line ``error``
+    # (not retried until the content or the model changes, as a file's verdict under its ``tried_with``).
+    # ``ocr_fts`` is an FTS5 trigram index over ``norm`` with ``ocr_lines`` as its external content; virtual
+    # tables do not cascade, so triggers keep it in step with every insert and delete of a line (a file's
+    # delete cascades to its lines, and so to the index).
+    3: """
+CREATE TABLE ocr_lines (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    line INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    norm TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    box TEXT NOT NULL,
+    UNIQUE (file_id, line)
+);
+CREATE TABLE ocr_done (
+    file_id INTEGER PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    hash TEXT,
+    error TEXT,
+    at REAL NOT NULL
+);
+CREATE VIRTUAL TABLE ocr_fts USING fts5 (norm, content = 'ocr_lines', content_rowid = 'id', tokenize = 'trigram');
+CREATE TRIGGER ocr_lines_insert AFTER INSERT ON ocr_lines BEGIN
+    INSERT INTO ocr_fts (rowid, norm) VALUES (new.id, new.norm);
+END;
+CREATE TRIGGER ocr_lines_delete AFTER DELETE ON ocr_lines BEGIN
+    INSERT INTO ocr_fts (ocr_fts, rowid, norm) VALUES ('delete', old.id, old.norm);
+END;
+""",
 }
 
 
@@ -168,6 +205,29 @@ class FileUpdate:
     reuse_from: int | None = None
     move_from: int | None = None
     tried_with: str | None = None  # set for error/skipped updates: the settings the file was tried under
+    ocr: OcrResult | None = None  # freshly read text (replaces the file's stored lines)
+    ocr_from: int | None = None  # copy the stored text of this file id (same content, same OCR model)
+
+
+@dataclass(frozen=True)
+class OcrResult:
+    """What one OCR model read in one file: ``lines`` in reading order (boxes in full-image pixels), or
+    ``error``, the one-line reason it could not read it (then no lines)."""
+
+    model_id: str
+    lines: tuple[OcrLine, ...]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class TextMatch:
+    """A file whose stored text matches a text query: ``score`` in (0, 1] (``text_index.line_score``, mean over
+    the terms), ``line`` the best-matching line as recognised (the snippet), ``line_no`` its reading order."""
+
+    file_id: int
+    score: float
+    line: str
+    line_no: int
 
 
 def path_key(path: str | os.PathLike[str]) -> bytes:
@@ -268,6 +328,8 @@ class Catalog:
                 version = 1  # a new catalog gets every migration too: one path to the current schema
                 self._set_meta("schema_version", str(version))
             while version < SCHEMA_VERSION:
+                if version == 3:
+                    self._check_fts5_trigram()
                 self._run_script(_MIGRATIONS[version])
                 version += 1
                 self._set_meta("schema_version", str(version))
@@ -276,12 +338,31 @@ class Catalog:
                 # indexes record it, so an index left over from a deleted catalog is never reused with a new one.
                 self._set_meta("catalog_id", uuid.uuid4().hex)
 
+    def _check_fts5_trigram(self) -> None:
+        """OCR's full-text index needs SQLite's FTS5 with the trigram tokenizer (SQLite ≥ 3.34)."""
+        try:
+            self._db.execute("CREATE VIRTUAL TABLE temp.glimpse_fts_probe USING fts5 (x, tokenize = 'trigram')")
+            self._db.execute("DROP TABLE temp.glimpse_fts_probe")
+        except sqlite3.OperationalError as exc:
+            raise CatalogError(
+                f"the SQLite of this Python ({sqlite3.sqlite_version}) lacks FTS5 with the trigram tokenizer "
+                f"({exc}), which the catalog's text index needs: use a Python whose SQLite is 3.34 or newer, "
+                "built with FTS5"
+            ) from exc
+
     def _run_script(self, script: str) -> None:
         # executescript() would COMMIT the open transaction; run statement by statement inside it.
-        body = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
-        for statement in body.split(";"):
-            if statement.strip():
+        # Statements are cut where SQLite says one is complete (a trigger body holds ';' of its own).
+        statement = ""
+        for line in script.splitlines():
+            if line.lstrip().startswith("--"):
+                continue
+            statement += line + "\n"
+            if sqlite3.complete_statement(statement):
                 self._db.execute(statement)
+                statement = ""
+        if statement.strip():
+            self._db.execute(statement)
 
     @property
     def catalog_id(self) -> str | None:
@@ -532,6 +613,12 @@ class Catalog:
                     row,
                 ).fetchone()[0]
                 ids.append(file_id)
+                changed = before is not None and before[0] != up.hash
+                if up.state != STATE_OK or changed:
+                    # Text read from other (or no longer readable) content describes nothing that is there.
+                    self._drop_ocr(db, file_id)
+                if up.state == STATE_OK and (up.ocr is not None or up.ocr_from is not None):
+                    self._put_ocr(db, file_id, up.hash, now, result=up.ocr, copy_from=up.ocr_from)
                 if up.move_from is not None:
                     continue
                 if up.state != STATE_OK:
@@ -539,7 +626,7 @@ class Catalog:
                         # Not (or no longer) a readable image: its stale vectors of every model are gone.
                         _log_change(db, file_id, None, OP_DELETE, now)
                     continue
-                if before is not None and before[0] != up.hash and db.execute(
+                if changed and db.execute(
                     "DELETE FROM embeddings WHERE file_id = ? AND model_key != ?", (file_id, model_key)
                 ).rowcount:
                     # The content changed: other models' vectors describe the old content. (Unchanged
@@ -568,6 +655,33 @@ class Catalog:
                 (file_id, copy_from, model_key),
             )
         _log_change(db, file_id, model_key, OP_UPSERT, now)
+
+    @staticmethod
+    def _drop_ocr(db: sqlite3.Connection, file_id: int) -> None:
+        # Lines first, one by one through the trigger that removes them from the FTS index.
+        db.execute("DELETE FROM ocr_lines WHERE file_id = ?", (file_id,))
+        db.execute("DELETE FROM ocr_done WHERE file_id = ?", (file_id,))
+
+    @staticmethod
+    def _put_ocr(db: sqlite3.Connection, file_id: int, content_hash: str | None, now: float, *,
+                 result: OcrResult | None = None, copy_from: int | None = None) -> None:
+        """Replace the text of ``file_id`` with ``result``, or with the stored text of ``copy_from``."""
+        Catalog._drop_ocr(db, file_id)
+        if result is not None:
+            db.executemany(
+                "INSERT INTO ocr_lines (file_id, line, text, norm, confidence, box) VALUES (?, ?, ?, ?, ?, ?)",
+                [(file_id, n, line.text, normalize_text(line.text), float(line.confidence),
+                  json.dumps([[round(float(x), 2), round(float(y), 2)] for x, y in line.box]))
+                 for n, line in enumerate(result.lines)])
+            db.execute("INSERT INTO ocr_done (file_id, model_id, hash, error, at) VALUES (?, ?, ?, ?, ?)",
+                       (file_id, result.model_id, content_hash, result.error, now))
+        else:
+            db.execute("INSERT INTO ocr_lines (file_id, line, text, norm, confidence, box) "
+                       "SELECT ?, line, text, norm, confidence, box FROM ocr_lines WHERE file_id = ? ORDER BY line",
+                       (file_id, copy_from))
+            db.execute("INSERT INTO ocr_done (file_id, model_id, hash, error, at) "
+                       "SELECT ?, model_id, ?, error, ? FROM ocr_done WHERE file_id = ?",
+                       (file_id, content_hash, now, copy_from))
 
     def delete_files(self, ids: Iterable[int]) -> int:
         """Forget files (rows, embeddings) and log the deletions; returns how many were removed."""
@@ -721,6 +835,100 @@ class Catalog:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
             return [(t, int(n)) for t, n in self._db.execute(sql)]
+
+    # -- OCR text ----------------------------------------------------------------------------------
+    def ocr_fresh_ids(self, model_id: str) -> set[int]:
+        """Ids of readable files whose current content ``model_id`` has read (or failed on: not retried)."""
+        with self._lock:
+            return {r[0] for r in self._db.execute(
+                "SELECT d.file_id FROM ocr_done d JOIN files f ON f.id = d.file_id "
+                "WHERE d.model_id = ? AND d.hash IS f.hash AND f.state = 'ok'", (model_id,))}
+
+    def ocr_sources(self, model_id: str) -> dict[str, int]:
+        """``{content hash: id of a file whose text model_id read from that content}`` (one id per hash)."""
+        with self._lock:
+            return {h: int(i) for h, i in self._db.execute(
+                "SELECT f.hash, MIN(f.id) FROM ocr_done d JOIN files f ON f.id = d.file_id "
+                "WHERE d.model_id = ? AND d.hash IS f.hash AND f.state = 'ok' AND f.hash IS NOT NULL "
+                "AND d.error IS NULL GROUP BY f.hash",
+                (model_id,))}
+
+    def ocr_source(self, content_hash: str, model_id: str) -> int | None:
+        """Id of a file whose text ``model_id`` read from the content ``content_hash`` (a hash look-up)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT f.id FROM files f JOIN ocr_done d ON d.file_id = f.id WHERE f.hash = ? AND f.state = 'ok' "
+                "AND d.model_id = ? AND d.hash = f.hash AND d.error IS NULL ORDER BY f.id LIMIT 1",
+                (content_hash, model_id)).fetchone()
+        return int(row[0]) if row else None
+
+    def ocr_text(self, file_id: int) -> tuple[str, str | None, list[OcrLine]] | None:
+        """``(model id, content hash it was read from, lines in reading order)`` of ``file_id``; None when
+        it was never read or the model failed on it (an image read with no text has an empty list)."""
+        with self._lock:
+            done = self._db.execute("SELECT model_id, hash, error FROM ocr_done WHERE file_id = ?",
+                                    (file_id,)).fetchone()
+            if done is None or done[2] is not None:
+                return None
+            rows = self._db.execute(
+                "SELECT text, confidence, box FROM ocr_lines WHERE file_id = ? ORDER BY line", (file_id,)).fetchall()
+        lines = [OcrLine(text, float(conf), tuple((float(x), float(y)) for x, y in json.loads(box)))  # type: ignore[arg-type]
+                 for text, conf, box in rows]
+        return done[0], done[1], lines
+
+    def has_text(self, *, lines: bool = False) -> bool:
+        """Whether any file was read by OCR (``lines``: any line was found); index look-ups, for each search."""
+        table = "ocr_lines" if lines else "ocr_done"
+        with self._lock:
+            return self._db.execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+
+    def ocr_counts(self) -> dict[str, int]:
+        """``{"images": files read by OCR, "with_text": of which with at least one line, "lines": lines,
+        "failed": files the model failed on}``."""
+        with self._lock:
+            images = self._db.execute("SELECT COUNT(*) FROM ocr_done WHERE error IS NULL").fetchone()[0]
+            failed = self._db.execute("SELECT COUNT(*) FROM ocr_done WHERE error IS NOT NULL").fetchone()[0]
+            with_text = self._db.execute("SELECT COUNT(DISTINCT file_id) FROM ocr_lines").fetchone()[0]
+            lines = self._db.execute("SELECT COUNT(*) FROM ocr_lines").fetchone()[0]
+        return {"images": int(images), "with_text": int(with_text), "lines": int(lines), "failed": int(failed)}
+
+    def text_matches(self, query: TextQuery) -> list[TextMatch]:
+        """Readable files whose stored text matches every term of ``query`` (each a substring of some
+        normalised line), best first (score, then id).
+
+        A term of ``TRIGRAM_MIN`` or more characters is looked up in the FTS5 trigram index; a shorter one
+        scans the normalised lines (``instr``), as trigrams cannot index it.
+        """
+        per_term: list[dict[int, tuple[float, str, int]]] = []
+        with self._lock:
+            for term in query.terms:
+                if len(term) >= TRIGRAM_MIN:
+                    rows = self._db.execute(
+                        "SELECT l.file_id, l.line, l.text, l.norm, l.confidence FROM ocr_fts "
+                        "JOIN ocr_lines l ON l.id = ocr_fts.rowid JOIN files f ON f.id = l.file_id "
+                        "WHERE ocr_fts MATCH ? AND f.state = 'ok'", (fts_phrase(term),))
+                else:
+                    rows = self._db.execute(
+                        "SELECT l.file_id, l.line, l.text, l.norm, l.confidence FROM ocr_lines l "
+                        "JOIN files f ON f.id = l.file_id WHERE instr(l.norm, ?) > 0 AND f.state = 'ok'", (term,))
+                best: dict[int, tuple[float, str, int]] = {}
+                for file_id, line_no, text, norm, confidence in rows:
+                    if term not in norm:  # the index's candidates, confirmed on the exact rule
+                        continue
+                    score = line_score(term, norm, confidence)
+                    if file_id not in best or score > best[file_id][0]:
+                        best[file_id] = (score, text, line_no)
+                per_term.append(best)
+        if not per_term:
+            return []
+        common = set(per_term[0]).intersection(*per_term[1:])
+        matches = []
+        for file_id in common:
+            score = sum(t[file_id][0] for t in per_term) / len(per_term)
+            _, line, line_no = max((t[file_id] for t in per_term), key=lambda v: v[0])
+            matches.append(TextMatch(file_id, score, line, line_no))
+        matches.sort(key=lambda m: (-m.score, m.file_id))
+        return matches
 
     def integrity_check(self) -> list[str]:
         """SQLite's own integrity check; ``["ok"]`` when the database is sound."""

@@ -72,6 +72,7 @@ def main_options(
 # `glimpse search` stay fast.
 COMMAND_MODULES = (
     "glimpse.commands.search",      # index, search, similar, status, remove, rebuild-index
+    "glimpse.commands.ocr",         # ocr (and the OCR options index and search share)
     "glimpse.commands.understand",  # classify, moderate, dupes, eval classify|retrieval|multilabel|tags
     "glimpse.commands.tagging",     # tag, tags, tag-calibrate, tag-export
     "glimpse.commands.models",      # models list, export, bench, train probe|clip, dataset split|stats

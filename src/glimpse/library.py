@@ -4,6 +4,10 @@
     lib.index(["~/Pictures"])
     for hit in lib.search("a dog on the beach", k=10):
         print(hit.score, hit.path)
+
+With OCR (``lib.index(paths, ocr=True)``) the text in the images is stored and searched too:
+``lib.search('text:"exit"')`` (full-text only), ``lib.search("receipt", text="total")`` (CLIP ranking
+filtered by text), and a plain query fuses both rankings (``glimpse.ocr.text_index`` has the rules).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog, FileRecord
+from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog, FileRecord, TextMatch
 from glimpse.errors import (
     GlimpseError,
     ImageError,
@@ -32,16 +36,35 @@ from glimpse.errors import (
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image, open_regular_file
 from glimpse.notices import notice
+from glimpse.ocr.text_index import (
+    DEFAULT_TEXT_WEIGHT,
+    MATCH_BOTH,
+    MATCH_CLIP,
+    MATCH_OCR,
+    TextQuery,
+    check_text_weight,
+    fuse,
+    merge,
+    plain_query_terms,
+    split_text_terms,
+    text_terms,
+)
 from glimpse.settings import LibrarySettings, default_library_dir
 
 if TYPE_CHECKING:
     from glimpse.encoders.base import Encoder
+    from glimpse.ocr.base import OcrEngine, OcrLine
     from glimpse.pipeline import IndexReport, Progress
     from glimpse.spec import ModelSpec
     from glimpse.vectors.base import VectorIndex
 
 INDEX_DIRNAME = "index"
 LOCK_FILENAME = "indexing.lock"
+# A fused (CLIP + text) search ranks this many of each side at least: RRF needs ranks beyond the page shown.
+FUSION_DEPTH = 100
+# A text filter matching at most this many images is answered by exact scores of their stored vectors (any
+# store); a wider one widens the store's search until enough of its hits pass, as tag filters do.
+EXACT_FILTER_LIMIT = 20000
 
 
 class EmptyLibraryError(GlimpseError):
@@ -50,7 +73,14 @@ class EmptyLibraryError(GlimpseError):
 
 @dataclass(frozen=True)
 class Hit:
-    """One search result. ``score`` is the cosine similarity (float, higher is better)."""
+    """One search result. ``score``: the cosine similarity (float, higher is better); for a full-text search
+    (``text:"…"`` alone) the text match score in (0, 1] (``text_index.line_score``).
+
+    ``match``: why it was found — ``"clip"`` (image similarity), ``"ocr"`` (its text matched; in a fused
+    search, CLIP did not rank it among the first), ``"both"``. ``snippet``: the best-matching line of its
+    text, as recognised (None when the text played no part). Fused hits are ordered by ``rank_score`` (the
+    reciprocal-rank fusion value), so their ``score`` need not fall from one hit to the next.
+    """
 
     id: int
     path: str
@@ -58,12 +88,17 @@ class Hit:
     width: int | None = None
     height: int | None = None
     tags: tuple[tuple[str, float], ...] = ()  # (tag, score) from the catalog, best first
+    match: str = MATCH_CLIP
+    snippet: str | None = None
+    rank_score: float | None = None  # the fusion score of a fused search, else None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = os.fsencode(self.path).decode("utf-8", "replace")
         data["score"] = round(float(self.score), 6)
         data["tags"] = [{"tag": tag, "score": round(float(score), 6)} for tag, score in self.tags]
+        if self.rank_score is not None:
+            data["rank_score"] = round(float(self.rank_score), 6)
         return data
 
 
@@ -101,6 +136,7 @@ class LibraryStatus:
     index_vectors: int
     models: list[dict[str, Any]]
     recent_errors: list[dict[str, str]]
+    ocr: dict[str, int] = field(default_factory=dict)  # {"images": read by OCR, "with_text", "lines", "failed"}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,9 +192,10 @@ class Library:
 
     def __init__(self, directory: str | os.PathLike[str] | None = None, model: str | None = None,
                  *, device: str = "cpu", store: str | None = None, create: bool = True,
-                 encoder: Encoder | None = None) -> None:
+                 encoder: Encoder | None = None, ocr_engine: OcrEngine | None = None) -> None:
         """``encoder``: an already-loaded encoder to use (its spec is the library's model); it is borrowed,
-        so ``close()`` leaves it open for its owner."""
+        so ``close()`` leaves it open for its owner. ``ocr_engine``: a loaded OCR engine to use whenever no
+        OCR model is named (borrowed the same way)."""
         from glimpse.registry import DEFAULT_MODEL
         from glimpse.vectors.stores import check_store
 
@@ -196,6 +233,8 @@ class Library:
             self.__dict__["encoder"] = encoder  # the cached properties' slots: no second model load
             self.__dict__["spec"] = encoder.spec
         self._index: VectorIndex | None = None
+        self._ocr_engines: dict[tuple[str | None, int | None], OcrEngine] = {}
+        self._borrowed_ocr = ocr_engine
         self._model_missing: ModelError | None = None  # set when only the catalog's copy of the spec is known
         self._coverage_checked_at: int | None = None
 
@@ -319,10 +358,17 @@ class Library:
         max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
         progress: Progress | None = None,
         memory_budget: int | None = None,
+        ocr: bool = False,
+        ocr_model: str | None = None,
     ) -> IndexReport:
         """Incrementally index files and folders; returns the run's report.
 
-        ``memory_budget`` (bytes): the FAISS index kind is chosen to fit it (``vectors.select``).
+        ``memory_budget`` (bytes): the FAISS index kind is chosen to fit it (``vectors.select``). ``ocr``:
+        also read the text of every image whose current content the OCR model (``ocr_model``, default: the
+        engine's default model; naming one implies ``ocr``) has not read, in the decode workers, from the
+        image decoded for CLIP;
+        unchanged images that only lack text are read without being encoded again. The text of each batch
+        is written in the batch's transaction.
         """
         from glimpse.pipeline import Indexer
 
@@ -335,6 +381,9 @@ class Library:
             roots.append(path)
         if not roots:
             raise UserInputError("nothing to index: give at least one folder or image file")
+        # Loaded first: a missing OCR package or model fails before anything is written. One intra-op thread
+        # per session: the decode workers read one image per core (see glimpse.pipeline).
+        engine = self.ocr_engine(ocr_model, threads=1) if ocr or ocr_model is not None else None
         with self.writing(registers_model=True):
             spec = self.spec
             new_roots = [root for root in roots if root not in set(self.catalog.roots())]
@@ -345,7 +394,7 @@ class Library:
 
                 update_policy(self.catalog, spec.key, memory_budget=memory_budget)
             indexer = Indexer(self.catalog, self.encoder, batch_size=batch_size, workers=workers,
-                              max_megapixels=max_megapixels, progress=progress)
+                              max_megapixels=max_megapixels, progress=progress, ocr=engine)
             report = indexer.run(roots)
             for root in new_roots:
                 if not self.catalog.holds_images(root):  # an empty folder or a non-image is no root
@@ -421,9 +470,11 @@ class Library:
     def _search_vector(self, vector: np.ndarray, k: int, min_score: float | None, *,
                        tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
                        folder: str | os.PathLike[str] | None = None, offset: int = 0,
-                       accept: Callable[[str], bool] | None = None) -> list[Hit]:
+                       accept: Callable[[str], bool] | None = None, text_query: TextQuery | None = None
+                       ) -> list[Hit]:
         """Hits ``offset .. offset+k`` of ``float32[d]`` ``vector``, best first, among those passing the
-        filters (in the store where it can apply them) and ``accept(path)``."""
+        filters (in the store where it can apply them) and ``accept(path)``; with ``text_query``, only
+        images whose text matches it (``match="both"``, with the snippet)."""
         if k < 1:
             raise UserInputError(f"k must be at least 1, got {k}")
         if offset < 0:
@@ -438,6 +489,13 @@ class Library:
         tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
         self._check_filters(tags + no_tags, prefixes, folder)
         keep = self._id_filter(tags, no_tags, prefixes)
+        snippets: dict[int, str] = {}
+        if text_query is not None:
+            matches = [m for m in self.catalog.text_matches(text_query) if keep is None or keep(m.file_id)]
+            snippets = {m.file_id: m.line for m in matches}
+            if len(snippets) <= EXACT_FILTER_LIMIT:
+                return self._score_exactly(vector, snippets, k, min_score, offset, accept)
+            keep = snippets.__contains__  # tags and folder were applied to the matches already
         want, total = offset + k, len(index)
         fetch = want
         while True:  # widen the search until enough hits pass every filter, or the matches are exhausted
@@ -451,8 +509,23 @@ class Library:
             fetch = min(total, fetch * 4)
         passed = passed[offset:want]
         tag_map = self.catalog.tags_of([i for i, _ in passed])
-        return [Hit(i, records[i].path, float(s), records[i].width, records[i].height, tuple(tag_map.get(i, ())))
+        return [Hit(i, records[i].path, float(s), records[i].width, records[i].height, tuple(tag_map.get(i, ())),
+                    MATCH_BOTH if text_query is not None else MATCH_CLIP, snippets.get(i))
                 for i, s in passed]
+
+    def _score_exactly(self, vector: np.ndarray, snippets: dict[int, str], k: int, min_score: float | None,
+                       offset: int, accept: Callable[[str], bool] | None) -> list[Hit]:
+        """The images of ``snippets`` (text matches) ranked by the exact cosine of their stored vectors."""
+        ids, vectors = self.catalog.embeddings(self.spec.key, snippets)
+        scores = vectors @ vector
+        order = sorted(range(len(ids)), key=lambda n: (-scores[n], ids[n]))
+        records = self.catalog.files_by_id(ids.tolist())
+        passed = [(int(ids[n]), float(scores[n])) for n in order
+                  if int(ids[n]) in records and (min_score is None or scores[n] >= min_score)
+                  and (accept is None or accept(records[int(ids[n])].path))][offset:offset + k]
+        tag_map = self.catalog.tags_of([i for i, _ in passed])
+        return [Hit(i, records[i].path, score, records[i].width, records[i].height, tuple(tag_map.get(i, ())),
+                    MATCH_BOTH, snippets[i]) for i, score in passed]
 
     def _candidates(self, index: VectorIndex, vector: np.ndarray, fetch: int, keep: Callable[[int], bool] | None,
                     tags: list[str], no_tags: list[str], prefixes: Sequence[str]
@@ -461,9 +534,9 @@ class Library:
         more to find. A store that can filter (Milvus) filters inside its search."""
         if tags or no_tags or prefixes:
             pushed = index.search_filtered(vector[None, :], fetch, path_prefixes=prefixes, tags=tags, no_tags=no_tags)
-            if pushed is not None:
-                found = list(zip(pushed[0].ids.tolist(), pushed[0].scores.tolist(), strict=True))
-                return found, len(found) < fetch
+            if pushed is not None:  # keep still applies: it may hold a text filter the store cannot
+                pairs = list(zip(pushed[0].ids.tolist(), pushed[0].scores.tolist(), strict=True))
+                return [(i, s) for i, s in pairs if keep is None or keep(i)], len(pairs) < fetch
         result = index.search(vector[None, :], fetch)[0]
         found = [(i, s) for i, s in zip(result.ids.tolist(), result.scores.tolist(), strict=True)
                  if i >= 0 and (keep is None or keep(i))]
@@ -527,7 +600,8 @@ class Library:
     def search(self, query: str, k: int = 10, *, images: Sequence[str | os.PathLike[str]] | None = None,
                min_score: float | None = None, tags: Sequence[str] | None = None,
                no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
-               offset: int = 0, accept: Callable[[str], bool] | None = None, lang: str | None = None) -> list[Hit]:
+               offset: int = 0, accept: Callable[[str], bool] | None = None, lang: str | None = None,
+               text: str | Sequence[str] | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT) -> list[Hit]:
         """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms).
 
         ``lang``: the query's language (``zh``…) for models that read a language token (NLLB-CLIP); ``None``
@@ -538,29 +612,151 @@ class Library:
         Up to ``k`` hits pass the filters: a store that can filter (Milvus) does it inside its search,
         otherwise the search widens until ``k`` hits pass or the index is exhausted. ``offset`` skips that
         many passing hits (pages); ``accept(path) -> bool`` is one more filter (the server's "may be served").
+
+        Text in the images (stored by ``index(..., ocr=True)``; rules in ``glimpse.ocr.text_index``):
+        ``text:word`` / ``text:"a phrase"`` terms in ``query``, and ``text`` (a phrase, or several that must
+        all match), keep only images whose text contains them (case-, width- and space-insensitive
+        substrings); with nothing else in the query it is a full-text search (no model is loaded), otherwise
+        the CLIP ranking filtered by them. A plain query is also matched against the text where the library
+        has any: both rankings are fused by reciprocal rank, the text one weighted ``text_weight`` (0: CLIP
+        only; default ``DEFAULT_TEXT_WEIGHT``). ``min_score`` applies to the CLIP similarity.
         """
         from glimpse.query import embed_terms, parse_query
 
-        terms = parse_query(query, list(images or []))  # a malformed query fails before any model work
+        rest, in_query = split_text_terms(query)
+        extra = text_terms([text] if isinstance(text, str) else list(text or ()))
+        text_query = merge(in_query, extra)
+        text_weight = check_text_weight(text_weight)
+        if text_query is not None and not rest and not images:
+            return self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder, offset=offset,
+                                     accept=accept)
+        if not rest and not images and query.strip():
+            raise UserInputError(f"nothing to search for in {query!r}: give words, text:\"…\" terms or an image")
+        terms = parse_query(rest, list(images or []))  # a malformed query fails before any model work
         if lang is not None:
             from glimpse.languages import check_language
 
             check_language(lang)  # as early: a wrong code costs no model load
         self._require_content()
-        return self._search_vector(embed_terms(terms, self.encoder, lang), k, min_score, tags=tags, no_tags=no_tags,
-                                   folder=folder, offset=offset, accept=accept)
+        if text_query is not None:
+            self._require_text()  # before the model loads
+        vector = embed_terms(terms, self.encoder, lang)
+        plain = plain_query_terms([t.text for t in terms if t.text is not None and t.weight > 0])
+        return self._ranked(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, offset=offset,
+                            accept=accept, text_query=text_query, plain=plain, text_weight=text_weight)
+
+    def _ranked(self, vector: np.ndarray, k: int, min_score: float | None, *, tags: Sequence[str] | None,
+                no_tags: Sequence[str] | None, folder: str | os.PathLike[str] | None, offset: int,
+                accept: Callable[[str], bool] | None, text_query: TextQuery | None, plain: TextQuery | None,
+                text_weight: float) -> list[Hit]:
+        """CLIP's ranking of ``vector``: filtered by ``text_query`` when given, else fused with the text
+        ranking of ``plain`` where the library has text (and ``text_weight`` > 0), else alone."""
+        if text_query is not None:
+            self._require_text()
+            return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
+                                       offset=offset, accept=accept, text_query=text_query)
+        if plain is None or text_weight == 0 or not self.catalog.has_text(lines=True):
+            return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder,
+                                       offset=offset, accept=accept)
+        return self._search_fused(vector, plain, k, min_score, text_weight, tags=tags, no_tags=no_tags,
+                                  folder=folder, offset=offset, accept=accept)
+
+    def search_text(self, text: str | Sequence[str], k: int = 10, *, tags: Sequence[str] | None = None,
+                    no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
+                    offset: int = 0, accept: Callable[[str], bool] | None = None) -> list[Hit]:
+        """A full-text search of the images' stored text (no model is loaded): images whose text contains
+        ``text`` (one phrase, or several that must all match), best text score first, ``match="ocr"``, the
+        matched line as ``snippet``. Filters, ``offset`` and ``accept`` as in ``search``; the same as
+        ``search('text:"…"')``."""
+        text_query = text_terms([text] if isinstance(text, str) else list(text))
+        if text_query is None:
+            raise UserInputError("no text to search for: give a word or a phrase")
+        return self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder, offset=offset,
+                                 accept=accept)
+
+    def _require_text(self) -> None:
+        if not self.catalog.has_text():
+            raise UserInputError(
+                f"no image in the library {self.directory} has had its text read yet; run "
+                "`glimpse index --ocr PATH` first"
+            )
+
+    def _text_hits(self, text_query: TextQuery, tags: Sequence[str] | None, no_tags: Sequence[str] | None,
+                   folder: str | os.PathLike[str] | None, accept: Callable[[str], bool] | None
+                   ) -> tuple[list[TextMatch], dict[int, FileRecord]]:
+        """The text matches passing the filters and ``accept``, best first, with their catalog rows."""
+        tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
+        self._check_filters(tags + no_tags, prefixes, folder)
+        keep = self._id_filter(tags, no_tags, prefixes)
+        matches = [m for m in self.catalog.text_matches(text_query) if keep is None or keep(m.file_id)]
+        records = self.catalog.files_by_id([m.file_id for m in matches])
+        matches = [m for m in matches if m.file_id in records and (accept is None or accept(records[m.file_id].path))]
+        return matches, records
+
+    def _search_text(self, text_query: TextQuery, k: int, *, tags: Sequence[str] | None,
+                     no_tags: Sequence[str] | None, folder: str | os.PathLike[str] | None, offset: int,
+                     accept: Callable[[str], bool] | None) -> list[Hit]:
+        """A full-text search: images whose stored text matches, best text score first."""
+        if k < 1 or offset < 0:
+            raise UserInputError(f"k must be at least 1 and offset at least 0, got k={k}, offset={offset}")
+        self._require_text()
+        matches, records = self._text_hits(text_query, tags, no_tags, folder, accept)
+        chosen = matches[offset:offset + k]
+        tag_map = self.catalog.tags_of([m.file_id for m in chosen])
+        return [Hit(m.file_id, records[m.file_id].path, m.score, records[m.file_id].width,
+                    records[m.file_id].height, tuple(tag_map.get(m.file_id, ())), MATCH_OCR, m.line)
+                for m in chosen]
+
+    def _search_fused(self, vector: np.ndarray, plain: TextQuery, k: int, min_score: float | None,
+                      text_weight: float, *, tags: Sequence[str] | None, no_tags: Sequence[str] | None,
+                      folder: str | os.PathLike[str] | None, offset: int, accept: Callable[[str], bool] | None
+                      ) -> list[Hit]:
+        """CLIP's ranking and the text ranking of ``plain`` fused by reciprocal rank (``text_index.fuse``).
+
+        Each side ranks its first ``max(FUSION_DEPTH, offset + k)``; a text match gets its exact CLIP score
+        from its stored vector (it may lie beyond CLIP's ranked ones); text matches without a vector of the
+        model in use are left out, as are those under ``min_score``.
+        """
+        depth = max(FUSION_DEPTH, offset + k)
+        clip_hits = self._search_vector(vector, depth, min_score, tags=tags, no_tags=no_tags, folder=folder,
+                                        accept=accept)
+        matches, records = self._text_hits(plain, tags, no_tags, folder, accept)
+        matches = matches[:depth]
+        ids, vectors = self.catalog.embeddings(self.spec.key, [m.file_id for m in matches])
+        cosine = dict(zip(ids.tolist(), (vectors @ vector).tolist(), strict=True))
+        matches = [m for m in matches if m.file_id in cosine and (min_score is None or cosine[m.file_id] >= min_score)]
+        by_id = {h.id: h for h in clip_hits}
+        snippets = {m.file_id: m.line for m in matches}
+        fused = fuse([h.id for h in clip_hits], [m.file_id for m in matches], text_weight)[offset:offset + k]
+        tag_map = self.catalog.tags_of([i for i, _, _ in fused if i not in by_id])
+        hits = []
+        for file_id, value, match in fused:
+            base = by_id.get(file_id)
+            if base is None:
+                rec = records[file_id]
+                base = Hit(file_id, rec.path, float(cosine[file_id]), rec.width, rec.height,
+                           tuple(tag_map.get(file_id, ())))
+            hits.append(replace(base, match=match, snippet=snippets.get(file_id), rank_score=value))
+        return hits
 
     def search_vector(self, vector: np.ndarray, k: int = 10, *, min_score: float | None = None,
                       tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
                       folder: str | os.PathLike[str] | None = None, offset: int = 0,
-                      accept: Callable[[str], bool] | None = None) -> list[Hit]:
+                      accept: Callable[[str], bool] | None = None, text: str | Sequence[str] | None = None,
+                      fuse: str | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT) -> list[Hit]:
         """Best-first hits for an L2-normalised ``float32[d]`` query vector (e.g. built by the server).
 
-        Filters, ``offset`` and ``accept`` as in ``search``.
+        Filters, ``offset`` and ``accept`` as in ``search``; ``text``: only images whose text matches (as
+        ``search``'s ``text``); ``fuse``: the plain query words the vector was embedded from, whose match
+        against the images' text is fused with the vector's ranking as ``search`` does (``text_weight``).
         """
+        text_weight = check_text_weight(text_weight)
+        text_query = text_terms([text] if isinstance(text, str) else list(text or ()))
+        plain = plain_query_terms([fuse]) if fuse and fuse.strip() else None
         self._require_content()
-        return self._search_vector(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags, no_tags=no_tags,
-                                   folder=folder, offset=offset, accept=accept)
+        return self._ranked(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags, no_tags=no_tags,
+                            folder=folder, offset=offset, accept=accept, text_query=text_query, plain=plain,
+                            text_weight=text_weight)
 
     def recent(self, k: int = 50, offset: int = 0, *, accept: Callable[[str], bool] | None = None,
                tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
@@ -746,6 +942,73 @@ class Library:
         self._require_content()
         return self._search_vector(self.image_vector(image), k, min_score, tags=tags, no_tags=no_tags, folder=folder)
 
+    # -- text (OCR) ----------------------------------------------------------------------------------
+    def ocr_engine(self, model: str | None = None, *, threads: int | None = None) -> OcrEngine:
+        """The OCR engine of ``model`` (a name or model folder as ``glimpse.ocr.engine`` takes it; None: the
+        engine this library was given, else the default model), loaded once per (model, threads).
+        ``threads``: onnxruntime intra-op threads per call (None: the engine's default)."""
+        if model is None and self._borrowed_ocr is not None:
+            return self._borrowed_ocr
+        cached = self._ocr_engines.get((model, threads))
+        if cached is None:
+            from glimpse.ocr.engine import open_ocr_engine
+
+            cached = self._ocr_engines[(model, threads)] = open_ocr_engine(model, threads=threads)
+        return cached
+
+    def ocr(self, path: str | os.PathLike[str], *, model: str | None = None) -> list[OcrLine]:
+        """The text lines of the image file ``path`` in reading order, boxes in full-image pixels.
+
+        Stored lines when the OCR model (``model``, see ``ocr_engine``) read the file's current content — the
+        file's own, or any indexed file with the same content hash — else the engine reads the file now
+        (nothing is stored: ``index --ocr`` stores). Works on files outside the library too. An image without
+        text gives ``[]``; a file that cannot be read raises ImageError naming it.
+        """
+        from glimpse.pipeline import content_hash, ocr_file
+
+        full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+        if not os.path.isfile(full):
+            raise UserInputError(f"{path} is not a file; give an image file")
+        engine = self.ocr_engine(model)
+        rec = self.catalog.file_by_path(full) or self.catalog.file_by_path(os.path.realpath(full))
+        try:
+            st = os.stat(full)
+            if rec is not None and rec.state == STATE_OK and (rec.size, rec.mtime_ns) == (st.st_size, st.st_mtime_ns):
+                digest = rec.hash  # unchanged since indexing: the catalog's hash holds (the freshness rule)
+            else:
+                with open_regular_file(full) as fh:
+                    digest = content_hash(fh)
+        except OSError as exc:
+            raise ImageError(f"{path}: cannot read file: {(exc.strerror or str(exc)).lower()}") from exc
+        candidates = [rec.id] if rec is not None else []
+        if digest is not None:
+            source = self.catalog.ocr_source(digest, engine.model_id)
+            candidates += [source] if source is not None else []
+        for file_id in candidates:
+            stored = self.catalog.ocr_text(file_id)
+            if stored is not None and stored[0] == engine.model_id and stored[1] == digest:
+                return stored[2]
+        try:
+            return ocr_file(full, engine)
+        except ImageError as exc:
+            raise ImageError(f"{path}: {exc}") from exc
+
+    def text_of(self, image: int | str | os.PathLike[str]) -> list[OcrLine] | None:
+        """The stored text lines of an indexed image (by id or path) in reading order, boxes in full-image
+        pixels; None when its current content (as indexed) has not been read by OCR or it is not indexed.
+        Only the catalog is read (no model, no file access): for the server's detail view."""
+        if isinstance(image, int):
+            rec = self.catalog.files_by_id([image]).get(image)
+        else:
+            raw = os.path.abspath(os.path.expanduser(os.fspath(image)))
+            rec = self.catalog.file_by_path(raw) or self.catalog.file_by_path(os.path.realpath(raw))
+        if rec is None or rec.state != STATE_OK:
+            return None
+        stored = self.catalog.ocr_text(rec.id)
+        if stored is None or stored[1] != rec.hash:
+            return None
+        return stored[2]
+
     # -- maintenance ---------------------------------------------------------------------------------
     def remove(self, paths: Sequence[str | os.PathLike[str]]) -> int:
         """Forget files and folders (the files on disk are untouched); returns how many were forgotten."""
@@ -788,6 +1051,7 @@ class Library:
             index_vectors=index_vectors,
             models=models,
             recent_errors=[{"path": r.display_path, "reason": r.error or ""} for r in self.catalog.errors(limit=20)],
+            ocr=self.catalog.ocr_counts(),
         )
 
     def close(self) -> None:
@@ -802,6 +1066,27 @@ class Library:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_STANDALONE_OCR: dict[str | None, OcrEngine] = {}
+
+
+def ocr_image(path: str | os.PathLike[str], *, model: str | None = None) -> list[OcrLine]:
+    """The text lines of an image file without a library (``Library.ocr`` without stored lines): reading
+    order, boxes in full-image pixels, ``[]`` for an image without text; ImageError naming an unreadable file."""
+    from glimpse.ocr.engine import open_ocr_engine
+    from glimpse.pipeline import ocr_file
+
+    full = os.path.abspath(os.path.expanduser(os.fspath(path)))
+    if not os.path.isfile(full):
+        raise UserInputError(f"{path} is not a file; give an image file")
+    engine = _STANDALONE_OCR.get(model)
+    if engine is None:  # loaded once per process and model: `glimpse ocr` reads many files with one
+        engine = _STANDALONE_OCR[model] = open_ocr_engine(model)
+    try:
+        return ocr_file(full, engine)
+    except ImageError as exc:
+        raise ImageError(f"{path}: {exc}") from exc
 
 
 def open_library(path: str | os.PathLike[str] | None = None, model: str | None = None, *,

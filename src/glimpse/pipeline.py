@@ -9,8 +9,22 @@
   first bytes and size when they show it is no image or too large, streams its hash, and decodes +
   preprocesses it from the open file — unless the hash says no decode is needed (touched-but-unchanged,
   moved file). No file is ever read into memory whole.
+* with OCR (``Indexer(ocr=engine)``) the same workers read the text of every file whose content the OCR
+  model has not read yet, from the image they decoded for CLIP (decode once): such files are decoded at
+  ``OCR_MIN_SIDE`` rather than CLIP's input size (a JPEG draft for 224 px loses small text), the text is
+  read, its boxes are scaled back to full-image pixels, and the CLIP pixels are preprocessed from the same
+  image. Unchanged files that have a vector but no text are decoded for OCR only (their vector is kept);
+  a copy of content whose text is known gets the stored text copied.
 * the main thread batches the pixels through the encoder and commits each batch, with every other
-  result that arrived meanwhile, in one catalog transaction. A killed run loses at most that batch.
+  result that arrived meanwhile (text included), in one catalog transaction. A killed run loses at most
+  that batch.
+
+Threads with OCR: the OCR engine is opened with one intra-op thread per session (``Library.index``) and runs
+in the ``workers`` decode threads, one image per core, while the CLIP encoder keeps its own session threads
+for its batches on the main thread. The OCR models are small and each image has Python steps between its
+sessions (box geometry, crops, CTC decoding) that would leave intra-op threads idle; one image per worker
+keeps the cores busy through them, and the encoder's batches need no idle worker to wait for.
+``benchmarks/ocr_index.py`` compares this layout with all-threads × one worker (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -28,14 +42,16 @@ from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Protocol
 
 import numpy as np
+from PIL import Image
 
-from glimpse.catalog import STATE_ERROR, STATE_OK, STATE_SKIPPED, Catalog, FileRecord, FileUpdate
+from glimpse.catalog import STATE_ERROR, STATE_OK, STATE_SKIPPED, Catalog, FileRecord, FileUpdate, OcrResult
 from glimpse.encoders.base import Encoder
 from glimpse.errors import GlimpseError, ImageError, UserInputError
 from glimpse.images import (
     DEFAULT_MAX_MEGAPIXELS,
     IMAGE_EXTENSIONS,
     SNIFF_BYTES,
+    DecodedImage,
     check_content,
     check_file_size,
     decode_image,
@@ -43,11 +59,16 @@ from glimpse.images import (
     not_regular_reason,
     open_regular_file,
 )
+from glimpse.ocr.base import OcrEngine, OcrLine
 from glimpse.preprocess import preprocess_image
 from glimpse.spec import Preprocess
 
 # Non-image work (errors, metadata-only updates, moves) is committed at least this often.
 MAX_PENDING = 256
+# With OCR, JPEGs are draft-decoded only down to this shorter side (pixels): the detector sees about 1000 px
+# anyway, and recognition reads each line from this image, so a 12 MP photo is read at half size (a 1/8
+# draft, right for CLIP's 224 px, leaves most text a few pixels tall).
+OCR_MIN_SIDE = 1024
 
 
 class Progress(Protocol):
@@ -217,11 +238,13 @@ def trial_settings(max_megapixels: float) -> str:
     return json.dumps({"glimpse": __version__, "max_megapixels": max_megapixels}, sort_keys=True)
 
 
-def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: str | None = None) -> Plan:
+def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: str | None = None,
+         ocr_fresh: set[int] | None = None) -> Plan:
     """Diff a scan of ``roots`` against the catalog.
 
     ``tried_with`` (``trial_settings``): failed and skipped files whose verdict was reached under other
-    settings are tried again; None keeps every unchanged verdict.
+    settings are tried again; None keeps every unchanged verdict. ``ocr_fresh`` (with OCR): the ids whose
+    text the OCR model read from their current content; other unchanged images become tasks (for OCR).
     """
     known: dict[str, FileRecord] = {}
     for root in roots:
@@ -243,7 +266,8 @@ def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: 
         rec = known.get(found.path)
         same = rec is not None and rec.size == found.size and rec.mtime_ns == found.mtime_ns
         settled = rec is not None and (
-            rec.id in embedded if rec.state == STATE_OK else tried_with is None or rec.tried_with == tried_with
+            rec.id in embedded and (ocr_fresh is None or rec.id in ocr_fresh) if rec.state == STATE_OK
+            else tried_with is None or rec.tried_with == tried_with
         )
         if same and settled:
             unchanged += 1
@@ -262,6 +286,40 @@ class Prepared:
     task: Task
     update: FileUpdate
     pixels: np.ndarray | None = None
+    ocr_copy: bool = False  # the OCR model read this content in another file: the main thread copies it
+
+
+@dataclass(frozen=True)
+class OcrWork:
+    """What a worker needs to read text: the engine, the ids whose stored text is current (``fresh``) and
+    the content hashes whose text is stored for some file (``known``: copied, not read again)."""
+
+    engine: OcrEngine
+    fresh: frozenset[int] = frozenset()
+    known: frozenset[str] = frozenset()
+
+    def wanted(self, task: Task, digest: str) -> tuple[bool, bool]:
+        """``(read, copy)`` for a file with content ``digest``."""
+        old = task.existing
+        if old is not None and old.id in self.fresh and old.hash == digest:
+            return False, False
+        return digest not in self.known, digest in self.known
+
+
+def read_text(engine: OcrEngine, image: Image.Image, full_width: int) -> tuple[OcrLine, ...]:
+    """The lines ``engine`` reads in ``image`` (a possibly downscaled decode), boxes in pixels of the image
+    ``full_width`` pixels wide (the file's upright size)."""
+    lines = engine.read(image)
+    factor = full_width / image.width if image.width else 1.0
+    return tuple(lines if factor == 1.0 else (line.scaled(factor) for line in lines))
+
+
+def ocr_file(path: str, engine: OcrEngine, *, max_megapixels: float = DEFAULT_MAX_MEGAPIXELS) -> list[OcrLine]:
+    """The lines ``engine`` reads in the image file ``path``, decoded as indexing decodes it for OCR (so the
+    result equals what ``index --ocr`` stores); boxes in full-image pixels. ImageError when it cannot be read."""
+    with open_regular_file(path) as fh:
+        decoded = decode_image(fh, min_side=OCR_MIN_SIDE, max_megapixels=max_megapixels)
+    return list(read_text(engine, decoded.image, decoded.width))
 
 
 def prepare(
@@ -271,13 +329,33 @@ def prepare(
     move_hashes: frozenset[str] = frozenset(),
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     needs_vector: bool = True,
+    ocr: OcrWork | None = None,
 ) -> Prepared:
     """Open (never blocking, regular files only), recognise from the first bytes, hash (streamed) and decode +
-    preprocess one file, reading it from disk as the decoder needs it. Never raises for a bad file."""
+    preprocess one file, reading it from disk as the decoder needs it; with ``ocr``, also read its text
+    from the same decoded image when the OCR model has not read this content. Never raises for a bad file."""
+    lines: tuple[OcrLine, ...] | None = None
+    copy = False
+    ocr_error: str | None = None
 
     def result(state: str, digest: str | None = None, pixels: np.ndarray | None = None, **facts: object) -> Prepared:
-        update = FileUpdate(task.path, task.size, task.mtime_ns, state, digest, **facts)  # type: ignore[arg-type]
-        return Prepared(task, update, pixels)
+        text = None
+        if ocr is not None and (lines is not None or ocr_error is not None):
+            # A failure is recorded too (with its reason): it is not retried until the content or model changes.
+            text = OcrResult(ocr.engine.model_id, lines or (), ocr_error)
+        update = FileUpdate(task.path, task.size, task.mtime_ns, state, digest, ocr=text,  # type: ignore[arg-type]
+                            **facts)  # type: ignore[arg-type]
+        return Prepared(task, update, pixels, ocr_copy=copy and text is None)
+
+    def read(decoded: DecodedImage) -> None:
+        nonlocal lines, ocr_error
+        assert ocr is not None
+        try:
+            lines = read_text(ocr.engine, decoded.image, decoded.width)
+        except GlimpseError as exc:
+            ocr_error = f"text recognition failed: {exc}"
+        except Exception as exc:  # the image indexes even when the OCR model trips over it
+            ocr_error = f"text recognition failed: {type(exc).__name__}: {exc}"
 
     if task.problem:
         return result(STATE_ERROR, error=task.problem)
@@ -290,14 +368,25 @@ def prepare(
             check_content(fh)
             check_file_size(os.fstat(fh.fileno()).st_size, max_megapixels)
             digest = content_hash(fh)
+            read_ocr, copy = ocr.wanted(task, digest) if ocr is not None else (False, False)
             old = task.existing
-            if old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector:
-                # Touched but not changed: keep the stored vectors, no decode.
-                return result(STATE_OK, digest, width=old.width, height=old.height, format=old.format)
-            if old is None and digest in move_hashes:
-                return result(STATE_OK, digest)  # a moved file: the main thread re-links the old row
+            moved = old is None and digest in move_hashes  # the main thread re-links the old row
+            if moved or (old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector):
+                # Touched but not changed, or moved: keep the stored vectors; decode only to read text.
+                facts = {} if moved else {"width": old.width, "height": old.height, "format": old.format}
+                if read_ocr:
+                    try:
+                        read(decode_image(fh, min_side=OCR_MIN_SIDE, max_megapixels=max_megapixels))
+                    except ImageError as exc:
+                        ocr_error = f"text recognition failed: {exc}"
+                    except Exception as exc:  # whatever the decoder throws: the stored vector stays
+                        ocr_error = f"text recognition failed: cannot decode: {type(exc).__name__}: {exc}"
+                return result(STATE_OK, digest, **facts)
             try:
-                decoded = decode_image(fh, min_side=pre.min_side, max_megapixels=max_megapixels)
+                side = max(pre.min_side, OCR_MIN_SIDE) if read_ocr else pre.min_side
+                decoded = decode_image(fh, min_side=side, max_megapixels=max_megapixels)
+                if read_ocr:
+                    read(decoded)
                 pixels = preprocess_image(decoded.image, pre)
             except ImageError as exc:
                 return result(STATE_ERROR, digest, error=str(exc))
@@ -367,6 +456,11 @@ class IndexReport:
     encoded: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    ocr_model: str | None = None  # the OCR model's id, when the run read text
+    ocr_read: int = 0  # images whose text was read in this run
+    ocr_copied: int = 0  # images that got the stored text of the same content
+    ocr_lines: int = 0  # lines read
+    ocr_failed: int = 0  # images whose text could not be read (they are indexed; the reason is in errors)
 
     @property
     def images_per_second(self) -> float:
@@ -397,7 +491,9 @@ class Indexer:
         workers: int | None = None,
         max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
         progress: Progress | None = None,
+        ocr: OcrEngine | None = None,
     ) -> None:
+        """``ocr``: also read the text of every image whose content this engine's model has not read."""
         if batch_size < 1:
             raise GlimpseError(f"batch size must be at least 1, got {batch_size}")
         self.catalog = catalog
@@ -406,13 +502,22 @@ class Indexer:
         self.workers = workers or max(1, min(4, os.cpu_count() or 1))
         self.max_megapixels = max_megapixels
         self.progress = progress or NullProgress()
+        self.ocr = ocr
 
     def run(self, roots: Sequence[str]) -> IndexReport:
         started = time.perf_counter()
         spec = self.encoder.spec
         report = IndexReport(model=spec.name, model_key=spec.key)
         tried_with = trial_settings(self.max_megapixels)
-        work = plan(self.catalog, roots, spec.key, tried_with=tried_with)
+        ocr_work = None
+        self._ocr_sources: dict[str, int] = {}
+        if self.ocr is not None:
+            report.ocr_model = self.ocr.model_id
+            self._ocr_sources = self.catalog.ocr_sources(self.ocr.model_id)
+            ocr_work = OcrWork(self.ocr, frozenset(self.catalog.ocr_fresh_ids(self.ocr.model_id)),
+                               frozenset(self._ocr_sources))
+        work = plan(self.catalog, roots, spec.key, tried_with=tried_with,
+                    ocr_fresh=set(ocr_work.fresh) if ocr_work is not None else None)
         report.scanned, report.unchanged = work.scanned, work.unchanged
         movable = {rec.hash: rec for rec in work.deleted if rec.hash and rec.state == STATE_OK}
         move_hashes = frozenset(movable)
@@ -421,7 +526,7 @@ class Indexer:
         def job(task: Task) -> Prepared:
             needs_vector = task.existing is None or task.existing.id not in embedded
             return prepare(task, spec.preprocess, move_hashes=move_hashes, max_megapixels=self.max_megapixels,
-                           needs_vector=needs_vector)
+                           needs_vector=needs_vector, ocr=ocr_work)
 
         self._pending: list[Prepared] = []
         self._moved: list[FileRecord] = []  # deleted rows re-linked to a new path in this run
@@ -435,7 +540,9 @@ class Indexer:
                     if prepared.update.state != STATE_OK:
                         prepared.update = replace(prepared.update, tried_with=tried_with)
                     self._accept(prepared, movable, report)
-                    self._encoding_count += prepared.pixels is not None
+                    # Text read counts like an image to encode: a batch holds at most batch_size of either,
+                    # so a killed run loses at most one batch of OCR work too.
+                    self._encoding_count += prepared.pixels is not None or prepared.update.ocr is not None
                     if self._encoding_count >= self.batch_size or len(self._pending) >= MAX_PENDING:
                         self._flush(report)
                 self._flush(report)
@@ -464,6 +571,11 @@ class Indexer:
             twin_id = self.catalog.reusable_embedding(update.hash, self.encoder.key)
             if twin_id is not None and (existing is None or twin_id != existing.id):
                 p.update, p.pixels = replace(update, reuse_from=twin_id), None
+        if p.ocr_copy and p.update.state == STATE_OK:
+            # The text of this content is stored for another file: copied (a moved row keeps its own).
+            source = self._ocr_sources.get(p.update.hash or "")
+            if source is not None and source not in (existing.id if existing else None, p.update.move_from):
+                p.update = replace(p.update, ocr_from=source)
         self._pending.append(p)
 
     def _encoding(self) -> list[Prepared]:
@@ -486,6 +598,15 @@ class Indexer:
     @staticmethod
     def _count(p: Prepared, report: IndexReport) -> None:
         update = p.update
+        if update.state == STATE_OK:
+            if update.ocr is not None and update.ocr.error is not None:
+                report.ocr_failed += 1
+                report.errors.append((p.task.path, update.ocr.error))
+            elif update.ocr is not None:
+                report.ocr_read += 1
+                report.ocr_lines += len(update.ocr.lines)
+            elif update.ocr_from is not None:
+                report.ocr_copied += 1
         if update.state == STATE_ERROR:
             report.failed += 1
             report.errors.append((p.task.path, update.error or "unknown error"))

@@ -25,10 +25,13 @@ from glimpse.commands.common import (
     out,
     print_errors,
     print_json,
+    shown,
 )
+from glimpse.commands.ocr import OcrModel, TextFilter, TextWeight
 from glimpse.commands.scale import index_with_ray
 from glimpse.display import printable
 from glimpse.errors import UserInputError
+from glimpse.ocr.text_index import DEFAULT_TEXT_WEIGHT
 
 if TYPE_CHECKING:
     from glimpse.library import Hit
@@ -59,21 +62,30 @@ def index(
                         ] = None,
     with_tags: Annotated[bool, typer.Option(
         "--tags", help="Also tag new and changed images (CLIP tagger of the library's model).")] = False,
+    with_ocr: Annotated[bool, typer.Option(
+        "--ocr", help="Also read the text in images (OCR) whose content the OCR model has not read yet, for "
+                      "`search text:\"…\"`, `--text` and fused searches; already indexed images are not "
+                      "encoded again.")] = False,
+    ocr_model: OcrModel = None,
 ) -> None:
     """Index folders and files: new and changed images are encoded, moved ones re-linked, deleted ones dropped."""
     from glimpse.vectors.select import parse_bytes
 
     budget = parse_bytes(memory_budget) if memory_budget else None
+    with_ocr = with_ocr or ocr_model is not None
     if engine == "ray":
+        if with_ocr:
+            raise UserInputError("--ocr works with --engine local only; run `glimpse index --ocr` on the folders")
         index_with_ray(ctx, paths, address=address, batch_size=batch_size, memory_budget=budget, as_json=as_json,
                        workers=workers, encoders=encoders, max_megapixels=max_megapixels, with_tags=with_tags)
         return
     if engine != "local":
         raise UserInputError(f"--engine {engine!r}: give 'local' (the default) or 'ray'")
     with open_library_ctx(ctx) as lib:
+        label = "Indexing + text" if with_ocr else "Indexing"
         report = lib.index([str(p) for p in paths], batch_size=batch_size, workers=workers,
-                           max_megapixels=max_megapixels, progress=make_progress(as_json, "Indexing"),
-                           memory_budget=budget)
+                           max_megapixels=max_megapixels, progress=make_progress(as_json, label),
+                           memory_budget=budget, ocr=with_ocr, ocr_model=ocr_model)
         tag_report = None
         if with_tags:
             from glimpse.tagging.library_tags import tag_library
@@ -89,6 +101,10 @@ def index(
                f"{report.unchanged} unchanged, {report.failed} failed, {report.skipped} not images")
     err.print(f"[bold]Indexed[/] {summary} — {report.encoded} encoded in {report.seconds:.1f} s "
               f"({report.images_per_second:.1f} images/s)")
+    if report.ocr_model is not None:
+        err.print(f"[bold]Read text[/] of {report.ocr_read} image(s) ({report.ocr_lines} lines), "
+                  f"{report.ocr_copied} copied from identical images, {report.ocr_failed} failed "
+                  f"({shown(report.ocr_model)})")
     print_errors(report.errors)
 
 
@@ -101,7 +117,9 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
         err.print("no results")
         return
     for hit in hits:
-        out.print(f"{hit.to_dict()['score']:.4f}  {printable(hit.path)}", markup=False)
+        # The reason and the matched line only when text played a part: CLIP-only output stays "score  path".
+        said = f"  [{hit.match}: {printable(hit.snippet)}]" if hit.snippet is not None else ""
+        out.print(f"{hit.to_dict()['score']:.4f}  {printable(hit.path)}{said}", markup=False)
 
 
 @handles_errors
@@ -109,7 +127,10 @@ def search(
     ctx: typer.Context,
     query: Annotated[str, typer.Argument(
         help="Text to look for. Combine terms with + and -, weight them as 2:term, "
-             "e.g. \"beach +sunset -people\". A term naming an image file searches by that image.")] = "",
+             "e.g. \"beach +sunset -people\". A term naming an image file searches by that image. "
+             "text:word or text:\"a phrase\" matches the text in the images (after `index --ocr`): alone, a "
+             "full-text search; with other terms, a filter on CLIP's ranking (as --text). A plain query is "
+             "also matched against the images' text, and the two rankings are fused.")] = "",
     k: TopK = 10,
     image: Annotated[list[Path] | None, typer.Option("--image", "-i", help="Add an image term (repeatable).")] = None,
     min_score: MinScore = None,
@@ -120,11 +141,13 @@ def search(
     lang: Annotated[str | None, typer.Option(
         "--lang", help="Language of the query (zh, de, pt-BR…) for models that read a language token "
                        "(NLLB-CLIP); default: the locale's.")] = None,
+    text: TextFilter = None,
+    text_weight: TextWeight = DEFAULT_TEXT_WEIGHT,
 ) -> None:
-    """Search the library by text, by image, or both."""
+    """Search the library by text, by image, or both (see SEARCH_HELP)."""
     with open_library_ctx(ctx, create=False) as lib:
         hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score, tags=tag,
-                          no_tags=no_tag, folder=folder, lang=lang)
+                          no_tags=no_tag, folder=folder, lang=lang, text=text, text_weight=text_weight)
     print_hits(hits, as_json)
 
 
@@ -162,6 +185,9 @@ def status(
               markup=False)
     out.print(f"images    {info.images} indexed, {info.errors} failed, {info.skipped} not images", markup=False)
     out.print(f"vectors   {info.vectors} stored, {info.index_vectors} in the index ({info.index_kind})", markup=False)
+    if info.ocr.get("images") or info.ocr.get("failed"):
+        out.print(f"text      {info.ocr['images']} images read by OCR, {info.ocr['with_text']} with text "
+                  f"({info.ocr['lines']} lines), {info.ocr['failed']} failed", markup=False)
     for root in info.roots:
         out.print(f"root      {printable(root)}", markup=False)
     for m in info.models:
@@ -201,10 +227,19 @@ def rebuild_index(
     err.print(f"rebuilt the index: {count} vectors, {kind_now}")
 
 
+SEARCH_HELP = (
+    "Search the library by text, by image, or both; and by the text in the images (after `index --ocr`).\n\n"
+    "Hits found through their text show the matched line: `score  path  \\[ocr|both: line]` (JSON: \"match\" is "
+    "clip, ocr or both, \"snippet\" the line). Text matching ignores case, full-/half-width forms and spaces, "
+    "and matches inside words; terms under 3 characters (e.g. 出口) are found by a scan instead of the trigram "
+    "index."
+)
+
+
 def register(app: typer.Typer) -> None:
     """Attach index, search, similar, status, remove and rebuild-index."""
     app.command("index")(index)
-    app.command("search")(search)
+    app.command("search", help=SEARCH_HELP)(search)
     app.command("similar")(similar)
     app.command("status")(status)
     app.command("remove")(remove)
