@@ -250,3 +250,36 @@ def test_inline_weights_load_from_a_mapped_copy(models, monkeypatch, tmp_path):
     encoder = load_encoder(load_spec(str(source)))
     np.testing.assert_allclose(encoder.encode_texts(TEXTS), want, atol=1e-6)
     encoder.close()
+
+
+def test_a_graph_that_normalises_inside_is_fed_uint8_rgb(models, tmp_path):
+    """immich's newer reader feeds ``uint8[1, S, S, 3]`` RGB to graphs that normalise inside them
+    (``normalizes_input``): the same tower behind Cast/Transpose/normalise nodes gives the same vectors."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    raw = shutil.copytree(models["clip"], tmp_path / "ViT-uint8__openai")
+    path = raw / "visual" / "model.onnx"
+    graph_model = onnx.load(str(path))
+    cfg = json.loads((raw / "visual" / "preprocess_cfg.json").read_text())
+    mean = np.array(cfg["mean"], np.float32).reshape(1, 3, 1, 1)
+    std = np.array(cfg["std"], np.float32).reshape(1, 3, 1, 1)
+    g = graph_model.graph
+    (image,) = [i for i in g.input if i.name == "image"]
+    size = image.type.tensor_type.shape.dim[2].dim_value
+    g.input.remove(image)
+    g.input.insert(0, helper.make_tensor_value_info("rgb", TensorProto.UINT8, [1, size, size, 3]))
+    g.initializer.extend([numpy_helper.from_array(np.float32(1 / 255).reshape(()), "k255"),
+                          numpy_helper.from_array(mean, "mean"), numpy_helper.from_array(std, "std")])
+    front = [helper.make_node("Cast", ["rgb"], ["rgb_f"], to=TensorProto.FLOAT),
+             helper.make_node("Transpose", ["rgb_f"], ["chw"], perm=[0, 3, 1, 2]),
+             helper.make_node("Mul", ["chw", "k255"], ["unit"]),
+             helper.make_node("Sub", ["unit", "mean"], ["centred"]),
+             helper.make_node("Div", ["centred", "std"], ["image"])]
+    for node in reversed(front):
+        g.node.insert(0, node)
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, str(path))
+    encoder = load_encoder(str(raw))
+    assert encoder.session("visual").get_inputs()[0].type == "tensor(uint8)"
+    assert _cos(encoder.encode_images(images()), GOLDENS["clip"]["images"]).min() >= 0.99999

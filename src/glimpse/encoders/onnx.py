@@ -39,7 +39,7 @@ from glimpse.errors import ModelError
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-    from glimpse.spec import ModelSpec
+    from glimpse.spec import ModelSpec, Preprocess
     from glimpse.tokenizer import TextTokenizer
 
 THREADS_ENV = "GLIMPSE_THREADS"
@@ -92,14 +92,33 @@ def check_graph(part: str, session: Any, path: Path) -> None:
     inputs = session.get_inputs()
     described = ", ".join(f"{n.name}{list(n.shape)}" for n in inputs) or "none"
     if part == "visual":
-        if len(inputs) != 1 or len(inputs[0].shape or []) != 4 or static_dim(inputs[0], 1) not in (3, None):
+        channels = 3 if len(inputs) == 1 and takes_raw_pixels(inputs[0]) else 1
+        if len(inputs) != 1 or len(inputs[0].shape or []) != 4 or static_dim(inputs[0], channels) not in (3, None):
             raise ModelError(f"the image graph {path} takes inputs {described}; glimpse feeds one "
-                             "float[batch, 3, H, W] image input (CLIP/SigLIP/immich image towers)")
+                             "float[batch, 3, H, W] image input (CLIP/SigLIP/immich image towers), or "
+                             "uint8[batch, H, W, 3] RGB to a graph that normalises inside")
         return
     names = [n.name for n in inputs]
     if not any(n in _IDS_NAMES for n in names) or any(n not in _TEXT_INPUTS for n in names):
         raise ModelError(f"the text graph {path} takes inputs {described}; glimpse feeds token ids "
                          "('input_ids' or 'text') with optional 'attention_mask' / 'token_type_ids'")
+
+
+def takes_raw_pixels(node: Any) -> bool:
+    """Whether an image graph input is ``uint8[batch, H, W, 3]``: RGB as decoded, normalised inside the graph
+    (immich's newer exports and NPU-style graphs, its reader's ``normalizes_input``)."""
+    return node.type == "tensor(uint8)"
+
+
+def raw_pixels(pixels: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """``float32[b, 3, H, W]`` normalised pixels back to the ``uint8[b, H, W, 3]`` RGB they were made from.
+
+    Exact: glimpse resizes and crops in 8-bit RGB and only then rescales and normalises, so undoing the affine
+    map lands within float error of the integers, and rounding recovers them."""
+    mean = np.asarray(pre.mean, np.float32)[None, :, None, None]
+    std = np.asarray(pre.std, np.float32)[None, :, None, None]
+    values = (pixels * std + mean) / np.float32(pre.rescale)
+    return np.ascontiguousarray(np.clip(np.rint(values), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1))
 
 
 def onnx_files(spec: ModelSpec, directory: str | Path) -> dict[str, Path]:
@@ -403,8 +422,11 @@ class OnnxEncoder(Encoder):
     def _encode_pixels(self, pixels: np.ndarray) -> np.ndarray:
         session = self.session("visual")
         node = session.get_inputs()[0]
-        dtype = _NUMPY_TYPES.get(node.type, np.float32)
-        pixels = np.ascontiguousarray(pixels, dtype)
+        if takes_raw_pixels(node):  # the graph normalises itself: feed it the RGB the preprocessing resized
+            pixels, dtype = raw_pixels(np.asarray(pixels, np.float32), self.spec.preprocess), np.uint8
+        else:
+            dtype = _NUMPY_TYPES.get(node.type, np.float32)
+            pixels = np.ascontiguousarray(pixels, dtype)
         n = len(pixels)
         step = self._pieces("visual", session, n)
         if static_dim(node, 0) is not None and n % step:  # a fixed batch > 1: fill the last piece, drop the extra
