@@ -174,8 +174,10 @@ def test_a_killed_watcher_loses_nothing(tmp_path, tiny_clip):
     finally:
         again.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
         _, stderr = again.communicate(timeout=60)
-    assert again.returncode in (0, 130), stderr
+    # A clean stop on Ctrl-C: exit code 130, or the SIGINT itself where it lands while threads shut down.
+    assert again.returncode in (0, 130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr
+    assert names() == {"img_001.jpg", "img_002.jpg", "img_003.jpg"}  # the library is intact after the stop
 
 
 def test_serve_watch_keeps_the_server_current(tmp_path, tiny_clip):
