@@ -252,8 +252,11 @@ class MilvusIndex(VectorIndex):
         queries = self._check(np.atleast_2d(queries))
         if k < 1 or len(queries) == 0:
             return [SearchResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in queries]
-        expression = filter_expression(path_prefix, tags, no_tags)
-        hits = self._client.search(self.collection, data=queries.tolist(), limit=int(k), filter=expression,
+        return self._searched(queries, int(k), filter_expression(path_prefix, tags, no_tags))
+
+    def _searched(self, queries: np.ndarray, k: int, expression: str) -> list[SearchResult]:
+        """Milvus' top-``k`` per query under the filter ``expression``, best first."""
+        hits = self._client.search(self.collection, data=queries.tolist(), limit=k, filter=expression,
                                    search_params={"metric_type": "IP"}, output_fields=["id"])
         results = []
         for row in hits:
@@ -272,16 +275,7 @@ class MilvusIndex(VectorIndex):
             return None
         if k < 1 or len(ids) == 0 or len(queries) == 0:
             return [SearchResult(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)) for _ in queries]
-        expression = f"id in [{','.join(str(int(i)) for i in ids)}]"
-        hits = self._client.search(self.collection, data=queries.tolist(), limit=int(min(k, len(ids))),
-                                   filter=expression, search_params={"metric_type": "IP"}, output_fields=["id"])
-        results = []
-        for row in hits:
-            found = np.array([int(h["id"]) for h in row], dtype=np.int64)
-            scores = np.array([float(h["distance"]) for h in row], dtype=np.float32)
-            order = np.argsort(-scores, kind="stable")
-            results.append(SearchResult(found[order], scores[order]))
-        return results
+        return self._searched(queries, int(min(k, len(ids))), f"id in [{','.join(str(int(i)) for i in ids)}]")
 
     def search_filtered(self, queries: np.ndarray, k: int, *, path_prefixes: Sequence[str] = (),
                         tags: Sequence[str] = (), no_tags: Sequence[str] = ()) -> list[SearchResult] | None:
