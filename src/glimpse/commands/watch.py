@@ -31,8 +31,9 @@ def watch(
 ) -> None:
     """Watch folders and index what changes (new, changed, moved, deleted images) until Ctrl-C.
 
-    Catches up first with what changed while nothing watched, then re-indexes in debounced batches; renames
-    are moves (no re-encoding). Holds the library's writer lock only while a run indexes."""
+    First catches up with what changed while nothing watched, then indexes in debounced batches.
+
+    Renames are moves (no re-encoding); the library's writer lock is held only while a run indexes."""
     from glimpse.watch import DEFAULT_STEP_MS, WatchOptions, WatchRun, watch_library
 
     options = WatchOptions(debounce_ms=debounce_ms, step_ms=min(DEFAULT_STEP_MS, debounce_ms), settle_s=settle,
