@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
@@ -19,6 +20,21 @@ SHARED_DATA = Path(os.environ.get("GLIMPSE_TEST_DATA", Path(__file__).resolve().
 
 # What a catalog of schema 4 lacks (the capture metadata of v5): tests that make an older catalog drop these first.
 DROP_V5 = "DROP TABLE photo_meta; DROP TABLE cameras; "
+
+
+def count_rows(catalog_path: Path, table: str) -> int:
+    """Rows of ``table`` in a catalog another process is writing (read-only, never waiting long): 0 while the
+    catalog or its table does not exist yet, or the writer holds it busy — for progress polls in kill -9 tests."""
+    if not catalog_path.exists():
+        return 0
+    try:
+        db = sqlite3.connect(f"file:{catalog_path}?mode=ro", uri=True, timeout=0.2)
+        try:
+            return db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
 
 
 def shared_data(*parts: str) -> Path:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -20,25 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_photos
+from conftest import count_rows, make_photos
 from glimpse.catalog import Catalog
 from glimpse.vectors.faiss import FaissIndex
 
 N_IMAGES = 150
 ROUNDS = 12
-
-
-def _count_files(catalog_path: Path) -> int:
-    if not catalog_path.exists():
-        return 0
-    try:
-        db = sqlite3.connect(f"file:{catalog_path}?mode=ro", uri=True, timeout=0.2)
-        try:
-            return db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0  # schema not created yet, or busy: no progress seen
 
 
 def _start(library: Path, model: Path, pics: Path) -> subprocess.Popen:
@@ -57,7 +43,7 @@ def test_kill_9_never_loses_or_duplicates(tmp_path, tiny_clip):
     kills = 0
     for round_no in range(ROUNDS):
         proc = _start(library, tiny_clip, pics)
-        before = _count_files(catalog_path)
+        before = count_rows(catalog_path, "files")
         if round_no == ROUNDS - 1:
             mode, target = "after-all-files", N_IMAGES
         elif round_no % 4 == 3:
@@ -70,7 +56,7 @@ def test_kill_9_never_loses_or_duplicates(tmp_path, tiny_clip):
         while proc.poll() is None and time.monotonic() < deadline:
             if mode == "timed" and time.monotonic() - started >= delay:
                 break
-            if mode != "timed" and _count_files(catalog_path) >= target:
+            if mode != "timed" and count_rows(catalog_path, "files") >= target:
                 time.sleep(rng.uniform(0.0, 0.05))
                 break
             time.sleep(0.01)

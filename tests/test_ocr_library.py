@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import DROP_V5
+from conftest import DROP_V5, count_rows
 from glimpse.catalog import SCHEMA_VERSION, Catalog, FileUpdate, OcrResult
 from glimpse.errors import UserInputError
 from glimpse.ocr.base import OcrLine
@@ -466,19 +466,6 @@ def test_cli_index_ocr_search_json(tmp_path, tiny_clip, real_engine, pics):
 
 
 # -- kill -9 ---------------------------------------------------------------------------------------------------
-def _count_read(catalog_path: Path) -> int:
-    if not catalog_path.exists():
-        return 0
-    try:
-        db = sqlite3.connect(f"file:{catalog_path}?mode=ro", uri=True, timeout=0.2)
-        try:
-            return db.execute("SELECT COUNT(*) FROM ocr_done").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return 0  # not created or not migrated yet
-
-
 @pytest.mark.slow
 def test_kill_9_during_index_ocr_loses_nothing(tmp_path, tiny_clip, real_engine):
     pics = tmp_path / "pics"
@@ -493,7 +480,7 @@ def test_kill_9_during_index_ocr_loses_nothing(tmp_path, tiny_clip, real_engine)
     for target in (1, 4, 7):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline and _count_read(catalog_path) < target:
+        while proc.poll() is None and time.monotonic() < deadline and count_rows(catalog_path, "ocr_done") < target:
             time.sleep(0.01)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
