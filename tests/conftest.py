@@ -19,7 +19,17 @@ SHARED_DATA = Path(os.environ.get("GLIMPSE_TEST_DATA", Path(__file__).resolve().
 
 
 # What a catalog of schema 4 lacks (the capture metadata of v5): tests that make an older catalog drop these first.
-DROP_V5 = "DROP TABLE photo_meta; DROP TABLE cameras; "
+# Statements that turn a current catalog back into one of schema 5 (no frames, vectors keyed to files) and 4.
+DROP_V6 = (
+    "DROP TRIGGER frames_delete; DROP TRIGGER files_delete_vectors; DROP TABLE frames; "
+    "CREATE TABLE embeddings_v5 (model_key TEXT NOT NULL REFERENCES models (key), file_id INTEGER NOT NULL "
+    "REFERENCES files (id) ON DELETE CASCADE, dtype TEXT NOT NULL, vector BLOB NOT NULL, "
+    "PRIMARY KEY (model_key, file_id)) WITHOUT ROWID; "
+    "INSERT INTO embeddings_v5 SELECT model_key, file_id, dtype, vector FROM embeddings; DROP TABLE embeddings; "
+    "ALTER TABLE embeddings_v5 RENAME TO embeddings; CREATE INDEX embeddings_file ON embeddings (file_id); "
+    "ALTER TABLE photo_meta DROP COLUMN duration; "
+)
+DROP_V5 = DROP_V6 + "DROP TABLE photo_meta; DROP TABLE cameras; "
 
 
 def count_rows(catalog_path: Path, table: str) -> int:

@@ -86,7 +86,7 @@ def test_migration_to_schema_3_keeps_rows_and_retries_old_verdicts(tmp_path):
                          "ALTER TABLE files DROP COLUMN tried_with; UPDATE meta SET value = '2' WHERE key = "
                          "'schema_version';")
     catalog = Catalog(path)
-    assert catalog.schema_version == SCHEMA_VERSION == 5 and catalog.roots() == ["/photos"]
+    assert catalog.schema_version == SCHEMA_VERSION == 6 and catalog.roots() == ["/photos"]
     catalog.close()
 
 

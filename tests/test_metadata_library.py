@@ -153,7 +153,7 @@ def test_a_v4_catalog_migrates_and_is_backfilled(tmp_path, open_lib):
     with sqlite3.connect(tmp_path / "library" / "catalog.sqlite3") as db:  # what a version-4 catalog is
         db.executescript(DROP_V5 + "UPDATE meta SET value = '4' WHERE key = 'schema_version';")
     lib = open_lib()
-    assert lib.catalog.schema_version == SCHEMA_VERSION == 5
+    assert lib.catalog.schema_version == SCHEMA_VERSION == 6
     report = lib.index([tmp_path / "photos"])
     assert report.encoded == 0 and report.metadata_read == 4
     assert names_matching(lib, camera="iphone") == {"paris"}

@@ -237,7 +237,7 @@ def test_tagging_leaves_milvus_caught_up(tmp_path, tiny_clip, small_vocab):
         assert report.tagged == 5 and lib.catalog.last_change() > before
         # the best-scored MAX_TAGS of each file (tags_of lists them best first)
         catalog_tags = {i: sorted(fold_tag(t) for t, _ in tags[:MAX_TAGS]) for i, tags in lib.catalog.tags_of(
-            lib.catalog.ids_with_embedding(lib.spec.key)).items()}
+            lib.catalog.files_with_vectors(lib.spec.key)).items()}
         fresh = MilvusIndex(db, lib.catalog, lib.spec.key, lib.spec.dim)
         assert fresh.applied_change == lib.catalog.last_change()
         rows = fresh._client.query(fresh.collection, filter="id >= 0", output_fields=["id", "tags"])

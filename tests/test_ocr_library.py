@@ -163,7 +163,7 @@ def test_migration_from_schema_3(tmp_path):
         db.executescript(DROP_V5 + "DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
                          "UPDATE meta SET value = '3' WHERE key = 'schema_version';")
     catalog = Catalog(path)
-    assert catalog.schema_version == SCHEMA_VERSION == 5
+    assert catalog.schema_version == SCHEMA_VERSION == 6
     assert catalog.roots() == ["/p"] and catalog.file_by_path("/p/a.jpg").id == fid
     catalog.apply([FileUpdate("/p/a.jpg", 1, 1, "ok", "h1", ocr=_lines("出口处"))], "m")
     assert [m.file_id for m in catalog.text_matches(TextQuery(("出口处",)))] == [fid]
@@ -378,7 +378,7 @@ def test_a_v3_library_migrates_and_gets_its_text(tmp_path, tiny_clip, engine, pi
         db.executescript(DROP_V5 + "DROP TABLE ocr_fts; DROP TABLE ocr_lines; DROP TABLE ocr_done; "
                          "UPDATE meta SET value = '3' WHERE key = 'schema_version';")
     with glimpse.library.Library(tmp_path / "library", str(tiny_clip), ocr_engine=engine) as lib:
-        assert lib.catalog.schema_version == 5
+        assert lib.catalog.schema_version == 6
         report = lib.index([pics], ocr=True)
         assert (report.unchanged, report.encoded, report.ocr_read) == (0, 0, 4)
         assert _names(lib.search("text:出口处")) == ["chinese.png"]

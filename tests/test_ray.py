@@ -152,7 +152,7 @@ def test_ray_tags_equal_local_index_tags(tagged_job, tmp_path, tiny_clip):
         assert local_report.tags == report.tags
 
         def tags_by_path(lib):
-            found = lib.catalog.tags_of(lib.catalog.ids_with_embedding(lib.spec.key))
+            found = lib.catalog.tags_of(lib.catalog.files_with_vectors(lib.spec.key))
             return {lib.catalog.files_by_id([i])[i].path: tags for i, tags in found.items()}
 
         ray_tags, local_tags = tags_by_path(distributed), tags_by_path(local)

@@ -59,7 +59,7 @@ def test_migration_from_schema_1_keeps_rows(tmp_path):
                      "UPDATE meta SET value = '1' WHERE key = 'schema_version';")
     db.close()
     catalog = Catalog(path)
-    assert catalog.schema_version == SCHEMA_VERSION == 5
+    assert catalog.schema_version == SCHEMA_VERSION == 6
     assert catalog.roots() == ["/photos"]
     assert catalog.tag_counts() == []
     catalog.close()

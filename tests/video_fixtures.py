@@ -23,8 +23,10 @@ def scene_picture(scene: int, t: float, width: int, height: int) -> np.ndarray:
 
 
 def write_video(path: Path, scene_seconds: list[float], *, codec: str = "libx264", fps: int = 24,
-                size: tuple[int, int] = (160, 96), rotation: int | None = None, gop: int | None = None) -> Path:
-    """Encode consecutive scenes of the given lengths; returns ``path``. Cuts at the cumulative sums."""
+                size: tuple[int, int] = (160, 96), rotation: int | None = None, gop: int | None = None,
+                first_scene: int = 0) -> Path:
+    """Encode consecutive scenes of the given lengths; returns ``path``. Cuts at the cumulative sums. Scene ``i``
+    shows ``scene_picture(first_scene + i, …)`` (another video's scenes look different)."""
     import av
 
     width, height = size
@@ -38,7 +40,8 @@ def write_video(path: Path, scene_seconds: list[float], *, codec: str = "libx264
         n = 0
         for scene, seconds in enumerate(scene_seconds):
             for _ in range(round(seconds * fps)):
-                frame = av.VideoFrame.from_ndarray(scene_picture(scene, n / fps, width, height), format="rgb24")
+                picture = scene_picture(first_scene + scene, n / fps, width, height)
+                frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
                 for packet in stream.encode(frame):
                     out.mux(packet)
                 n += 1

@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # the metadata modules load with the first metadata call (PIL
     from glimpse.metadata import PhotoMetadata
     from glimpse.metafilter import MetadataFilter
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 CATALOG_FILENAME = "catalog.sqlite3"
 
 # Files are in one of these states. 'skipped' marks files that are not images (by content), so later
@@ -186,7 +186,52 @@ CREATE INDEX photo_meta_camera ON photo_meta (camera);
 CREATE TABLE cameras (camera TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE INDEX photo_meta_place ON photo_meta (latitude, longitude);
 """,
+    # 5 -> 6: items under files. A photo is one searchable item whose id is its file id; a video is many, its
+    # sampled ``frames`` (``t_ms``: milliseconds from the start). A frame's id comes from the same sequence as
+    # the file ids (``Catalog._new_item_id``), so every vector store keys photos and frames alike and an id is
+    # never reused. ``embeddings.file_id`` is therefore an *item* id: the table is rebuilt without its foreign
+    # key to ``files`` (SQLite cannot drop one in place), and triggers do what the cascade did: a deleted file
+    # or frame takes its vectors along, and a deleted frame is logged so the vector stores drop it too (a
+    # video's frames go by cascade when the video is deleted or re-sampled). ``photo_meta.duration``: seconds,
+    # for videos.
+    5: """
+CREATE TABLE frames (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL REFERENCES files (id) ON DELETE CASCADE,
+    t_ms INTEGER NOT NULL,
+    UNIQUE (file_id, t_ms)
+);
+CREATE TABLE embeddings_v6 (
+    model_key TEXT NOT NULL REFERENCES models (key),
+    file_id INTEGER NOT NULL,
+    dtype TEXT NOT NULL,
+    vector BLOB NOT NULL,
+    PRIMARY KEY (model_key, file_id)
+) WITHOUT ROWID;
+INSERT INTO embeddings_v6 (model_key, file_id, dtype, vector) SELECT model_key, file_id, dtype, vector FROM embeddings;
+DROP TABLE embeddings;
+ALTER TABLE embeddings_v6 RENAME TO embeddings;
+CREATE INDEX embeddings_file ON embeddings (file_id);
+CREATE TRIGGER files_delete_vectors AFTER DELETE ON files BEGIN
+    DELETE FROM embeddings WHERE file_id = old.id;
+END;
+CREATE TRIGGER frames_delete AFTER DELETE ON frames BEGIN
+    DELETE FROM embeddings WHERE file_id = old.id;
+    INSERT INTO changes (file_id, model_key, op, at)
+        VALUES (old.id, NULL, 'delete', (julianday('now') - 2440587.5) * 86400.0);
+END;
+ALTER TABLE photo_meta ADD COLUMN duration REAL;
+""",
 }
+
+# ``files.format`` of a video: this prefix + the codec of its video stream ("video/h264"); the one test of
+# whether a file is a video (``is_video_format``).
+VIDEO_FORMAT_PREFIX = "video/"
+
+
+def is_video_format(fmt: str | None) -> bool:
+    """Whether a ``files.format`` value names a video (its items are frames)."""
+    return fmt is not None and fmt.startswith(VIDEO_FORMAT_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -236,6 +281,20 @@ class FileUpdate:
     tried_with: str | None = None  # set for error/skipped updates: the settings the file was tried under
     ocr: OcrResult | None = None  # freshly read text (replaces the file's stored lines)
     ocr_from: int | None = None  # copy the stored text of this file id (same content, same OCR model)
+    # A video's sampled frames: ``(t_ms, float32[d] vector)`` in time order (they replace the frames this model
+    # has of the file), or ``frames_from``: copy the frames of that video (same content) for this model.
+    frames: tuple[tuple[int, np.ndarray], ...] | None = None
+    frames_from: int | None = None
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """A searchable item: a photo (``time`` None, ``id == file.id``) or a frame of the video ``file`` taken
+    ``time`` seconds from its start."""
+
+    id: int
+    file: FileRecord
+    time: float | None = None
 
 
 @dataclass(frozen=True)
@@ -549,20 +608,24 @@ class Catalog:
                     out[rec.id] = rec
         return out
 
-    def indexed_files(self) -> list[FileRecord]:
-        """Every readable indexed image (state ok), in id order."""
+    def indexed_files(self, *, videos: bool = True) -> list[FileRecord]:
+        """Every readable indexed image (state ok), and video unless ``videos`` is False, in id order."""
+        photos_only = "" if videos else f" AND COALESCE(format, '') NOT LIKE '{VIDEO_FORMAT_PREFIX}%'"
         with self._lock:
-            rows = self._db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE state = 'ok' ORDER BY id").fetchall()
+            rows = self._db.execute(f"SELECT {_FILE_COLUMNS} FROM files WHERE state = 'ok'{photos_only} ORDER BY id"
+                                    ).fetchall()
         return [_row_to_record(r) for r in rows]
 
     def recent_files(self, model_key: str, limit: int, offset: int = 0) -> list[FileRecord]:
-        """Readable images with a vector of ``model_key``, most recently indexed first (then highest id)."""
+        """Readable images (and videos with frames) with vectors of ``model_key``, most recently indexed first
+        (then highest id)."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
-                "JOIN embeddings e ON e.file_id = f.id AND e.model_key = ? WHERE f.state = 'ok' "
-                "ORDER BY f.indexed_at DESC, f.id DESC LIMIT ? OFFSET ?",
-                (model_key, int(limit), int(offset)),
+                "WHERE f.state = 'ok' AND (EXISTS (SELECT 1 FROM embeddings e WHERE e.file_id = f.id AND "
+                "e.model_key = ?) OR EXISTS (SELECT 1 FROM frames fr JOIN embeddings e ON e.file_id = fr.id AND "
+                "e.model_key = ? WHERE fr.file_id = f.id)) ORDER BY f.indexed_at DESC, f.id DESC LIMIT ? OFFSET ?",
+                (model_key, model_key, int(limit), int(offset)),
             ).fetchall()
         return [_row_to_record(r) for r in rows]
 
@@ -598,12 +661,6 @@ class Catalog:
         out.update(dict(rows))
         return out
 
-    def ids_with_embedding(self, model_key: str, ids: Iterable[int] | None = None) -> set[int]:
-        with self._lock:
-            rows = self._db.execute("SELECT file_id FROM embeddings WHERE model_key = ?", (model_key,))
-            have = {r[0] for r in rows}
-        return have if ids is None else have & set(ids)
-
     def reusable_embedding(self, content_hash: str, model_key: str) -> int | None:
         """Id of a file with this content hash that already has an embedding of ``model_key``."""
         with self._lock:
@@ -633,6 +690,9 @@ class Catalog:
                         _log_change(db, stale[0], None, OP_DELETE, now)
                     db.execute("UPDATE files SET path = ? WHERE id = ?", (key, up.move_from))
                     _log_change(db, up.move_from, METADATA_CHANGE, OP_UPSERT, now)
+                    frames = db.execute("SELECT id FROM frames WHERE file_id = ?", (up.move_from,)).fetchall()
+                    for (frame_id,) in frames:  # a store keeping paths keeps the frames' too
+                        _log_change(db, frame_id, METADATA_CHANGE, OP_UPSERT, now)
                 before = db.execute("SELECT hash FROM files WHERE path = ?", (key,)).fetchone()
                 tried_with = up.tried_with if up.state != STATE_OK else None
                 row = (key, up.size, up.mtime_ns, up.hash, up.width, up.height, up.format, up.state,
@@ -655,6 +715,10 @@ class Catalog:
                     self._put_ocr(db, file_id, up.hash, now, result=up.ocr, copy_from=up.ocr_from)
                 if up.move_from is not None:
                     continue
+                if up.state != STATE_OK or changed:
+                    # A video no longer readable, or re-sampled from new content: its frames go (the trigger
+                    # takes their vectors and logs them for the stores).
+                    db.execute("DELETE FROM frames WHERE file_id = ?", (file_id,))
                 if up.state != STATE_OK:
                     if db.execute("DELETE FROM embeddings WHERE file_id = ?", (file_id,)).rowcount:
                         # Not (or no longer) a readable image: its stale vectors of every model are gone.
@@ -669,7 +733,130 @@ class Catalog:
                 if up.vector is not None or up.reuse_from is not None:
                     self._put_embedding(db, file_id, model_key, now, vector=up.vector, copy_from=up.reuse_from,
                                         dtype=dtype)
+                if up.frames is not None or up.frames_from is not None:
+                    self._put_frames(db, file_id, model_key, now, up, dtype)
         return ids
+
+    @staticmethod
+    def _new_item_id(db: sqlite3.Connection) -> int:
+        """An id from the files' AUTOINCREMENT sequence that no file will take (a frame's id). The video's own row
+        is inserted first in the same transaction, so the sequence row exists."""
+        return int(db.execute("UPDATE sqlite_sequence SET seq = seq + 1 WHERE name = 'files' RETURNING seq"
+                              ).fetchone()[0])
+
+    def _put_frames(self, db: sqlite3.Connection, file_id: int, model_key: str, now: float, up: FileUpdate,
+                    dtype: str) -> None:
+        """Make ``model_key``'s frames of video ``file_id`` those of ``up`` (sampled, or copied from ``frames_from``).
+
+        A frame at a time another model already sampled keeps its id (one item, a vector per model); this model's
+        vectors of frames no longer sampled go, and so do frames left with no vector."""
+        if up.frames is not None:
+            wanted = [(int(t), np.ascontiguousarray(v, dtype=VECTOR_DTYPES[dtype]).tobytes(), dtype)
+                      for t, v in up.frames]
+        else:
+            wanted = db.execute(
+                "SELECT fr.t_ms, e.vector, e.dtype FROM frames fr JOIN embeddings e ON e.file_id = fr.id "
+                "AND e.model_key = ? WHERE fr.file_id = ? ORDER BY fr.t_ms", (model_key, up.frames_from)).fetchall()
+        have = dict(db.execute("SELECT t_ms, id FROM frames WHERE file_id = ?", (file_id,)).fetchall())
+        keep: set[int] = set()
+        for t_ms, blob, kind in wanted:
+            frame_id = have.get(t_ms)
+            if frame_id is None:
+                frame_id = self._new_item_id(db)
+                db.execute("INSERT INTO frames (id, file_id, t_ms) VALUES (?, ?, ?)", (frame_id, file_id, t_ms))
+            keep.add(frame_id)
+            db.execute("INSERT OR REPLACE INTO embeddings (model_key, file_id, dtype, vector) VALUES (?, ?, ?, ?)",
+                       (model_key, frame_id, kind, blob))
+            _log_change(db, frame_id, model_key, OP_UPSERT, now)
+        for frame_id in set(have.values()) - keep:
+            if db.execute("DELETE FROM embeddings WHERE model_key = ? AND file_id = ?", (model_key, frame_id)).rowcount:
+                _log_change(db, frame_id, model_key, OP_DELETE, now)
+        db.execute("DELETE FROM frames WHERE file_id = ? AND NOT EXISTS "
+                   "(SELECT 1 FROM embeddings e WHERE e.file_id = frames.id)", (file_id,))
+
+    # -- items (photos and video frames) -------------------------------------------------------------
+    def has_frames(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM frames LIMIT 1").fetchone() is not None
+
+    def items_by_id(self, ids: Iterable[int]) -> dict[int, ItemRecord]:
+        """``{item id: ItemRecord}`` for the ids that are photos (file ids) or video frames."""
+        ids = [int(i) for i in ids]
+        files = self.files_by_id(ids)
+        out = {i: ItemRecord(i, rec) for i, rec in files.items()}
+        rest = [i for i in ids if i not in files]
+        if not rest:
+            return out
+        owners: dict[int, tuple[int, int]] = {}
+        with self._lock:
+            for start in range(0, len(rest), 500):
+                chunk = rest[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                for frame_id, file_id, t_ms in self._db.execute(
+                        f"SELECT id, file_id, t_ms FROM frames WHERE id IN ({marks})", chunk):
+                    owners[int(frame_id)] = (int(file_id), int(t_ms))
+        videos = self.files_by_id({f for f, _ in owners.values()})
+        for frame_id, (file_id, t_ms) in owners.items():
+            if file_id in videos:
+                out[frame_id] = ItemRecord(frame_id, videos[file_id], t_ms / 1000.0)
+        return out
+
+    def with_frames(self, file_ids: Iterable[int]) -> set[int]:
+        """``file_ids`` and the ids of the frames of those that are videos: the items of these files."""
+        ids = {int(i) for i in file_ids}
+        if not ids or not self.has_frames():
+            return ids
+        wanted = sorted(ids)
+        out = set(ids)
+        with self._lock:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                marks = ",".join("?" * len(chunk))
+                out.update(r[0] for r in self._db.execute(f"SELECT id FROM frames WHERE file_id IN ({marks})", chunk))
+        return out
+
+    def frame_ids(self) -> set[int]:
+        """Ids of every video frame (items that are not photos)."""
+        with self._lock:
+            return {r[0] for r in self._db.execute("SELECT id FROM frames")}
+
+    def frames_of(self, file_id: int, model_key: str) -> list[tuple[int, float]]:
+        """``[(frame id, seconds)]`` of video ``file_id`` holding a vector of ``model_key``, in time order."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT fr.id, fr.t_ms FROM frames fr JOIN embeddings e ON e.file_id = fr.id AND e.model_key = ? "
+                "WHERE fr.file_id = ? ORDER BY fr.t_ms", (model_key, int(file_id))).fetchall()
+        return [(int(i), t / 1000.0) for i, t in rows]
+
+    def files_with_vectors(self, model_key: str) -> set[int]:
+        """Ids of the files holding vectors of ``model_key``: photos with theirs, videos with frames'."""
+        with self._lock:
+            photos = {r[0] for r in self._db.execute("SELECT file_id FROM embeddings WHERE model_key = ?",
+                                                     (model_key,))}
+            videos = {r[0] for r in self._db.execute(
+                "SELECT DISTINCT fr.file_id FROM frames fr JOIN embeddings e ON e.file_id = fr.id AND e.model_key = ?",
+                (model_key,))}
+        return photos | videos  # (frame ids among photos' never equal a file id)
+
+    def count_covered_files(self, model_key: str) -> int:
+        """How many files hold vectors of ``model_key`` (a video counts once, however many frames it has)."""
+        vectors = self.count_embeddings(model_key)
+        if not self.has_frames():
+            return vectors
+        with self._lock:
+            frames, videos = self._db.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT fr.file_id) FROM frames fr JOIN embeddings e ON e.file_id = fr.id "
+                "AND e.model_key = ?", (model_key,)).fetchone()
+        return vectors - int(frames) + int(videos)
+
+    def video_with_frames(self, content_hash: str, model_key: str) -> int | None:
+        """Id of a video with this content hash whose frames hold vectors of ``model_key`` (to copy them)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT f.id FROM files f JOIN frames fr ON fr.file_id = f.id JOIN embeddings e ON e.file_id = fr.id "
+                "AND e.model_key = ? WHERE f.hash = ? AND f.state = 'ok' LIMIT 1", (model_key, content_hash)
+            ).fetchone()
+        return int(row[0]) if row else None
 
     @staticmethod
     def _put_embedding(db: sqlite3.Connection, file_id: int, model_key: str, now: float, *,
@@ -803,12 +990,13 @@ class Catalog:
 
     # -- tags ----------------------------------------------------------------------------------------
     def files_to_tag(self, source: str) -> list[FileRecord]:
-        """Readable files that ``source`` has not tagged at their current content hash."""
+        """Readable photos that ``source`` has not tagged at their current content hash (videos are not tagged)."""
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
                 "LEFT JOIN tagged t ON t.file_id = f.id AND t.source = ? "
-                "WHERE f.state = 'ok' AND (t.file_id IS NULL OR t.hash IS NOT f.hash) ORDER BY f.id",
+                "WHERE f.state = 'ok' AND (t.file_id IS NULL OR t.hash IS NOT f.hash) "
+                f"AND COALESCE(f.format, '') NOT LIKE '{VIDEO_FORMAT_PREFIX}%' ORDER BY f.id",
                 (source,),
             ).fetchall()
         return [_row_to_record(r) for r in rows]
@@ -965,7 +1153,7 @@ class Catalog:
         return matches
 
     # -- capture metadata ----------------------------------------------------------------------------
-    _META_COLUMNS = "taken, utc_offset, taken_source, latitude, longitude, make, model, lens, orientation"
+    _META_COLUMNS = "taken, utc_offset, taken_source, latitude, longitude, make, model, lens, orientation, duration"
 
     def files_without_metadata(self, limit: int = 1000) -> list[FileRecord]:
         """Readable files whose capture metadata was never read from their current content (oldest first)."""
@@ -981,9 +1169,9 @@ class Catalog:
         with self.transaction() as db:
             db.executemany(
                 f"INSERT OR REPLACE INTO photo_meta (file_id, hash, {self._META_COLUMNS}, camera) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(fid, h, m.taken_local, m.utc_offset, m.taken_source, m.latitude, m.longitude, m.make, m.model,
-                  m.lens, m.orientation, m.camera.lower() if m.camera else None) for fid, h, m in rows])
+                  m.lens, m.orientation, m.duration, m.camera.lower() if m.camera else None) for fid, h, m in rows])
             db.executemany("INSERT OR IGNORE INTO cameras (camera) VALUES (?)",
                            [(c,) for c in {m.camera.lower() for _, _, m in rows if m.camera}])
 

@@ -33,7 +33,7 @@ import socket
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,6 +108,7 @@ def _read_local(path: str) -> tuple[str, int, int, str | None]:
 
 def decode_batch(batch: dict[str, np.ndarray], model: str, max_megapixels: float) -> dict[str, np.ndarray]:
     """Ray Data CPU stage: rows ``{row, shard, path}`` → file facts + preprocessed ``pixels`` float32[n,3,H,W]."""
+    from glimpse.catalog import is_video_format
     from glimpse.pipeline import Task, prepare
     from glimpse.registry import load_spec
 
@@ -122,6 +123,10 @@ def decode_batch(batch: dict[str, np.ndarray], model: str, max_megapixels: float
             local, size, mtime_ns, tmp = _read_local(path)
             prepared = prepare(Task(local, size, mtime_ns, None), pre, max_megapixels=max_megapixels)
             facts = prepared.update
+            if prepared.frame_pixels is not None or is_video_format(facts.format):
+                # A video is many items; the job's rows are one vector per file.
+                facts = replace(facts, state="error", error="videos are not indexed by distributed jobs yet; "
+                                "index them with `glimpse index`", format=None)
             values = (size, mtime_ns, facts.hash, facts.width, facts.height, facts.format, facts.state, facts.error,
                       prepared.pixels is not None)
             if prepared.pixels is not None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog, FileRecord, TextMatch
+from glimpse.catalog import CATALOG_FILENAME, STATE_OK, Catalog, FileRecord, ItemRecord, TextMatch, is_video_format
 from glimpse.errors import (
     GlimpseError,
     ImageError,
@@ -33,6 +33,15 @@ from glimpse.errors import (
     UserInputError,
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, check_max_megapixels, open_image, open_regular_file
+from glimpse.items import (
+    DEFAULT_PER_VIDEO,
+    KIND_PHOTO,
+    KIND_VIDEO,
+    check_kind,
+    check_per_video,
+    group_items,
+    kind_of,
+)
 from glimpse.metafilter import SORT_DATE, SORT_SCORE, MetadataCheck, MetadataFilter, check_sort
 from glimpse.notices import notice
 from glimpse.ocr.text_index import (
@@ -56,6 +65,7 @@ if TYPE_CHECKING:
     from glimpse.pipeline import IndexReport, Progress
     from glimpse.spec import ModelSpec
     from glimpse.vectors.base import VectorIndex
+    from glimpse.video import SamplingRules
 
 INDEX_DIRNAME = "index"
 LOCK_FILENAME = "indexing.lock"
@@ -94,12 +104,25 @@ class Hit:
     snippet: str | None = None
     rank_score: float | None = None  # the fusion score of a fused search, else None
     meta: dict[str, Any] | None = None  # capture metadata (``PhotoMetadata.to_dict``): taken, camera, place …
+    # A video: ``time`` is the best frame's, in seconds from the start; ``frames`` its best frames found, best
+    # first, as (seconds, score, item id) — the item id names the frame (its thumbnail, its vector).
+    time: float | None = None
+    frames: tuple[tuple[float, float, int], ...] = ()
+
+    @property
+    def kind(self) -> str:
+        """``"photo"`` or ``"video"``."""
+        return KIND_PHOTO if self.time is None else KIND_VIDEO
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["path"] = os.fsencode(self.path).decode("utf-8", "replace")
         data["score"] = round(float(self.score), 6)
+        data["kind"] = self.kind
         data["tags"] = [{"tag": tag, "score": round(float(score), 6)} for tag, score in self.tags]
+        data["frames"] = [{"time": round(t, 3), "score": round(float(sc), 6), "id": i} for t, sc, i in self.frames]
+        if self.time is not None:
+            data["time"] = round(self.time, 3)
         if self.rank_score is not None:
             data["rank_score"] = round(float(self.rank_score), 6)
         return data
@@ -188,6 +211,42 @@ def _resolve_model_name(model: str) -> str:
     """Local model directories are remembered by absolute path; names stay names."""
     expanded = os.path.expanduser(model)
     return os.path.abspath(expanded) if os.path.isdir(expanded) else model
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """What a search page wants of ranked items: ``offset .. offset+k`` files passing ``min_score``, ``accept`` (on
+    paths) and ``kind``, each video with up to ``per_video`` frames."""
+
+    k: int
+    offset: int
+    min_score: float | None
+    accept: Callable[[str], bool] | None
+    kind: str | None
+    per_video: int
+
+    @property
+    def want(self) -> int:
+        return self.offset + self.k
+
+    def groups(self, catalog: Catalog, found: list[tuple[int, float]], keep: Callable[[int], bool] | None
+               ) -> list[list[tuple[ItemRecord, float]]]:
+        """``found`` (item id, score), best first → the files passing everything, grouped (``group_items``);
+        ``keep`` judges file ids."""
+        items = catalog.items_by_id([i for i, _ in found])
+        passed = []
+        for i, score in found:
+            item = items.get(i)
+            if item is None or (self.min_score is not None and score < self.min_score):
+                continue
+            if (self.kind is not None and kind_of(item) != self.kind) or (keep is not None and not keep(item.file.id)):
+                continue
+            if self.accept is None or self.accept(item.file.path):
+                passed.append((item, score))
+        return group_items(passed, self.per_video)
+
+    def page(self, groups: list[list[tuple[ItemRecord, float]]]) -> list[list[tuple[ItemRecord, float]]]:
+        return groups[self.offset:self.want]
 
 
 class Library:
@@ -351,6 +410,7 @@ class Library:
         memory_budget: int | None = None,
         ocr: bool = False,
         ocr_model: str | None = None,
+        video_rules: SamplingRules | None = None,
     ) -> IndexReport:
         """Incrementally index files and folders; returns the run's report.
 
@@ -359,7 +419,8 @@ class Library:
         engine's default model; naming one implies ``ocr``) has not read, in the decode workers, from the
         image decoded for CLIP;
         unchanged images that only lack text are read without being encoded again. The text of each batch
-        is written in the batch's transaction.
+        is written in the batch's transaction. Videos are sampled by ``video_rules`` (``glimpse.video``; default
+        ``SamplingRules()``): each sampled frame becomes an item with its own vector, found by ``search``.
         """
         from glimpse.pipeline import Indexer
 
@@ -385,7 +446,7 @@ class Library:
 
                 update_policy(self.catalog, spec.key, memory_budget=memory_budget)
             indexer = Indexer(self.catalog, self.encoder, batch_size=batch_size, workers=workers,
-                              max_megapixels=max_megapixels, progress=progress, ocr=engine)
+                              max_megapixels=max_megapixels, progress=progress, ocr=engine, video_rules=video_rules)
             report = indexer.run(roots)
             from glimpse.metadata_index import fill_metadata
 
@@ -470,10 +531,13 @@ class Library:
                        tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
                        folder: str | os.PathLike[str] | None = None, offset: int = 0,
                        accept: Callable[[str], bool] | None = None, text_query: TextQuery | None = None,
-                       where: MetadataFilter | None = None) -> list[Hit]:
+                       where: MetadataFilter | None = None, kind: str | None = None,
+                       per_video: int = DEFAULT_PER_VIDEO) -> list[Hit]:
         """Hits ``offset .. offset+k`` of ``float32[d]`` ``vector``, best first, among those passing the
         filters (in the store where it can apply them) and ``accept(path)``; with ``text_query``, only
-        images whose text matches it (``match="both"``, with the snippet)."""
+        images whose text matches it (``match="both"``, with the snippet). Items are ranked and files
+        answered: a video once, at its best frame, listing up to ``per_video`` frames (``kind``: only photos
+        or only videos)."""
         if k < 1:
             raise UserInputError(f"k must be at least 1, got {k}")
         if offset < 0:
@@ -487,7 +551,8 @@ class Library:
         self._note_coverage()
         tags, no_tags, prefixes = list(tags or ()), list(no_tags or ()), folder_prefixes(folder)
         self._check_filters(tags + no_tags, prefixes, folder)
-        keep = base_keep = self._id_filter(tags, no_tags, prefixes)
+        keep = base_keep = self._id_filter(tags, no_tags, prefixes)  # on file ids
+        rank = _Ranking(k, offset, min_score, accept, kind, per_video)
         allowed: set[int] | None = None
         if where is not None and where.active:
             if text_query is None and self.catalog.count_matching(where) > BROAD_FILTER_SHARE * len(index):
@@ -498,47 +563,51 @@ class Library:
             else:
                 allowed = self.catalog.ids_matching(where)
                 keep = allowed.__contains__ if base_keep is None else (lambda i: i in allowed and base_keep(i))
+        if kind == KIND_VIDEO and allowed is None and text_query is None:
+            frames = self.catalog.frame_ids()
+            if len(frames) <= BROAD_FILTER_SHARE * len(index) or len(frames) <= EXACT_FILTER_LIMIT:
+                # Few frames among many photos: searched among, not found by widening through the photos.
+                chosen = np.fromiter(frames, dtype=np.int64, count=len(frames))
+                among = self._search_among(index, vector, chosen, rank, keep)
+                if among is not None:
+                    return among
+                return self._score_exactly(vector, chosen.tolist(), rank, keep, match=MATCH_CLIP)
         snippets: dict[int, str] = {}
         if text_query is not None:
             matches = [m for m in self.catalog.text_matches(text_query) if keep is None or keep(m.file_id)]
             snippets = {m.file_id: m.line for m in matches}
             if len(snippets) <= EXACT_FILTER_LIMIT:
-                return self._score_exactly(vector, snippets, k, min_score, offset, accept)
+                return self._score_exactly(vector, list(snippets), rank, None, snippets=snippets)
             keep = snippets.__contains__  # tags and folder were applied to the matches already
         elif allowed is not None:
             # Metadata filters become one id set (no store holds capture metadata): searched among inside the store
             # where it can (FAISS's id selector), else scored exactly from the stored vectors when not too many,
             # else by widening the store's search as tag filters do.
-            chosen = np.fromiter((i for i in allowed if base_keep is None or base_keep(i)), dtype=np.int64)
-            among = self._search_among(index, vector, chosen, k, min_score, offset, accept)
+            files = [i for i in allowed if base_keep is None or base_keep(i)]
+            items = self.catalog.with_frames(files)
+            chosen = np.fromiter(items, dtype=np.int64, count=len(items))
+            among = self._search_among(index, vector, chosen, rank, None)
             if among is not None:
                 return among
             if len(chosen) <= EXACT_FILTER_LIMIT:
-                return self._score_exactly(vector, dict.fromkeys(chosen.tolist()), k, min_score, offset, accept,
-                                           match=MATCH_CLIP)
-        want, total = offset + k, len(index)
-        fetch = want
+                return self._score_exactly(vector, chosen.tolist(), rank, None, match=MATCH_CLIP)
+        total = len(index)
+        # A video's frames crowd the first candidates: fetched per_video times as deep to list its best ones.
+        fetch = min(total, rank.want * (per_video if self.catalog.has_frames() else 1))
         while True:  # widen the search until enough hits pass every filter, or the matches are exhausted
-            found, exhausted = self._candidates(index, vector, fetch, keep, tags, no_tags, prefixes)
-            records = self.catalog.files_by_id([i for i, _ in found])
-            passed = [(i, s) for i, s in found if i in records and (min_score is None or s >= min_score)
-                      and (accept is None or accept(records[i].path))]
+            found, exhausted = self._candidates(index, vector, fetch, tags, no_tags, prefixes)
+            groups = rank.groups(self.catalog, found, keep)
             below = min_score is not None and bool(found) and found[-1][1] < min_score
-            if len(passed) >= want or exhausted or below or fetch >= total:
+            if len(groups) >= rank.want or exhausted or below or fetch >= total:
                 break
             fetch = min(total, fetch * 4)
-        passed = passed[offset:want]
-        tag_map = self.catalog.tags_of([i for i, _ in passed])
-        return [Hit(i, records[i].path, float(s), records[i].width, records[i].height, tuple(tag_map.get(i, ())),
-                    MATCH_BOTH if text_query is not None else MATCH_CLIP, snippets.get(i))
-                for i, s in passed]
+        return self._hits(rank.page(groups), MATCH_BOTH if text_query is not None else MATCH_CLIP, snippets)
 
-    def _search_among(self, index: VectorIndex, vector: np.ndarray, chosen: np.ndarray, k: int,
-                      min_score: float | None, offset: int, accept: Callable[[str], bool] | None) -> list[Hit] | None:
-        """Hits ``offset .. offset+k`` among the ids ``chosen`` (int64[m]), searched inside the store; None when the
+    def _search_among(self, index: VectorIndex, vector: np.ndarray, chosen: np.ndarray, rank: _Ranking,
+                      keep: Callable[[int], bool] | None) -> list[Hit] | None:
+        """The page of ``rank`` among the item ids ``chosen`` (int64[m]), searched inside the store; None when the
         store cannot, or its answer may be incomplete (an IVF index meets only the ids in the lists it probes)."""
-        want = offset + k
-        fetch = min(len(chosen), want)
+        fetch = min(len(chosen), rank.want * rank.per_video)
         while True:
             if fetch == 0:
                 return []
@@ -546,45 +615,48 @@ class Library:
             if result is None or len(result[0].ids) < fetch:
                 return None
             found = list(zip(result[0].ids.tolist(), result[0].scores.tolist(), strict=True))
-            records = self.catalog.files_by_id([i for i, _ in found])
-            passed = [(i, s) for i, s in found if i in records and (min_score is None or s >= min_score)
-                      and (accept is None or accept(records[i].path))]
-            below = min_score is not None and found[-1][1] < min_score
-            if len(passed) >= want or below or fetch >= len(chosen):
+            groups = rank.groups(self.catalog, found, keep)
+            below = rank.min_score is not None and found[-1][1] < rank.min_score
+            if len(groups) >= rank.want or below or fetch >= len(chosen):
                 break
             fetch = min(len(chosen), fetch * 4)
-        passed = passed[offset:want]
-        tag_map = self.catalog.tags_of([i for i, _ in passed])
-        return [Hit(i, records[i].path, float(s), records[i].width, records[i].height, tuple(tag_map.get(i, ())))
-                for i, s in passed]
+        return self._hits(rank.page(groups), MATCH_CLIP)
 
-    def _score_exactly(self, vector: np.ndarray, snippets: dict[int, str | None], k: int, min_score: float | None,
-                       offset: int, accept: Callable[[str], bool] | None, *, match: str = MATCH_BOTH) -> list[Hit]:
-        """The images of ``snippets`` (text matches) ranked by the exact cosine of their stored vectors."""
-        ids, vectors = self.catalog.embeddings(self.spec.key, snippets)
+    def _score_exactly(self, vector: np.ndarray, items: list[int], rank: _Ranking,
+                       keep: Callable[[int], bool] | None, *, match: str = MATCH_BOTH,
+                       snippets: dict[int, str] | None = None) -> list[Hit]:
+        """The ``items`` (with the frames of those that are videos) ranked by the exact cosine of their stored
+        vectors; ``snippets``: the text matches' lines, by file id."""
+        ids, vectors = self.catalog.embeddings(self.spec.key, self.catalog.with_frames(items))
         scores = vectors @ vector
         order = sorted(range(len(ids)), key=lambda n: (-scores[n], ids[n]))
-        records = self.catalog.files_by_id(ids.tolist())
-        passed = [(int(ids[n]), float(scores[n])) for n in order
-                  if int(ids[n]) in records and (min_score is None or scores[n] >= min_score)
-                  and (accept is None or accept(records[int(ids[n])].path))][offset:offset + k]
-        tag_map = self.catalog.tags_of([i for i, _ in passed])
-        return [Hit(i, records[i].path, score, records[i].width, records[i].height, tuple(tag_map.get(i, ())),
-                    match, snippets[i]) for i, score in passed]
+        found = [(int(ids[n]), float(scores[n])) for n in order]
+        return self._hits(rank.page(rank.groups(self.catalog, found, keep)), match, snippets or {})
 
-    def _candidates(self, index: VectorIndex, vector: np.ndarray, fetch: int, keep: Callable[[int], bool] | None,
-                    tags: list[str], no_tags: list[str], prefixes: Sequence[str]
-                    ) -> tuple[list[tuple[int, float]], bool]:
-        """The best ``fetch`` ``(id, score)`` of the index passing the id filters, and whether there are no
-        more to find. A store that can filter (Milvus) filters inside its search."""
+    def _hits(self, groups: list[list[tuple[ItemRecord, float]]], match: str,
+              snippets: dict[int, str] | None = None) -> list[Hit]:
+        """One hit per group (a file; a video with its best frames), with its tags."""
+        tag_map = self.catalog.tags_of([g[0][0].file.id for g in groups])
+        hits = []
+        for group in groups:
+            item, score = group[0]
+            rec = item.file
+            frames = tuple((i.time, s, i.id) for i, s in group if i.time is not None)
+            hits.append(Hit(rec.id, rec.path, float(score), rec.width, rec.height, tuple(tag_map.get(rec.id, ())),
+                            match, (snippets or {}).get(rec.id), time=item.time, frames=frames))
+        return hits
+
+    def _candidates(self, index: VectorIndex, vector: np.ndarray, fetch: int, tags: list[str], no_tags: list[str],
+                    prefixes: Sequence[str]) -> tuple[list[tuple[int, float]], bool]:
+        """The best ``fetch`` ``(item id, score)`` of the index, and whether there are no more to find. A store that
+        can filter (Milvus) applies the tag and folder filters inside its search."""
         if tags or no_tags or prefixes:
             pushed = index.search_filtered(vector[None, :], fetch, path_prefixes=prefixes, tags=tags, no_tags=no_tags)
-            if pushed is not None:  # keep still applies: it may hold a text filter the store cannot
+            if pushed is not None:
                 pairs = list(zip(pushed[0].ids.tolist(), pushed[0].scores.tolist(), strict=True))
-                return [(i, s) for i, s in pairs if keep is None or keep(i)], len(pairs) < fetch
+                return pairs, len(pairs) < fetch
         result = index.search(vector[None, :], fetch)[0]
-        found = [(i, s) for i, s in zip(result.ids.tolist(), result.scores.tolist(), strict=True)
-                 if i >= 0 and (keep is None or keep(i))]
+        found = [(i, s) for i, s in zip(result.ids.tolist(), result.scores.tolist(), strict=True) if i >= 0]
         return found, fetch >= len(index)
 
     def _check_filters(self, tag_names: Sequence[str], prefixes: Sequence[str],
@@ -622,7 +694,7 @@ class Library:
         if self._coverage_checked_at == last:
             return
         self._coverage_checked_at = last
-        covered, images = self.catalog.count_embeddings(self.spec.key), self.catalog.counts()[STATE_OK]
+        covered, images = self.catalog.count_covered_files(self.spec.key), self.catalog.counts()[STATE_OK]
         if 0 < covered < images:
             notice(
                 f"{self.spec.name} has vectors of {covered} of the {images} images in this library; run "
@@ -648,8 +720,13 @@ class Library:
                no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
                offset: int = 0, accept: Callable[[str], bool] | None = None, lang: str | None = None,
                text: str | Sequence[str] | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT,
-               where: MetadataFilter | None = None, sort: str = SORT_SCORE) -> list[Hit]:
+               where: MetadataFilter | None = None, sort: str = SORT_SCORE, kind: str | None = None,
+               per_video: int = DEFAULT_PER_VIDEO) -> list[Hit]:
         """Best-first hits for a text query (``+``/``-`` terms, ``w:term`` weights, image terms).
+
+        Videos are searched by their sampled frames: a video is one hit, at its best frame (``Hit.time``), listing
+        up to ``per_video`` of its best frames (``Hit.frames``); ``kind``: ``"photo"`` or ``"video"`` keeps only
+        those (None: both).
 
         ``where``: bounds on the capture metadata (``MetadataFilter``: taken after/before, camera, near a
         place); ``sort``: ``"score"`` (best first, the default) or ``"date"`` (the same hits, newest capture
@@ -675,13 +752,15 @@ class Library:
         from glimpse.query import embed_terms, parse_query
 
         check_sort(sort)
+        check_kind(kind)
+        check_per_video(per_video)
         rest, in_query = split_text_terms(query)
         extra = text_terms([text] if isinstance(text, str) else list(text or ()))
         text_query = merge(in_query, extra)
         text_weight = check_text_weight(text_weight)
         if text_query is not None and not rest and not images:
             return self._finish(self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder,
-                                                  where=where, offset=offset, accept=accept), sort)
+                                                  where=where, offset=offset, accept=accept, kind=kind), sort)
         if not rest and not images and query.strip():
             raise UserInputError(f"nothing to search for in {query!r}: give words, text:\"…\" terms or an image")
         terms = parse_query(rest, list(images or []))  # a malformed query fails before any model work
@@ -699,7 +778,7 @@ class Library:
         plain = plain_query_terms([t.text for t in terms if t.text is not None and t.weight > 0])
         return self._finish(self._ranked(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, where=where,
                                          offset=offset, accept=accept, text_query=text_query, plain=plain,
-                                         text_weight=text_weight), sort)
+                                         text_weight=text_weight, kind=kind, per_video=per_video), sort)
 
     def _finish(self, hits: list[Hit], sort: str = SORT_SCORE) -> list[Hit]:
         """Hits with their capture metadata, in the asked order (``SORT_DATE``: newest capture first, undated
@@ -721,23 +800,25 @@ class Library:
     def _ranked(self, vector: np.ndarray, k: int, min_score: float | None, *, tags: Sequence[str] | None,
                 no_tags: Sequence[str] | None, folder: str | os.PathLike[str] | None, offset: int,
                 accept: Callable[[str], bool] | None, text_query: TextQuery | None, plain: TextQuery | None,
-                text_weight: float, where: MetadataFilter | None = None) -> list[Hit]:
+                text_weight: float, where: MetadataFilter | None = None, kind: str | None = None,
+                per_video: int = DEFAULT_PER_VIDEO) -> list[Hit]:
         """CLIP's ranking of ``vector``: filtered by ``text_query`` when given, else fused with the text
         ranking of ``plain`` where the library has text (and ``text_weight`` > 0), else alone."""
+        items: dict[str, Any] = {"kind": kind, "per_video": per_video}
         if text_query is not None:
             self._require_text()
             return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, where=where,
-                                       offset=offset, accept=accept, text_query=text_query)
-        if plain is None or text_weight == 0 or not self.catalog.has_text(lines=True):
+                                       offset=offset, accept=accept, text_query=text_query, **items)
+        if plain is None or text_weight == 0 or kind == KIND_VIDEO or not self.catalog.has_text(lines=True):
             return self._search_vector(vector, k, min_score, tags=tags, no_tags=no_tags, folder=folder, where=where,
-                                       offset=offset, accept=accept)
+                                       offset=offset, accept=accept, **items)
         return self._search_fused(vector, plain, k, min_score, text_weight, tags=tags, no_tags=no_tags,
-                                  folder=folder, offset=offset, accept=accept, where=where)
+                                  folder=folder, offset=offset, accept=accept, where=where, **items)
 
     def search_text(self, text: str | Sequence[str], k: int = 10, *, tags: Sequence[str] | None = None,
                     no_tags: Sequence[str] | None = None, folder: str | os.PathLike[str] | None = None,
                     offset: int = 0, accept: Callable[[str], bool] | None = None,
-                    where: MetadataFilter | None = None) -> list[Hit]:
+                    where: MetadataFilter | None = None, kind: str | None = None) -> list[Hit]:
         """A full-text search of the images' stored text (no model is loaded): images whose text contains
         ``text`` (one phrase, or several that must all match), best text score first, ``match="ocr"``, the
         matched line as ``snippet``. Filters, ``offset`` and ``accept`` as in ``search``; the same as
@@ -746,7 +827,7 @@ class Library:
         if text_query is None:
             raise UserInputError("no text to search for: give a word or a phrase")
         return self._finish(self._search_text(text_query, k, tags=tags, no_tags=no_tags, folder=folder, where=where,
-                                              offset=offset, accept=accept))
+                                              offset=offset, accept=accept, kind=check_kind(kind)))
 
     def _require_text(self) -> None:
         if not self.catalog.has_text():
@@ -769,11 +850,15 @@ class Library:
 
     def _search_text(self, text_query: TextQuery, k: int, *, tags: Sequence[str] | None,
                      no_tags: Sequence[str] | None, folder: str | os.PathLike[str] | None, offset: int,
-                     accept: Callable[[str], bool] | None, where: MetadataFilter | None = None) -> list[Hit]:
-        """A full-text search: images whose stored text matches, best text score first."""
+                     accept: Callable[[str], bool] | None, where: MetadataFilter | None = None,
+                     kind: str | None = None) -> list[Hit]:
+        """A full-text search: images whose stored text matches, best text score first (videos have no text
+        read: ``kind="video"`` finds nothing)."""
         if k < 1 or offset < 0:
             raise UserInputError(f"k must be at least 1 and offset at least 0, got k={k}, offset={offset}")
         self._require_text()
+        if kind == KIND_VIDEO:
+            return []
         matches, records = self._text_hits(text_query, tags, no_tags, folder, accept, where)
         chosen = matches[offset:offset + k]
         tag_map = self.catalog.tags_of([m.file_id for m in chosen])
@@ -784,7 +869,8 @@ class Library:
     def _search_fused(self, vector: np.ndarray, plain: TextQuery, k: int, min_score: float | None,
                       text_weight: float, *, tags: Sequence[str] | None, no_tags: Sequence[str] | None,
                       folder: str | os.PathLike[str] | None, offset: int, accept: Callable[[str], bool] | None,
-                      where: MetadataFilter | None = None) -> list[Hit]:
+                      where: MetadataFilter | None = None, kind: str | None = None,
+                      per_video: int = DEFAULT_PER_VIDEO) -> list[Hit]:
         """CLIP's ranking and the text ranking of ``plain`` fused by reciprocal rank (``text_index.fuse``).
 
         Each side ranks its first ``max(FUSION_DEPTH, offset + k)``; a text match gets its exact CLIP score
@@ -793,7 +879,7 @@ class Library:
         """
         depth = max(FUSION_DEPTH, offset + k)
         clip_hits = self._search_vector(vector, depth, min_score, tags=tags, no_tags=no_tags, folder=folder,
-                                        where=where, accept=accept)
+                                        where=where, accept=accept, kind=kind, per_video=per_video)
         matches, records = self._text_hits(plain, tags, no_tags, folder, accept, where)
         matches = matches[:depth]
         ids, vectors = self.catalog.embeddings(self.spec.key, [m.file_id for m in matches])
@@ -818,20 +904,25 @@ class Library:
                       folder: str | os.PathLike[str] | None = None, offset: int = 0,
                       accept: Callable[[str], bool] | None = None, text: str | Sequence[str] | None = None,
                       fuse: str | None = None, text_weight: float = DEFAULT_TEXT_WEIGHT,
-                      where: MetadataFilter | None = None) -> list[Hit]:
+                      where: MetadataFilter | None = None, kind: str | None = None,
+                      per_video: int = DEFAULT_PER_VIDEO) -> list[Hit]:
         """Best-first hits for an L2-normalised ``float32[d]`` query vector (e.g. built by the server).
 
         Filters, ``offset`` and ``accept`` as in ``search``; ``text``: only images whose text matches (as
         ``search``'s ``text``); ``fuse``: the plain query words the vector was embedded from, whose match
-        against the images' text is fused with the vector's ranking as ``search`` does (``text_weight``).
+        against the images' text is fused with the vector's ranking as ``search`` does (``text_weight``);
+        ``kind`` and ``per_video`` as in ``search``.
         """
         text_weight = check_text_weight(text_weight)
+        check_kind(kind)
+        check_per_video(per_video)
         text_query = text_terms([text] if isinstance(text, str) else list(text or ()))
         plain = plain_query_terms([fuse]) if fuse and fuse.strip() else None
         self._require_content()
         return self._finish(self._ranked(np.asarray(vector, dtype=np.float32), k, min_score, tags=tags,
                                          no_tags=no_tags, folder=folder, offset=offset, accept=accept,
-                                         text_query=text_query, plain=plain, text_weight=text_weight, where=where))
+                                         text_query=text_query, plain=plain, text_weight=text_weight, where=where,
+                                         kind=kind, per_video=per_video))
 
     def recent(self, k: int = 50, offset: int = 0, *, accept: Callable[[str], bool] | None = None,
                tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
@@ -853,7 +944,14 @@ class Library:
                 break
         chosen = kept[offset:want]
         tag_map = self.catalog.tags_of([r.id for r in chosen])
-        return self._finish([Hit(r.id, r.path, 0.0, r.width, r.height, tuple(tag_map.get(r.id, ()))) for r in chosen])
+        hits = []
+        for r in chosen:
+            # A video shows its first frame.
+            first = self.catalog.frames_of(r.id, self.spec.key)[:1] if is_video_format(r.format) else []
+            hits.append(Hit(r.id, r.path, 0.0, r.width, r.height, tuple(tag_map.get(r.id, ())),
+                            time=first[0][1] if first else None,
+                            frames=((first[0][1], 0.0, first[0][0]),) if first else ()))
+        return self._finish(hits)
 
     def range_search(self, queries: np.ndarray, threshold: float) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per row of ``float32[q, d]`` ``queries``: ``(int64 ids, float32 scores)`` of every indexed vector
@@ -881,7 +979,7 @@ class Library:
         Files that cannot be read are reported in ``errors``, never fatal. ``progress`` counts encoded files.
         """
         if paths is None:
-            records = self.indexed_files()
+            records = self.catalog.indexed_files(videos=False)  # a video's vectors are its frames
             if not records:
                 raise EmptyLibraryError(
                     f"the library {self.directory} has no images indexed; run `glimpse index PATH` first"
@@ -999,11 +1097,20 @@ class Library:
         if isinstance(image, int):
             ids, vectors = self.catalog.embeddings(self.spec.key, [image])
             if not len(ids):
+                frames = self.catalog.frames_of(image, self.spec.key)
+                if frames:  # a video: by its frames, the frame ids of `--json` hits
+                    listed = ", ".join(str(i) for i, _ in frames[:5]) + (", …" if len(frames) > 5 else "")
+                    raise UserInputError(f"{image} is a video; give one of its frames' ids instead ({listed})")
                 raise UserInputError(f"no image with id {image} is indexed with {self.spec.name}")
             return vectors[0]
         path = os.path.abspath(os.path.expanduser(os.fspath(image)))
         if not os.path.isfile(path):
             raise UserInputError(f"{image} is not a file; give an image path or an indexed image id")
+        from glimpse.video import is_video_name
+
+        if is_video_name(path):
+            raise UserInputError(f"{image} is a video; search by one of its frames: give the frame's id (`glimpse "
+                                 "search --json` lists a video hit's frames with their ids)")
         found = self._vectors_of([path], {}, batch_size=1, progress=None)
         if found.errors:
             raise ImageError(f"{image}: {found.errors[0]['reason']}")  # the reason alone does not say which file
@@ -1011,12 +1118,15 @@ class Library:
 
     def similar(self, image: str | os.PathLike[str] | int, k: int = 10, *, min_score: float | None = None,
                 tags: Sequence[str] | None = None, no_tags: Sequence[str] | None = None,
-                folder: str | os.PathLike[str] | None = None, where: MetadataFilter | None = None) -> list[Hit]:
-        """Images most like ``image`` (a path or an indexed id), best first; an indexed image finds itself
-        (when it passes the filters, which are those of ``search``)."""
+                folder: str | os.PathLike[str] | None = None, where: MetadataFilter | None = None,
+                kind: str | None = None, per_video: int = DEFAULT_PER_VIDEO) -> list[Hit]:
+        """Images most like ``image`` (a path, an indexed id, or a video frame's id from ``Hit.frames``), best
+        first; an indexed image finds itself (when it passes the filters, which are those of ``search``)."""
+        check_kind(kind)
+        check_per_video(per_video)
         self._require_content()
         return self._finish(self._search_vector(self.image_vector(image), k, min_score, tags=tags, no_tags=no_tags,
-                                                folder=folder, where=where))
+                                                folder=folder, where=where, kind=kind, per_video=per_video))
 
     # -- text (OCR) ----------------------------------------------------------------------------------
     def ocr_engine(self, model: str | None = None, *, threads: int | None = None) -> OcrEngine:

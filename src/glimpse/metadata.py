@@ -44,6 +44,7 @@ class PhotoMetadata:
     ``taken_local``: ISO local time ``YYYY-MM-DDTHH:MM:SS`` (sortable as text); ``utc_offset``: minutes east of
     UTC when known; ``taken_source``: ``"exif"`` or ``"mtime"`` (a stand-in, not a capture time).
     ``latitude``/``longitude``: decimal degrees (south and west negative). ``orientation``: EXIF 1–8.
+    Videos (``glimpse.video.read_video_metadata``) fill the same fields from their container, and ``duration``.
     """
 
     taken_local: str | None = None
@@ -55,6 +56,7 @@ class PhotoMetadata:
     model: str | None = None
     lens: str | None = None
     orientation: int | None = None
+    duration: float | None = None  # seconds, for videos
 
     @property
     def camera(self) -> str | None:
@@ -93,7 +95,7 @@ def read_metadata(exif: Image.Exif | None, mtime_ns: int | None = None) -> Photo
                                                    sub.get(_OFFSET_TIME))) if o is not None), None)
         source: str | None = TAKEN_EXIF
     elif mtime_ns is not None:
-        taken, source = _local_from_mtime(mtime_ns), TAKEN_MTIME
+        taken, source = local_from_mtime(mtime_ns), TAKEN_MTIME
     else:
         source = None
     latitude = _gps_degrees(gps.get(_GPS_LAT), gps.get(_GPS_LAT_REF), limit=90.0, negative="S")
@@ -150,8 +152,29 @@ def _exif_offset(value: Any) -> int | None:
     return -total if sign == "-" else total
 
 
-def _local_from_mtime(mtime_ns: int) -> str:
+def local_from_mtime(mtime_ns: int) -> str:
+    """A modification time (ns) as this machine's local ISO time: the stand-in for a missing capture time."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(mtime_ns / 1e9))
+
+
+_ISO_OFFSET = re.compile(r"(Z|[+-]\d{2}:?\d{2})\s*$")
+
+
+def parse_iso_time(text: str) -> tuple[str | None, int | None]:
+    """An ISO 8601 time as containers write it (``2023-05-01T14:00:00+0200``, ``…00.000000Z``) → ``(local ISO
+    time, UTC offset in minutes or None)``; ``(None, None)`` for garbage, blanks and impossible dates."""
+    local = _exif_date(text)
+    if local is None:
+        return None, None
+    match = _ISO_OFFSET.search(text.strip())
+    if match is None:
+        return local, None
+    mark = match.group(1)
+    if mark == "Z":
+        return local, 0
+    digits = mark[1:].replace(":", "")
+    minutes = int(digits[:2]) * 60 + int(digits[2:])
+    return local, -minutes if mark[0] == "-" else minutes
 
 
 def _gps_degrees(value: Any, ref: Any, *, limit: float, negative: str) -> float | None:
@@ -192,7 +215,6 @@ def read_file_metadata(path: str, mtime_ns: int | None = None) -> PhotoMetadata:
     mtime stand-in when the file has no readable EXIF (or cannot be opened any more)."""
     from glimpse.images import check_content, open_regular_file
     from glimpse.raw import is_raw_name, tiff_exif
-
     exif: Image.Exif | None = None
     try:
         with open_regular_file(path) as fh:

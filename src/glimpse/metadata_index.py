@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from glimpse.catalog import Catalog, FileRecord
+from glimpse.catalog import Catalog, FileRecord, is_video_format
 from glimpse.metadata import PhotoMetadata, read_file_metadata
 
 BATCH = 512
@@ -29,6 +29,10 @@ def fill_metadata(catalog: Catalog, *, workers: int | None = None) -> int:
                 return read
 
             def one(rec: FileRecord) -> tuple[int, str | None, PhotoMetadata]:
+                if is_video_format(rec.format):  # read from the container: recording time, place, duration
+                    from glimpse.video_metadata import read_video_metadata
+
+                    return rec.id, rec.hash, read_video_metadata(rec.path, rec.mtime_ns)
                 return rec.id, rec.hash, read_file_metadata(rec.path, rec.mtime_ns)
 
             catalog.put_metadata(list(pool.map(one, records)))

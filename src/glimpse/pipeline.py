@@ -63,6 +63,8 @@ from glimpse.ocr.base import OcrEngine, OcrLine
 from glimpse.preprocess import preprocess_image
 from glimpse.raw import RawSupportMissingError, raw_support
 from glimpse.spec import Preprocess
+from glimpse.video import SamplingRules, is_video_file
+from glimpse.video_items import VideoSupportMissingError, sample_for_index, video_support
 
 # Non-image work (errors, metadata-only updates, moves) is committed at least this often.
 MAX_PENDING = 256
@@ -237,8 +239,9 @@ def trial_settings(max_megapixels: float) -> str:
     from glimpse import __version__
 
     # "raw": whether camera RAWs could be decoded: installing glimpse[raw] makes the skipped ones tried again.
-    return json.dumps({"glimpse": __version__, "max_megapixels": max_megapixels, "raw": raw_support()},
-                      sort_keys=True)
+    # "video": the same for videos and PyAV (glimpse[video]).
+    return json.dumps({"glimpse": __version__, "max_megapixels": max_megapixels, "raw": raw_support(),
+                       "video": video_support()}, sort_keys=True)
 
 
 def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: str | None = None,
@@ -257,7 +260,7 @@ def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: 
             rec = catalog.file_by_path(root)
             if rec is not None:
                 known[rec.path] = rec
-    embedded = catalog.ids_with_embedding(model_key)
+    embedded = catalog.files_with_vectors(model_key)
     tasks: list[Task] = []
     seen: set[str] = set()
     unchanged = scanned = 0
@@ -290,6 +293,16 @@ class Prepared:
     update: FileUpdate
     pixels: np.ndarray | None = None
     ocr_copy: bool = False  # the OCR model read this content in another file: the main thread copies it
+    # A video's sampled frames to encode: float32[n, *input_shape] at ``frame_times`` (ms); ``note``: a problem
+    # that did not stop it being indexed (a damaged stream whose first frames were kept).
+    frame_pixels: np.ndarray | None = None
+    frame_times: tuple[int, ...] = ()
+    note: str | None = None
+
+    @property
+    def to_encode(self) -> int:
+        """How many pictures this file puts through the encoder."""
+        return (self.pixels is not None) + (len(self.frame_times) if self.frame_pixels is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -333,6 +346,7 @@ def prepare(
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     needs_vector: bool = True,
     ocr: OcrWork | None = None,
+    video_rules: SamplingRules | None = None,
 ) -> Prepared:
     """Open (never blocking, regular files only), recognise from the first bytes, hash (streamed) and decode +
     preprocess one file, reading it from disk as the decoder needs it; with ``ocr``, also read its text
@@ -365,6 +379,9 @@ def prepare(
     try:
         with open_regular_file(task.path) as fh:
             head = fh.read(SNIFF_BYTES)
+            if is_video_file(task.path, head):
+                return prepare_video(task, pre, content_hash(fh), move_hashes=move_hashes, needs_vector=needs_vector,
+                                     rules=video_rules)
             if not is_candidate(task.path, head):
                 return result(STATE_SKIPPED)
             # What the first bytes and the file size already tell is said before reading the rest.
@@ -402,6 +419,31 @@ def prepare(
     except OSError as exc:  # a read failing (EIO on a dying disk, a network share gone)
         return result(STATE_ERROR, error="cannot read file: " + (exc.strerror or str(exc)).lower())
     return result(STATE_OK, digest, pixels, width=decoded.width, height=decoded.height, format=decoded.format)
+
+
+def prepare_video(task: Task, pre: Preprocess, digest: str, *, move_hashes: frozenset[str], needs_vector: bool,
+                  rules: SamplingRules | None) -> Prepared:
+    """``prepare`` for a video (content hash ``digest``): its frames sampled and preprocessed, unless its stored
+    frames still describe it (unchanged content, or a move). Never raises for a bad file."""
+    old = task.existing
+    moved = old is None and digest in move_hashes
+    if moved or (old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector):
+        facts = {} if moved else {"width": old.width, "height": old.height, "format": old.format}
+        return Prepared(task, FileUpdate(task.path, task.size, task.mtime_ns, STATE_OK, digest, **facts))
+    try:
+        video = sample_for_index(task.path, pre, rules)
+    except VideoSupportMissingError as exc:  # said once per run, retried once PyAV is installed
+        return Prepared(task, FileUpdate(task.path, task.size, task.mtime_ns, STATE_SKIPPED, digest, error=str(exc)))
+    except ImageError as exc:  # no video stream, unreadable container, nothing decodable
+        return Prepared(task, FileUpdate(task.path, task.size, task.mtime_ns, STATE_ERROR, digest, error=str(exc)))
+    except Exception as exc:  # whatever the demuxer throws: a broken file never stops a run
+        return Prepared(task, FileUpdate(task.path, task.size, task.mtime_ns, STATE_ERROR, digest,
+                                         error=f"cannot read video: {type(exc).__name__}: {exc}"))
+    update = FileUpdate(task.path, task.size, task.mtime_ns, STATE_OK, digest, width=video.width,
+                        height=video.height, format=video.format)
+    note = (f"video damaged ({video.damaged}): indexed the {len(video.times_ms)} frames before it"
+            if video.damaged else None)
+    return Prepared(task, update, frame_pixels=video.pixels, frame_times=video.times_ms, note=note)
 
 
 def content_hash(fh: BinaryIO) -> str:
@@ -467,6 +509,10 @@ class IndexReport:
     ocr_lines: int = 0  # lines read
     ocr_failed: int = 0  # images whose text could not be read (they are indexed; the reason is in errors)
     metadata_read: int = 0  # files whose capture metadata (EXIF date, place, camera) was read in this run
+    videos: int = 0  # videos sampled (or copied from a same-content video) in this run
+    frames: int = 0  # frames encoded from them
+    # problems that did not stop a file being indexed: (path, one line), e.g. a damaged video's kept frames
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     # skipped files that an optional extra would read: {"camera RAW files need … glimpse[raw]": count}
     missing_support: dict[str, int] = field(default_factory=dict)
 
@@ -475,10 +521,11 @@ class IndexReport:
         return self.encoded / self.seconds if self.seconds > 0 else 0.0
 
     def to_dict(self) -> dict:
-        data = {k: v for k, v in self.__dict__.items() if k != "errors"}
+        data = {k: v for k, v in self.__dict__.items() if k not in ("errors", "warnings")}
         data["images_per_second"] = round(self.images_per_second, 2)
         data["seconds"] = round(self.seconds, 3)
         data["errors"] = [{"path": _printable(p), "reason": r} for p, r in self.errors]
+        data["warnings"] = [{"path": _printable(p), "reason": r} for p, r in self.warnings]
         return data
 
 
@@ -500,8 +547,10 @@ class Indexer:
         max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
         progress: Progress | None = None,
         ocr: OcrEngine | None = None,
+        video_rules: SamplingRules | None = None,
     ) -> None:
-        """``ocr``: also read the text of every image whose content this engine's model has not read."""
+        """``ocr``: also read the text of every image whose content this engine's model has not read;
+        ``video_rules``: how videos are sampled (``SamplingRules()`` by default)."""
         if batch_size < 1:
             raise GlimpseError(f"batch size must be at least 1, got {batch_size}")
         self.catalog = catalog
@@ -511,6 +560,7 @@ class Indexer:
         self.max_megapixels = max_megapixels
         self.progress = progress or NullProgress()
         self.ocr = ocr
+        self.video_rules = video_rules
 
     def run(self, roots: Sequence[str]) -> IndexReport:
         started = time.perf_counter()
@@ -529,12 +579,12 @@ class Indexer:
         report.scanned, report.unchanged = work.scanned, work.unchanged
         movable = {rec.hash: rec for rec in work.deleted if rec.hash and rec.state == STATE_OK}
         move_hashes = frozenset(movable)
-        embedded = self.catalog.ids_with_embedding(spec.key)
+        embedded = self.catalog.files_with_vectors(spec.key)
 
         def job(task: Task) -> Prepared:
             needs_vector = task.existing is None or task.existing.id not in embedded
             return prepare(task, spec.preprocess, move_hashes=move_hashes, max_megapixels=self.max_megapixels,
-                           needs_vector=needs_vector, ocr=ocr_work)
+                           needs_vector=needs_vector, ocr=ocr_work, video_rules=self.video_rules)
 
         self._pending: list[Prepared] = []
         self._moved: list[FileRecord] = []  # deleted rows re-linked to a new path in this run
@@ -550,7 +600,7 @@ class Indexer:
                     self._accept(prepared, movable, report)
                     # Text read counts like an image to encode: a batch holds at most batch_size of either,
                     # so a killed run loses at most one batch of OCR work too.
-                    self._encoding_count += prepared.pixels is not None or prepared.update.ocr is not None
+                    self._encoding_count += max(prepared.to_encode, prepared.update.ocr is not None)
                     if self._encoding_count >= self.batch_size or len(self._pending) >= MAX_PENDING:
                         self._flush(report)
                 self._flush(report)
@@ -565,7 +615,7 @@ class Indexer:
     def _accept(self, p: Prepared, movable: dict[str, FileRecord], report: IndexReport) -> None:
         """Decide how a prepared file lands in the catalog (move, reuse, encode) and queue it."""
         update, existing = p.update, p.task.existing
-        if update.state == STATE_OK and p.pixels is None and existing is None:
+        if update.state == STATE_OK and p.to_encode == 0 and existing is None:
             source = movable.pop(update.hash or "", None)
             if source is not None:
                 p.update = replace(update, width=source.width, height=source.height, format=source.format,
@@ -579,6 +629,11 @@ class Indexer:
             twin_id = self.catalog.reusable_embedding(update.hash, self.encoder.key)
             if twin_id is not None and (existing is None or twin_id != existing.id):
                 p.update, p.pixels = replace(update, reuse_from=twin_id), None
+        elif p.frame_pixels is not None and update.hash:
+            # A copy of a video already sampled with this model: its frames are copied, not decoded again.
+            twin_id = self.catalog.video_with_frames(update.hash, self.encoder.key)
+            if twin_id is not None and (existing is None or twin_id != existing.id):
+                p.update, p.frame_pixels = replace(update, frames_from=twin_id), None
         if p.ocr_copy and p.update.state == STATE_OK:
             # The text of this content is stored for another file: copied (a moved row keeps its own).
             source = self._ocr_sources.get(p.update.hash or "")
@@ -586,17 +641,23 @@ class Indexer:
                 p.update = replace(p.update, ocr_from=source)
         self._pending.append(p)
 
-    def _encoding(self) -> list[Prepared]:
-        return [p for p in self._pending if p.pixels is not None]
-
     def _flush(self, report: IndexReport) -> None:
         if not self._pending:
             return
-        to_encode = self._encoding()
-        if to_encode:
-            vectors = self.encoder.encode_pixels(np.stack([p.pixels for p in to_encode]))
-            for p, vector in zip(to_encode, vectors, strict=True):
+        photos = [p for p in self._pending if p.pixels is not None]
+        videos = [p for p in self._pending if p.frame_pixels is not None]
+        if photos or videos:
+            # One encoder call for the batch: photos' pixels, then each video's frames.
+            stacked = [np.stack([p.pixels for p in photos])] if photos else []
+            stacked += [p.frame_pixels for p in videos]
+            vectors = self.encoder.encode_pixels(np.concatenate(stacked) if len(stacked) > 1 else stacked[0])
+            for p, vector in zip(photos, vectors, strict=False):
                 p.update, p.pixels = replace(p.update, vector=vector), None
+            start = len(photos)
+            for p in videos:
+                n = len(p.frame_times)
+                p.update = replace(p.update, frames=tuple(zip(p.frame_times, vectors[start:start + n], strict=True)))
+                p.frame_pixels, start = None, start + n
         self.catalog.apply([p.update for p in self._pending], self.encoder.key)
         for p in self._pending:
             self._count(p, report)
@@ -615,6 +676,11 @@ class Indexer:
                 report.ocr_lines += len(update.ocr.lines)
             elif update.ocr_from is not None:
                 report.ocr_copied += 1
+        if p.note:
+            report.warnings.append((p.task.path, p.note))
+        if update.state == STATE_OK and (update.frames is not None or update.frames_from is not None):
+            report.videos += 1
+            report.frames += len(update.frames or ())
         if update.state == STATE_ERROR:
             report.failed += 1
             report.errors.append((p.task.path, update.error or "unknown error"))
@@ -625,9 +691,9 @@ class Indexer:
         elif update.move_from is not None:
             report.moved += 1
         else:
-            if update.vector is not None:
+            if update.vector is not None or update.frames:
                 report.encoded += 1
-            elif update.reuse_from is not None:
+            elif update.reuse_from is not None or update.frames_from is not None:
                 report.reused += 1
             if p.task.existing is None:
                 report.added += 1

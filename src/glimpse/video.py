@@ -153,7 +153,7 @@ def sample_video(path: str | os.PathLike[str], rules: SamplingRules | None = Non
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         scan.codec = stream.codec_context.name
-        scan.duration = _duration(stream, container)
+        scan.duration = stream_duration(stream, container)
         min_interval = rules.min_interval_s
         if scan.duration:
             min_interval = max(min_interval, scan.duration / rules.max_frames)
@@ -171,7 +171,8 @@ def sample_video(path: str | os.PathLike[str], rules: SamplingRules | None = Non
     return scan
 
 
-def _duration(stream, container) -> float | None:
+def stream_duration(stream, container) -> float | None:
+    """A video stream's duration in seconds (the container's when the stream states none), or None."""
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None:
@@ -292,3 +293,40 @@ def _decode_at(stream, container, times: list[float], scan: VideoScan, min_side:
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200].rstrip(".").lower()
+
+
+# -- recognising and describing video files ---------------------------------------------------------------------
+_ISO_BMFF_VIDEO_BRANDS = frozenset({b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ",
+                                    b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"MSNV", b"XAVC"})
+
+
+def is_video_file(path: str | os.PathLike[str], head: bytes) -> bool:
+    """Whether a file is a video to sample: by its extension (``VIDEO_EXTENSIONS``), or by its first bytes (an
+    MP4/QuickTime ``ftyp`` with a video brand, Matroska/WebM, AVI) for a video whose name says nothing."""
+    if is_video_name(path):
+        return True
+    if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in _ISO_BMFF_VIDEO_BRANDS:
+        return True
+    if head[:4] == b"\x1a\x45\xdf\xa3":  # EBML: Matroska, WebM
+        return True
+    return head[:4] == b"RIFF" and head[8:12] == b"AVI "
+
+
+def frame_at(path: str | os.PathLike[str], timestamp: float, *, min_side: int | None = None) -> Image.Image:
+    """The upright frame shown at ``timestamp`` seconds (the first one at or after it; seeking to the key frame
+    before it), shorter side ``min_side``: a sampled frame's picture again, for its thumbnail. ``VideoError``
+    when there is none."""
+    av = _av()
+    scan = VideoScan()
+    try:
+        container = av.open(os.fspath(path), metadata_errors="ignore")
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+        raise VideoError(f"cannot read video: {_reason(exc)}") from exc
+    with container:
+        if not container.streams.video:
+            raise VideoError("no video stream in the file")
+        stream = container.streams.video[0]
+        frames = _decode_at(stream, container, [max(0.0, timestamp - 1e-3)], scan, min_side)
+    if not frames:
+        raise VideoError(f"no frame at {timestamp:.3f} s" + (f" ({scan.damaged})" if scan.damaged else ""))
+    return frames[0].image

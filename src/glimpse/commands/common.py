@@ -196,6 +196,10 @@ CameraFilter = Annotated[str | None, typer.Option(
 NearFilter = Annotated[str | None, typer.Option(
     "--near", metavar="LAT,LON[,RADIUS]", help="Only photos taken within RADIUS of a place (GPS in the EXIF), "
                                                "e.g. 48.85,2.35,20km (km or m; default 10km).")]
+ItemType = Annotated[str | None, typer.Option(
+    "--type", metavar="photo|video", help="Only photos, or only videos (searched by their sampled frames).")]
+PerVideo = Annotated[int, typer.Option(
+    "--per-video", min=1, help="Frames listed per video hit (its best ones, best first; a video is one hit).")]
 SortOrder = Annotated[str, typer.Option(
     "--sort", metavar="score|date", help="Order of the hits: score (best first) or date (newest capture first).")]
 

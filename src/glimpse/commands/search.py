@@ -17,9 +17,11 @@ from glimpse.commands.common import (
     BeforeFilter,
     CameraFilter,
     FolderFilter,
+    ItemType,
     MinScore,
     NearFilter,
     NoTagFilter,
+    PerVideo,
     SortOrder,
     TagFilter,
     TopK,
@@ -37,10 +39,12 @@ from glimpse.commands.ocr import OcrModel, TextFilter, TextWeight
 from glimpse.commands.scale import index_with_ray
 from glimpse.display import printable
 from glimpse.errors import UserInputError
+from glimpse.items import DEFAULT_PER_VIDEO
 from glimpse.ocr.text_index import DEFAULT_TEXT_WEIGHT
 
 if TYPE_CHECKING:
     from glimpse.library import Hit
+    from glimpse.video import SamplingRules
 
 HitsJson = Annotated[bool, typer.Option("--json", help="Print a JSON list of {path, score, id, ...}.")]
 
@@ -76,8 +80,15 @@ def index(
     wait: Annotated[float, typer.Option(
         "--wait", min=0.0, help="Seconds to wait for another writer (e.g. a `glimpse watch` run) to finish "
                                 "instead of stopping at once.")] = 0.0,
+    max_frames: Annotated[int, typer.Option(
+        "--max-frames", min=1, help="Most frames sampled from one video (a long video spreads them out).")] = 120,
+    frame_interval: Annotated[str, typer.Option(
+        "--frame-interval", metavar="MIN:MAX", help="Seconds between a video's sampled frames: at least MIN "
+                                                     "(scene changes closer are skipped), at most MAX.")] = "2:30",
 ) -> None:
-    """Index folders and files: new and changed images are encoded, moved ones re-linked, deleted ones dropped."""
+    """Index folders and files: photos (JPEG, PNG, HEIC, RAW …) and videos (frames sampled at scene changes).
+
+    New and changed files are encoded, moved ones re-linked, deleted ones dropped."""
     from glimpse.vectors.select import parse_bytes
 
     budget = parse_bytes(memory_budget) if memory_budget else None
@@ -90,12 +101,13 @@ def index(
         return
     if engine != "local":
         raise UserInputError(f"--engine {engine!r}: give 'local' (the default) or 'ray'")
+    rules = video_rules(max_frames, frame_interval)  # bad values fail before the library opens
     with open_library_ctx(ctx) as lib:
         lib.lock_wait = wait
         label = "Indexing + text" if with_ocr else "Indexing"
         report = lib.index([str(p) for p in paths], batch_size=batch_size, workers=workers,
                            max_megapixels=max_megapixels, progress=make_progress(as_json, label),
-                           memory_budget=budget, ocr=with_ocr, ocr_model=ocr_model)
+                           memory_budget=budget, ocr=with_ocr, ocr_model=ocr_model, video_rules=rules)
         tag_report = None
         if with_tags:
             from glimpse.tagging.library_tags import tag_library
@@ -111,6 +123,8 @@ def index(
                f"{report.unchanged} unchanged, {report.failed} failed, {report.skipped} not images")
     err.print(f"[bold]Indexed[/] {summary} — {report.encoded} encoded in {report.seconds:.1f} s "
               f"({report.images_per_second:.1f} images/s)")
+    if report.videos:
+        err.print(f"[bold]Videos[/]: {report.videos} sampled, {report.frames} frames encoded")
     if report.ocr_model is not None:
         err.print(f"[bold]Read text[/] of {report.ocr_read} image(s) ({report.ocr_lines} lines), "
                   f"{report.ocr_copied} copied from identical images, {report.ocr_failed} failed "
@@ -118,6 +132,28 @@ def index(
     for reason, count in report.missing_support.items():
         err.print(f"[yellow]{count} file(s) skipped:[/] {shown(reason)}")
     print_errors(report.errors)
+    print_errors(report.warnings, verb="warning")
+
+
+def video_rules(max_frames: int, frame_interval: str) -> SamplingRules:
+    """The ``SamplingRules`` of ``--max-frames`` and ``--frame-interval MIN:MAX``."""
+    from glimpse.video import SamplingRules
+
+    try:
+        low, high = (float(part) for part in frame_interval.split(":"))
+    except ValueError:
+        raise UserInputError(f"--frame-interval {frame_interval!r}: give MIN:MAX in seconds, e.g. 2:30") from None
+    return SamplingRules(min_interval_s=low, max_interval_s=high, max_frames=max_frames)
+
+
+def clock(seconds: float) -> str:
+    """``75.5`` → ``"1:15.5"``; ``3725`` → ``"1:02:05"``: a time into a video as players show it."""
+    tenths_total = round(seconds * 10)
+    whole, tenth = divmod(tenths_total, 10)
+    tenths = f".{tenth}" if tenth else ""
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return (f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}") + tenths
 
 
 def print_hits(hits: list[Hit], as_json: bool) -> None:
@@ -131,6 +167,9 @@ def print_hits(hits: list[Hit], as_json: bool) -> None:
     for hit in hits:
         # The reason and the matched line only when text played a part: CLIP-only output stays "score  path".
         said = f"  [{hit.match}: {printable(hit.snippet)}]" if hit.snippet is not None else ""
+        if hit.time is not None:  # a video: where its best frame is, then its other good frames
+            also = [clock(t) for t, _, _ in hit.frames[1:]]
+            said = f" @ {clock(hit.time)}" + (f" (also {', '.join(also)})" if also else "") + said
         out.print(f"{hit.to_dict()['score']:.4f}  {printable(hit.path)}{said}", markup=False)
 
 
@@ -160,13 +199,15 @@ def search(
     camera: CameraFilter = None,
     near: NearFilter = None,
     sort: SortOrder = "score",
+    kind: ItemType = None,
+    per_video: PerVideo = DEFAULT_PER_VIDEO,
 ) -> None:
     """Search the library by text, by image, or both (see SEARCH_HELP)."""
     where = metadata_filter(after, before, camera, near)  # a malformed date fails before the library opens
     with open_library_ctx(ctx, create=False) as lib:
         hits = lib.search(query, k, images=[str(p) for p in image or []], min_score=min_score, tags=tag,
                           no_tags=no_tag, folder=folder, lang=lang, text=text, text_weight=text_weight,
-                          where=where, sort=sort)
+                          where=where, sort=sort, kind=kind, per_video=per_video)
     print_hits(hits, as_json)
 
 
@@ -184,12 +225,15 @@ def similar(
     before: BeforeFilter = None,
     camera: CameraFilter = None,
     near: NearFilter = None,
+    kind: ItemType = None,
+    per_video: PerVideo = DEFAULT_PER_VIDEO,
 ) -> None:
-    """Find the images most like IMAGE."""
+    """Find the images (and video frames) most like IMAGE."""
     target: str | int = int(image) if image.isdigit() and not os.path.exists(image) else image
     where = metadata_filter(after, before, camera, near)
     with open_library_ctx(ctx, create=False) as lib:
-        hits = lib.similar(target, k, min_score=min_score, tags=tag, no_tags=no_tag, folder=folder, where=where)
+        hits = lib.similar(target, k, min_score=min_score, tags=tag, no_tags=no_tag, folder=folder, where=where,
+                           kind=kind, per_video=per_video)
     print_hits(hits, as_json)
 
 

@@ -29,6 +29,7 @@ from glimpse.errors import (
     UserInputError,
 )
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS
+from glimpse.items import DEFAULT_PER_VIDEO
 from glimpse.library import EmptyLibraryError
 from glimpse.server.jobs import JobConflictError
 from glimpse.server.security import (
@@ -82,7 +83,11 @@ class ImageOut(BaseModel):
     tags: list[dict[str, Any]] = Field(description="Its tags, best first: tag (the filter key), label, score.")
     meta: dict[str, Any] | None = Field(None, description="Capture metadata: taken_local (ISO local time), "
                                         "utc_offset (minutes), taken_source (exif | mtime), latitude, longitude, "
-                                        "make, model, camera, lens, orientation — the fields the file has.")
+                                        "make, model, camera, lens, orientation, duration (s, videos) — the "
+                                        "fields the file has.")
+    kind: str = Field("photo", description="photo or video (a video is searched by its sampled frames).")
+    frames: list[dict[str, Any]] | None = Field(None, description="A video's frames: id (the frame's item id, for "
+                                                "/api/similar), time (s), score (in a search), thumbnail.")
 
 
 class HitOut(ImageOut):
@@ -92,6 +97,7 @@ class HitOut(ImageOut):
                                                 "matched), both.")
     snippet: str | None = Field(None, description="The best-matching line of its text, as recognised.")
     rank_score: float | None = Field(None, description="The fusion score ordering a fused search.")
+    time: float | None = Field(None, description="A video hit: the time (s) of its best frame; play from there.")
 
 
 class TextOut(BaseModel):
@@ -151,6 +157,8 @@ Before = Annotated[str | None, Query(description="Taken before the start of this
 Camera = Annotated[str | None, Query(description="Camera make or model contains this (case-insensitive).")]
 Near = Annotated[str | None, Query(description="LAT,LON[,RADIUS]: taken within RADIUS (km or m) of a place.")]
 Sort = Annotated[str, Query(pattern="^(score|date)$", description="score (best first) or date (newest first).")]
+Kind = Annotated[str | None, Query(alias="type", pattern="^(photo|video)$", description="Only photos or only videos.")]
+PerVideo = Annotated[int, Query(ge=1, le=50, description="Frames listed per video hit (its best, best first).")]
 
 
 def _where(after: str | None, before: str | None, camera: str | None, near: str | None) -> Any:
@@ -249,8 +257,10 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 def _add_routes(app: FastAPI, service: LibraryService, token: str | None, throttle: AuthThrottle) -> None:
     def page_out(vector: Any, k: int, offset: int, min_score: float | None, folder: str | None,
-                 tag: list[str] | None, lang: str, where: Any = None) -> dict[str, Any]:
-        page = service.search(vector, k=k, offset=offset, min_score=min_score, folder=folder, tags=tag, where=where)
+                 tag: list[str] | None, lang: str, where: Any = None, kind: str | None = None,
+                 per_video: int = DEFAULT_PER_VIDEO) -> dict[str, Any]:
+        page = service.search(vector, k=k, offset=offset, min_score=min_score, folder=folder, tags=tag, where=where,
+                              kind=kind, per_video=per_video)
         return {"results": service.hit_dicts(page, lang), "offset": offset, "k": k, "more": page.more}
 
     @app.get("/", include_in_schema=False)
@@ -302,28 +312,33 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
                                        "text:\"a phrase\" match the text in the images.")],
                k: K = 20, offset: Offset = 0, min_score: MinScore = None, tag: Tag = None, folder: Folder = None,
                lang: Lang = "en", after: After = None, before: Before = None, camera: Camera = None,
-               near: Near = None, sort: Sort = "score") -> dict[str, Any]:
+               near: Near = None, sort: Sort = "score", kind: Kind = None,
+               per_video: PerVideo = DEFAULT_PER_VIDEO) -> dict[str, Any]:
         """Images best matching a text query, best first (or newest first with sort=date): CLIP similarity,
-        fused with the images' text where it matches; text: terms alone are a full-text search."""
+        fused with the images' text where it matches; text: terms alone are a full-text search. A video is one
+        hit at its best frame (``time``), listing its best ``frames``."""
         page = service.search_query(q, k=k, offset=offset, min_score=min_score, folder=folder, tags=tag,
-                                    where=_where(after, before, camera, near), sort=sort)
+                                    where=_where(after, before, camera, near), sort=sort, kind=kind,
+                                    per_video=per_video)
         return {"results": service.hit_dicts(page, lang), "offset": offset, "k": k, "more": page.more}
 
     @app.post("/api/search/image", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
     def search_image(file: Annotated[UploadFile, File(description="An image file.")], k: K = 20, offset: Offset = 0,
                      min_score: MinScore = None, tag: Tag = None, folder: Folder = None,
-                     lang: Lang = "en") -> dict[str, Any]:
+                     lang: Lang = "en", kind: Kind = None, per_video: PerVideo = DEFAULT_PER_VIDEO) -> dict[str, Any]:
         """Images most like an uploaded image (size and megapixels limited)."""
         vector = service.upload_vector(file.file.read())
-        return page_out(vector, k, offset, min_score, folder, tag, lang)
+        return page_out(vector, k, offset, min_score, folder, tag, lang, kind=kind, per_video=per_video)
 
     @app.get("/api/similar/{image_id}", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
     def similar(image_id: str, k: K = 20, offset: Offset = 0, min_score: MinScore = None, tag: Tag = None,
                 folder: Folder = None, lang: Lang = "en", after: After = None, before: Before = None,
-                camera: Camera = None, near: Near = None) -> dict[str, Any]:
-        """Images most like an indexed one ("more like this"); the image itself comes first."""
+                camera: Camera = None, near: Near = None, kind: Kind = None,
+                per_video: PerVideo = DEFAULT_PER_VIDEO) -> dict[str, Any]:
+        """Images most like an indexed one, or a video frame by its id ("more like this"); it comes first."""
         vector = service.stored_vector(_file_id(image_id))
-        return page_out(vector, k, offset, min_score, folder, tag, lang, _where(after, before, camera, near))
+        return page_out(vector, k, offset, min_score, folder, tag, lang, _where(after, before, camera, near),
+                        kind=kind, per_video=per_video)
 
     @app.get("/api/recent", tags=["search"], response_model=SearchOut, response_model_exclude_none=True)
     def recent(k: K = 20, offset: Offset = 0, lang: Lang = "en") -> dict[str, Any]:
@@ -343,10 +358,11 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
         return service.text_of(_file_id(image_id))
 
     @app.get("/api/images/{image_id}/thumbnail", tags=["images"], response_class=FileResponse)
-    def thumbnail(image_id: str) -> FileResponse:
-        """A cached JPEG thumbnail of an indexed image."""
-        rec, real = service.record(_file_id(image_id))
-        path = service.thumbs.get(rec, real)
+    def thumbnail(image_id: str, t: Annotated[float | None, Query(ge=0, le=1e7, description=(
+            "A video's frame time in seconds (default: its start)."))] = None) -> FileResponse:
+        """A cached JPEG thumbnail of an indexed image, or of a video's frame (by ``t``, or by the frame's id)."""
+        rec, real, at = service.item(_file_id(image_id))
+        path = service.thumbs.get(rec, real, t if t is not None else at)
         return FileResponse(path, media_type="image/jpeg",
                             headers={"cache-control": "private, max-age=86400"})
 
@@ -354,7 +370,7 @@ def _add_routes(app: FastAPI, service: LibraryService, token: str | None, thrott
     def image_file(image_id: str) -> FileResponse:
         """The original file of an indexed image (only files inside indexed roots)."""
         rec, real = service.record(_file_id(image_id))
-        media = f"image/{rec.format.lower()}" if rec.format else "application/octet-stream"
+        media = service.media_type(rec, real)
         return FileResponse(real, media_type=media, headers={"cache-control": "private, max-age=3600",
                                                              "content-security-policy": "sandbox"})
 

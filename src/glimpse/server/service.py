@@ -22,9 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from glimpse.catalog import STATE_OK, FileRecord
+from glimpse.catalog import STATE_OK, FileRecord, is_video_format
 from glimpse.errors import UserInputError
 from glimpse.images import DEFAULT_MAX_MEGAPIXELS, decode_image
+from glimpse.items import DEFAULT_PER_VIDEO
 from glimpse.library import Hit, Library
 from glimpse.server.jobs import Job, JobManager
 from glimpse.server.security import servable_path
@@ -170,6 +171,13 @@ class LibraryService:
             raise NotFoundError(f"no image with id {file_id} is available")
         return rec, real
 
+    def item(self, item_id: int) -> tuple[FileRecord, str, float | None]:
+        """An indexed image, or the video of a frame (by its item id) with the frame's time: its record, its
+        servable real path, the time (None for an image); NotFoundError when not available."""
+        item = self.library.catalog.items_by_id([item_id]).get(item_id)
+        rec, real = self.record(item.file.id if item is not None else item_id)
+        return rec, real, item.time if item is not None else None
+
     def describe(self, rec: FileRecord, lang: str, tags: dict[int, list[dict[str, Any]]] | None = None
                  ) -> dict[str, Any]:
         path = _printable(rec.path)
@@ -178,11 +186,32 @@ class LibraryService:
             "width": rec.width, "height": rec.height, "format": rec.format, "size": rec.size,
             "thumbnail": f"/api/images/{rec.id}/thumbnail", "file": f"/api/images/{rec.id}/file",
             "tags": (tags if tags is not None else self.tags.for_ids([rec.id], lang)).get(rec.id, []),
+            "kind": "video" if is_video_format(rec.format) else "photo",
         }
         meta = self.library.catalog.metadata_of([rec.id]).get(rec.id)
         if meta is not None:
             data["meta"] = meta.to_dict()
+        if data["kind"] == "video":
+            data["frames"] = [self._frame(rec.id, frame_id, t) for frame_id, t in
+                              self.library.catalog.frames_of(rec.id, self.library.spec.key)]
         return data
+
+    @staticmethod
+    def _frame(file_id: int, frame_id: int, time: float, score: float | None = None) -> dict[str, Any]:
+        frame: dict[str, Any] = {"id": frame_id, "time": round(time, 3),
+                                 "thumbnail": f"/api/images/{file_id}/thumbnail?t={time:.3f}"}
+        if score is not None:
+            frame["score"] = round(float(score), 6)
+        return frame
+
+    @staticmethod
+    def media_type(rec: FileRecord, real: str) -> str:
+        """The Content-Type of an indexed file: its video container's (by name) or its image format's."""
+        if is_video_format(rec.format):
+            import mimetypes
+
+            return mimetypes.guess_type(real)[0] or "application/octet-stream"
+        return f"image/{rec.format.lower()}" if rec.format else "application/octet-stream"
 
     def folders(self) -> list[dict[str, Any]]:
         """Folders holding indexed images, with counts, for the folder filter."""
@@ -211,9 +240,11 @@ class LibraryService:
                                max_megapixels=self.max_megapixels)
         return self.library.encoder.encode_images([decoded.image])[0]
 
-    def stored_vector(self, file_id: int) -> np.ndarray:
-        self.record(file_id)
-        return self.library.image_vector(file_id)
+    def stored_vector(self, item_id: int) -> np.ndarray:
+        """The stored vector of an indexed image, or of a video's frame (by its item id), if servable."""
+        item = self.library.catalog.items_by_id([item_id]).get(item_id)
+        self.record(item.file.id if item is not None else item_id)
+        return self.library.image_vector(item_id)
 
     def classify(self, ids: list[int], labels: list[str], k: int) -> list[dict[str, Any]]:
         """Zero-shot labels of indexed images from their stored vectors (no re-encoding).
@@ -242,7 +273,8 @@ class LibraryService:
         return lambda path: servable_path(path, roots) is not None
 
     def search(self, vector: np.ndarray, *, k: int, offset: int = 0, min_score: float | None = None,
-               folder: str | None = None, tags: list[str] | None = None, where: Any = None) -> Page:
+               folder: str | None = None, tags: list[str] | None = None, where: Any = None,
+               kind: str | None = None, per_video: int = DEFAULT_PER_VIDEO) -> Page:
         """Hits ``offset .. offset+k`` of ``vector``, keeping only servable images matching the filters.
 
         Every filter is the library's: it widens its search until enough hits pass them and the servable
@@ -253,12 +285,12 @@ class LibraryService:
             # One more than the page tells whether another page exists.
             hits = self.library.search_vector(vector, k + 1, offset=offset, accept=self.servable(),
                                               min_score=min_score, tags=tags or None, folder=folder or None,
-                                              where=where)
+                                              where=where, kind=kind, per_video=per_video)
         return Page(hits[:k], offset, len(hits) > k)
 
     def search_query(self, query: str, *, k: int, offset: int = 0, min_score: float | None = None,
                      folder: str | None = None, tags: list[str] | None = None, where: Any = None,
-                     sort: str = "score") -> Page:
+                     sort: str = "score", kind: str | None = None, per_video: int = DEFAULT_PER_VIDEO) -> Page:
         """Hits of a text query as the search box sends it: words for CLIP, ``text:"…"`` terms for the images'
         text (alone: a full-text search; with words: a filter on CLIP's ranking), and a single plain word or
         phrase also matched against the text and fused, as ``glimpse search`` does. Every term is text: a
@@ -271,7 +303,7 @@ class LibraryService:
         check_sort(sort)
         rest, text_query = split_text_terms(query)
         common = {"offset": offset, "accept": self.servable(), "tags": tags or None, "folder": folder or None,
-                  "where": where}
+                  "where": where, "kind": kind}
         if text_query is not None and not rest:
             with self._index_lock:
                 hits = self.library.search_text(list(text_query.terms), k + 1, **common)
@@ -280,7 +312,8 @@ class LibraryService:
             vector = self.text_vector(rest)
             with self._index_lock:
                 hits = self.library.search_vector(
-                    vector, k + 1, min_score=min_score, text=list(text_query.terms) if text_query else None,
+                    vector, k + 1, min_score=min_score, per_video=per_video,
+                    text=list(text_query.terms) if text_query else None,
                     fuse=words[0] if len(words) == 1 and text_query is None else None, **common)
         page = Page(hits[:k], offset, len(hits) > k)
         return Page(self.library.sorted_hits(page.hits, sort), offset, page.more) if sort != "score" else page
@@ -312,6 +345,10 @@ class LibraryService:
                 data["rank_score"] = round(float(hit.rank_score), 6)
             if hit.meta is not None:
                 data["meta"] = hit.meta
+            if hit.time is not None:  # a video hit: its best frames (not every frame of the video)
+                data["time"] = round(hit.time, 3)
+                data["thumbnail"] = f"/api/images/{hit.id}/thumbnail?t={hit.time:.3f}"
+                data["frames"] = [self._frame(hit.id, frame_id, t, score) for t, score, frame_id in hit.frames]
             out.append(data)
         return out
 

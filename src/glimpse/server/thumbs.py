@@ -12,7 +12,7 @@ import re
 import uuid
 from pathlib import Path
 
-from glimpse.catalog import FileRecord
+from glimpse.catalog import FileRecord, is_video_format
 from glimpse.errors import UserInputError
 from glimpse.images import open_image
 
@@ -32,26 +32,36 @@ class ThumbnailCache:
         self.size = size
         self.max_megapixels = max_megapixels
 
-    def path_for(self, record: FileRecord) -> Path:
-        """The cache file of ``record``; its name depends only on id, content hash and size."""
+    def path_for(self, record: FileRecord, time: float | None = None) -> Path:
+        """The cache file of ``record`` (a video's: of its frame at ``time`` seconds); its name depends only on id,
+        content hash, size and time."""
         version = record.hash if record.hash and _HEX.match(record.hash) else str(int(record.mtime_ns))
-        path = self.directory / f"{int(record.id)}-{version[:20]}-{self.size}.jpg"
+        at = f"-t{round(float(time) * 1000)}" if time is not None else ""
+        path = self.directory / f"{int(record.id)}-{version[:20]}-{self.size}{at}.jpg"
         # The name is built from an int and hex digits, so this cannot fail; checked anyway because
         # writing outside the library directory must be impossible, not merely unlikely.
         if path.parent != self.directory:
             raise UserInputError(f"refusing to write a thumbnail outside {self.directory}")
         return path
 
-    def get(self, record: FileRecord, source: str) -> Path:
-        """The cached thumbnail of ``record`` (decoded from ``source``, its servable real path), made if needed.
+    def get(self, record: FileRecord, source: str, time: float | None = None) -> Path:
+        """The cached thumbnail of ``record`` (decoded from ``source``, its servable real path), made if needed;
+        for a video, of its frame at ``time`` seconds (default: its start).
 
         Raises ImageError when the source cannot be decoded (e.g. it changed on disk into a non-image).
         """
-        target = self.path_for(record)
+        video = is_video_format(record.format)
+        if video and time is None:
+            time = 0.0
+        target = self.path_for(record, time if video else None)
         if target.is_file():
             return target
-        decoded = open_image(source, min_side=self.size, max_megapixels=self.max_megapixels)
-        image = decoded.image
+        if video:
+            from glimpse.video import frame_at
+
+            image = frame_at(source, float(time or 0.0), min_side=self.size)
+        else:
+            image = open_image(source, min_side=self.size, max_megapixels=self.max_megapixels).image
         image.thumbnail((self.size, self.size))
         self.directory.mkdir(parents=True, exist_ok=True)
         # Write then rename: concurrent requests for the same thumbnail never see half a file.

@@ -208,15 +208,17 @@ class MilvusIndex(VectorIndex):
 
     # -- contents ------------------------------------------------------------------------------------
     def _rows(self, ids: np.ndarray, vectors: np.ndarray) -> list[dict[str, Any]]:
-        records = self.catalog.files_by_id(ids.tolist())
-        tags = self.tag_source(ids.tolist())
+        # A video's frames carry the video's path and tags, so folder and tag filters apply to them inside Milvus.
+        items = self.catalog.items_by_id(ids.tolist())
+        tags = self.tag_source(sorted({item.file.id for item in items.values()}))
         rows = []
-        for file_id, vector in zip(ids.tolist(), vectors, strict=True):
-            rec = records.get(file_id)
-            path = rec.display_path if rec is not None else ""
+        for item_id, vector in zip(ids.tolist(), vectors, strict=True):
+            item = items.get(item_id)
+            path = item.file.display_path if item is not None else ""
+            names = tags.get(item.file.id, []) if item is not None else []
             # Folded and deduplicated (sources may spell a tag differently); best first, so a cut keeps the best.
-            tag_list = list(dict.fromkeys(fold_tag(t)[:MAX_TAG_LENGTH] for t in tags.get(file_id, [])))[:MAX_TAGS]
-            rows.append({"id": file_id, "vector": vector.tolist(), "path": path[:MAX_PATH], "tags": tag_list})
+            tag_list = list(dict.fromkeys(fold_tag(t)[:MAX_TAG_LENGTH] for t in names))[:MAX_TAGS]
+            rows.append({"id": item_id, "vector": vector.tolist(), "path": path[:MAX_PATH], "tags": tag_list})
         return rows
 
     def batch_rows(self) -> int:

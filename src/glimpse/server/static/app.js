@@ -35,6 +35,7 @@ function filters() {
   if ($("after").value) params.set("after", $("after").value);
   if ($("before").value) params.set("before", nextDay($("before").value));
   if ($("camera").value.trim()) params.set("camera", $("camera").value.trim());
+  if ($("type").value) params.set("type", $("type").value);
   return params;
 }
 
@@ -218,6 +219,12 @@ function renderHits(hits) {
       meta.append(score);
     }
     button.append(img, meta);
+    if (hit.kind === "video") { // a video hit: where its best frame is; the viewer plays from there
+      const at = document.createElement("span");
+      at.className = "video-time";
+      at.textContent = `▶ ${clock(hit.time || 0)}`;
+      button.append(at);
+    }
     if (hit.snippet) { // found (also) by the text in it: show the line that matched
       const snippet = document.createElement("span");
       snippet.className = "snippet";
@@ -225,10 +232,19 @@ function renderHits(hits) {
       button.append(snippet);
     }
     button.setAttribute("aria-label", state.mode === "recent" ? describe(hit) : `${describe(hit)}, score ${hit.score.toFixed(3)}`);
-    button.addEventListener("click", () => openViewer(hit.id));
+    button.addEventListener("click", () => openViewer(hit.id, hit.time));
     item.append(button);
     list.append(item);
   }
+}
+
+// 75.5 -> "1:15.5", 3725 -> "1:02:05": a time into a video as players show it.
+function clock(seconds) {
+  const tenths = Math.round(seconds * 10);
+  const whole = Math.floor(tenths / 10);
+  const h = Math.floor(whole / 3600), m = Math.floor((whole % 3600) / 60), s = whole % 60;
+  const base = h ? `${h}:${String(m).padStart(2, "0")}:${String(s).padStart(2, "0")}` : `${m}:${String(s).padStart(2, "0")}`;
+  return tenths % 10 ? `${base}.${tenths % 10}` : base;
 }
 
 function describe(hit) {
@@ -237,7 +253,7 @@ function describe(hit) {
 }
 
 // -- large view ---------------------------------------------------------------------------------------
-async function openViewer(id) {
+async function openViewer(id, time = null) {
   let info;
   try {
     info = await api(`/api/images/${id}?lang=${state.lang}`);
@@ -246,8 +262,7 @@ async function openViewer(id) {
     return;
   }
   $("viewer-title").textContent = info.name;
-  $("viewer-image").src = info.file;
-  $("viewer-image").alt = describe(info);
+  showPicture(info, time);
   $("viewer-path").textContent = info.path;
   $("viewer-size").textContent = info.width && info.height ? `${info.width} × ${info.height}` : "unknown";
   const tags = info.tags || [];
@@ -259,11 +274,57 @@ async function openViewer(id) {
     return span;
   }));
   showMeta(info.meta || {});
-  showText(id, info);
+  if (info.kind === "video") {
+    $("viewer-boxes").replaceChildren();
+    for (const el of document.querySelectorAll(".text-row")) el.hidden = true;
+  } else {
+    showText(id, info);
+  }
   $("viewer-open").href = info.file;
   $("more-like-this").dataset.id = id;
   $("more-like-this").dataset.name = info.name;
+  $("more-like-this").dataset.frames = JSON.stringify(info.kind === "video" ? (info.frames || []) : []);
   if (!$("viewer").open) $("viewer").showModal();
+}
+
+// A photo in the <img>; a video in the <video>, playing from ``time`` (its best frame), its frames listed below
+// as thumbnails that seek to their time.
+function showPicture(info, time) {
+  const video = $("viewer-video"), image = $("viewer-image");
+  const isVideo = info.kind === "video";
+  video.hidden = !isVideo;
+  image.hidden = isVideo;
+  $("viewer-frames").replaceChildren();
+  for (const el of document.querySelectorAll(".frames-row")) el.hidden = !isVideo || !(info.frames || []).length;
+  showRow("duration", isVideo && info.meta && info.meta.duration != null ? clock(info.meta.duration) : "");
+  if (!isVideo) {
+    video.removeAttribute("src");
+    video.load();
+    image.src = info.file;
+    image.alt = describe(info);
+    return;
+  }
+  const start = time || 0;
+  video.src = `${info.file}#t=${start}`;
+  video.dataset.start = String(start);
+  video.addEventListener("loadedmetadata", () => { video.currentTime = Number(video.dataset.start); }, { once: true });
+  $("viewer-frames").replaceChildren(...(info.frames || []).map((frame) => {
+    const li = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "frame";
+    button.dataset.time = String(frame.time);
+    const thumb = document.createElement("img");
+    thumb.src = frame.thumbnail;
+    thumb.loading = "lazy";
+    thumb.alt = `${info.name} at ${clock(frame.time)}`;
+    const label = document.createElement("span");
+    label.textContent = clock(frame.time);
+    button.append(thumb, label);
+    button.addEventListener("click", () => { video.currentTime = frame.time; });
+    li.append(button);
+    return li;
+  }));
 }
 
 function showRow(name, text) {
@@ -457,14 +518,19 @@ function init() {
     searchByImage(event.dataTransfer.files[0]);
   });
   $("more-like-this").addEventListener("click", () => {
-    const { id, name } = $("more-like-this").dataset;
+    let { id, name } = $("more-like-this").dataset;
+    const frames = JSON.parse($("more-like-this").dataset.frames || "[]");
+    if (frames.length) { // a video: more like the frame nearest the time it is at
+      const now = $("viewer-video").currentTime || 0;
+      id = frames.reduce((best, f) => (Math.abs(f.time - now) < Math.abs(best.time - now) ? f : best)).id;
+    }
     $("viewer").close();
     typing = false;
     navigate({ mode: "similar", similarId: String(id), name });
   });
   $("folder").addEventListener("change", rerun);
   $("tag").addEventListener("change", rerun);
-  for (const id of ["after", "before", "sort"]) $(id).addEventListener("change", rerun);
+  for (const id of ["after", "before", "sort", "type"]) $(id).addEventListener("change", rerun);
   $("camera").addEventListener("change", rerun);
   for (const radio of document.querySelectorAll("input[name=lang]")) {
     radio.addEventListener("change", () => { state.lang = radio.value; loadTags(); rerun(); });
