@@ -66,6 +66,8 @@ def test_frames_are_items_and_a_scene_finds_its_video_at_a_time_inside_it(tmp_pa
     file_ids = {r.id for r in lib.catalog.indexed_files()}
     assert not file_ids & lib.catalog.frame_ids()
     assert vector_count(lib) == 3 + report.frames
+    status = lib.status()
+    assert status.images == 3 and status.videos == {"videos": 2, "frames": report.frames}
     for scene in range(len(SCENES)):
         hit = lib.search_vector(lib.image_vector(str(query_image(tmp_path, scene))), k=1)[0]
         assert hit.id == video.id and hit.kind == "video" and hit.path == video.path
@@ -339,3 +341,63 @@ def test_the_page_plays_a_video_hit_from_its_frame(tmp_path, media, tiny_clip):
                 browser.close()
     finally:
         served.stop()
+
+
+def test_kill_9_while_indexing_videos_loses_nothing(tmp_path, tiny_clip):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import count_rows
+    from glimpse.catalog import Catalog
+    from glimpse.vectors.faiss import FaissIndex
+
+    pics = tmp_path / "pics"
+    pics.mkdir()
+    make_photos(pics, 10)
+    for n in range(10):
+        write_video(pics / f"clip{n:02d}.mp4", [1.5, 1.5, 1.5], size=(64, 48), gop=12, first_scene=n % 6)
+    library = tmp_path / "lib"
+    cmd = [sys.executable, "-m", "glimpse", "--library", str(library), "--model", str(tiny_clip), "index", str(pics),
+           "--batch-size", "2", "--workers", "2", "--frame-interval", "1:30"]
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(5):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        target = count_rows(library / "catalog.sqlite3", "frames") + rng.randint(1, 6)
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if count_rows(library / "catalog.sqlite3", "frames") >= target:
+                break
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()
+        proc.stderr.close()
+    assert kills >= 3
+    final = subprocess.run(cmd, capture_output=True, timeout=300)
+    assert final.returncode == 0, final.stderr.decode()
+    # The same folder indexed in one go is the reference.
+    reference = subprocess.run([*cmd[:4], str(tmp_path / "reference"), *cmd[5:]], capture_output=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr.decode()
+    killed, clean = Catalog(library / "catalog.sqlite3"), Catalog(tmp_path / "reference" / "catalog.sqlite3")
+    try:
+        assert killed.integrity_check() == ["ok"]
+        (model,) = killed.models()
+        key = model["key"]
+        for path, rec in clean.files_under(str(pics.resolve())).items():
+            mine = killed.file_by_path(path)
+            assert mine is not None and mine.state == rec.state == "ok"
+            assert [t for _, t in killed.frames_of(mine.id, key)] == [t for _, t in clean.frames_of(rec.id, key)]
+        emb_ids, _ = killed.embeddings(key)
+        photos = {r.id for r in killed.indexed_files(videos=False)}
+        assert sorted(emb_ids.tolist()) == sorted(photos | killed.frame_ids())  # no orphan frame, no lost vector
+        index = FaissIndex.load(library / "index", key, model["dim"])
+        assert sorted(index.ids().tolist()) == sorted(emb_ids.tolist())
+    finally:
+        killed.close()
+        clean.close()

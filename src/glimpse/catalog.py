@@ -838,6 +838,14 @@ class Catalog:
                 (model_key,))}
         return photos | videos  # (frame ids among photos' never equal a file id)
 
+    def video_counts(self) -> dict[str, int]:
+        """``{"videos": readable videos, "frames": their sampled frames}``."""
+        with self._lock:
+            videos = self._db.execute(f"SELECT COUNT(*) FROM files WHERE state = 'ok' AND format LIKE "
+                                      f"'{VIDEO_FORMAT_PREFIX}%'").fetchone()[0]
+            frames = self._db.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
+        return {"videos": int(videos), "frames": int(frames)}
+
     def count_covered_files(self, model_key: str) -> int:
         """How many files hold vectors of ``model_key`` (a video counts once, however many frames it has)."""
         vectors = self.count_embeddings(model_key)

@@ -163,6 +163,7 @@ class LibraryStatus:
     models: list[dict[str, Any]]
     recent_errors: list[dict[str, str]]
     ocr: dict[str, int] = field(default_factory=dict)  # {"images": read by OCR, "with_text", "lines", "failed"}
+    videos: dict[str, int] = field(default_factory=dict)  # {"videos": indexed videos, "frames": their items}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -1224,12 +1225,13 @@ class Library:
         except GlimpseError:
             pass  # status must work even when the model cannot be loaded here
         vectors = next((m["embeddings"] for m in models if m["key"] == key), 0)
+        videos = self.catalog.video_counts()
         return LibraryStatus(
             library=str(self.directory),
             model=self.model_name,
             model_key=key,
             roots=[os.fsencode(r).decode("utf-8", "replace") for r in self.catalog.roots()],
-            images=counts[STATE_OK],
+            images=counts[STATE_OK] - videos["videos"],  # photos; videos are counted on their own
             errors=counts["error"],
             skipped=counts["skipped"],
             vectors=vectors,
@@ -1238,6 +1240,7 @@ class Library:
             models=models,
             recent_errors=[{"path": r.display_path, "reason": r.error or ""} for r in self.catalog.errors(limit=20)],
             ocr=self.catalog.ocr_counts(),
+            videos=videos,
         )
 
     def close(self) -> None:

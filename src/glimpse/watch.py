@@ -32,6 +32,7 @@ from typing import Any
 
 from glimpse.errors import FeatureUnavailableError, UserInputError
 from glimpse.images import is_candidate
+from glimpse.video import is_video_name
 
 DEFAULT_DEBOUNCE_MS = 1600
 DEFAULT_STEP_MS = 300
@@ -88,14 +89,15 @@ def _watchfiles() -> Any:
 
 
 def relevant(path: str, roots: Sequence[str]) -> bool:
-    """Whether a changed path can matter to the library: an image candidate (by name) or a folder (a folder
-    renamed or deleted moves or removes everything under it), inside one of ``roots``."""
+    """Whether a changed path can matter to the library: an image or video candidate (by name) or a folder (a
+    folder renamed or deleted moves or removes everything under it), inside one of ``roots``."""
     if not any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
         return False
     name = os.path.basename(path)
     if name.startswith(".") and name.endswith((".tmp", ".part", ".crdownload", ".swp")):
         return False  # editors' and browsers' half-written temporaries
-    return is_candidate(path, b"") or os.path.isdir(path) or not os.path.splitext(name)[1]
+    return (is_candidate(path, b"") or is_video_name(path) or os.path.isdir(path)
+            or not os.path.splitext(name)[1])
 
 
 def wait_until_settled(paths: Iterable[str], *, settle_s: float, timeout_s: float,

@@ -252,6 +252,8 @@ def status(
     out.print(f"model     {printable(info.model)}" + (f"  (key {info.model_key})" if info.model_key else ""),
               markup=False)
     out.print(f"images    {info.images} indexed, {info.errors} failed, {info.skipped} not images", markup=False)
+    if info.videos.get("videos"):
+        out.print(f"videos    {info.videos['videos']} indexed, {info.videos['frames']} frames searchable", markup=False)
     out.print(f"vectors   {info.vectors} stored, {info.index_vectors} in the index ({info.index_kind})", markup=False)
     if info.ocr.get("images") or info.ocr.get("failed"):
         out.print(f"text      {info.ocr['images']} images read by OCR, {info.ocr['with_text']} with text "

@@ -384,7 +384,8 @@ async function refreshStatus() {
   }
   state.features = status.features || {};
   $("status-line").textContent =
-    `${status.images} images · ${status.errors} failed · model ${status.model_key || status.model} · ` +
+    `${status.images} images · ${status.videos && status.videos.videos ? `${status.videos.videos} videos · ` : ""}` +
+    `${status.errors} failed · model ${status.model_key || status.model} · ` +
     `${status.roots.length} folder${status.roots.length === 1 ? "" : "s"}`;
   $("reindex").hidden = status.roots.length === 0;
   if (status.job && status.job.state === "running") followJob(status.job.id);
