@@ -335,3 +335,32 @@ def test_search_among_ids_matches_faiss(tmp_path, filled):
         assert result.ids.tolist() == expected.tolist(), type(store).__name__
         assert set(result.ids.tolist()) <= set(among.tolist())
     assert milvus.search_among(query[None, :], 5, np.arange(10_000)) is None  # too many ids for one expression
+
+
+def test_video_frames_on_milvus_carry_their_videos_path(tmp_path, tiny_clip, monkeypatch):
+    pytest.importorskip("av")
+    import glimpse
+    from glimpse.video import SamplingRules
+    from video_fixtures import write_video
+
+    root = Path(os.path.realpath(tmp_path / "media"))
+    make_photos(root / "a", 2)
+    write_video(root / "a" / "clip.mp4", [2.0, 2.0], gop=24)
+    (root / "b").mkdir()
+    write_video(root / "b" / "other.mp4", [2.0, 2.0], gop=24, first_scene=3)
+    rules = SamplingRules(min_interval_s=1.0)
+    with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip), store=str(tmp_path / "lib.db")) as lib:
+        report = lib.index([root], video_rules=rules)
+        assert report.videos == 2
+        calls = spy_on_search(lib._vector_index(save=False), monkeypatch)
+        query = lib.query_vector("a photo")
+        in_a = lib.search_vector(query, 10, folder=root / "a")
+        assert {h.path for h in in_a} == {str(root / "a" / n) for n in ("img_000.jpg", "img_001.jpg", "clip.mp4")}
+        assert calls[-1][1] == {"path_prefix": [str(root / "a")]}  # the frames were filtered inside Milvus
+        clip = next(h for h in in_a if h.kind == "video")
+        assert clip.frames and all(lib.catalog.items_by_id([i])[i].file.id == clip.id for _, _, i in clip.frames)
+        (root / "b" / "other.mp4").rename(root / "a" / "other.mp4")  # a move: the frames' rows get the new path
+        assert lib.index([root], video_rules=rules).moved == 1
+        moved = {h.path for h in lib.search_vector(query, 10, folder=root / "a", kind="video")}
+        assert moved == {str(root / "a" / "clip.mp4"), str(root / "a" / "other.mp4")}
+        assert calls[-1][1] == {"path_prefix": [str(root / "a")]}
