@@ -401,3 +401,42 @@ def test_kill_9_while_indexing_videos_loses_nothing(tmp_path, tiny_clip):
     finally:
         killed.close()
         clean.close()
+
+
+def test_clip_tags_of_a_video_are_its_frames_best(tmp_path, media, open_lib, small_vocab):
+    from glimpse.tagging.clip_tagger import ClipTagger
+    from glimpse.tagging.library_tags import tag_library
+    from glimpse.zeroshot import text_cache_for
+
+    lib = open_lib()
+    lib.index([media], video_rules=RULES)
+    report = tag_library(lib, threshold=0.5)
+    assert report.tagged == 5 and report.failed == 0  # 3 photos + 2 videos, no video decoded as a photo
+    video = lib.catalog.file_by_path(str(media / "scenes.mp4"))
+    tags = dict(lib.catalog.tags_of([video.id])[video.id])
+    assert tags
+    tagger = ClipTagger(lib.encoder, cache=text_cache_for(lib.directory, lib.spec.key))
+    frame_ids = [i for i, _ in lib.catalog.frames_of(video.id, lib.spec.key)]
+    per_frame = tagger.score_vectors(lib.catalog.embeddings(lib.spec.key, frame_ids)[1])
+    for name, score in tags.items():  # each tag scored by the frame that shows it best
+        assert score == pytest.approx(float(per_frame[:, tagger.vocab.names.index(name)].max()), abs=1e-5)
+    name = next(iter(tags))
+    hits = lib.search_vector(lib.query_vector("a photo"), k=10, tags=[name], kind="video")
+    assert video.id in {h.id for h in hits}
+    assert tag_library(lib, threshold=0.5).tagged == 0  # nothing new: nothing re-tagged
+
+
+def test_duplicate_videos_are_found_exactly_and_photo_levels_leave_videos_out(tmp_path, media, open_lib):
+    from glimpse.dedup import find_duplicates
+
+    shutil.copy(media / "scenes.mp4", media / "scenes copy.mp4")
+    lib = open_lib()
+    lib.index([media], video_rules=RULES)
+    exact = find_duplicates(lib, "exact").to_dict()
+    groups = [sorted([group["keep"]["path"], *(d["path"] for d in group["duplicates"])]) for group in exact["groups"]]
+    assert groups == [[str(media / "scenes copy.mp4"), str(media / "scenes.mp4")]]
+    for level in ("perceptual", "semantic"):
+        report = find_duplicates(lib, level).to_dict()
+        assert not report.get("failed"), (level, report.get("failed"))  # no video "failed to decode"
+        paths = [p for g in report["groups"] for p in (g["keep"]["path"], *(d["path"] for d in g["duplicates"]))]
+        assert not any(p.endswith(".mp4") for p in paths) and report["images"] == 3

@@ -997,14 +997,15 @@ class Catalog:
             ).fetchone()[0])
 
     # -- tags ----------------------------------------------------------------------------------------
-    def files_to_tag(self, source: str) -> list[FileRecord]:
-        """Readable photos that ``source`` has not tagged at their current content hash (videos are not tagged)."""
+    def files_to_tag(self, source: str, *, videos: bool = False) -> list[FileRecord]:
+        """Readable photos (and videos, with ``videos``: a tagger of stored vectors tags them by their frames)
+        that ``source`` has not tagged at their current content hash."""
+        photos_only = "" if videos else f"AND COALESCE(f.format, '') NOT LIKE '{VIDEO_FORMAT_PREFIX}%' "
         with self._lock:
             rows = self._db.execute(
                 f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLUMNS.split(','))} FROM files f "
                 "LEFT JOIN tagged t ON t.file_id = f.id AND t.source = ? "
-                "WHERE f.state = 'ok' AND (t.file_id IS NULL OR t.hash IS NOT f.hash) "
-                f"AND COALESCE(f.format, '') NOT LIKE '{VIDEO_FORMAT_PREFIX}%' ORDER BY f.id",
+                f"WHERE f.state = 'ok' AND (t.file_id IS NULL OR t.hash IS NOT f.hash) {photos_only}ORDER BY f.id",
                 (source,),
             ).fetchall()
         return [_row_to_record(r) for r in rows]
@@ -1020,6 +1021,8 @@ class Catalog:
                 db.execute("INSERT OR REPLACE INTO tagged (file_id, source, hash) VALUES (?, ?, ?)",
                            (file_id, source, content_hash))
                 _log_change(db, file_id, METADATA_CHANGE, OP_UPSERT, now)
+                for (frame_id,) in db.execute("SELECT id FROM frames WHERE file_id = ?", (file_id,)).fetchall():
+                    _log_change(db, frame_id, METADATA_CHANGE, OP_UPSERT, now)  # a video's rows carry its tags
 
     def ids_with_tags(self, tags: Sequence[str]) -> set[int]:
         """Ids of files carrying every one of ``tags`` (any source)."""

@@ -258,7 +258,7 @@ def find_perceptual(paths: Sequence[str], threshold: float = DEFAULT_THRESHOLDS[
 
 # -- over a library ------------------------------------------------------------------------------------
 def find_exact(lib: Library) -> DuplicateReport:
-    """Files of the library with identical content hashes (as recorded at indexing time)."""
+    """Files of the library (photos and videos) with identical content hashes (as recorded at indexing time)."""
     records = lib.indexed_files()
     items = [Item(r.path, r.id, (r.width or 0) * (r.height or 0)) for r in records]
     first: dict[str, int] = {}
@@ -319,5 +319,5 @@ def find_duplicates(lib: Library, level: str, threshold: float | None = None,
         return find_semantic(lib, value)
     if paths:
         return find_perceptual(lib.image_files(paths), value)
-    records = lib.indexed_files()
+    records = lib.indexed_files(videos=False)  # perceptual hashes are of pictures; videos compare exactly
     return find_perceptual([r.path for r in records], value, [r.id for r in records])

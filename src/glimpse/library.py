@@ -965,9 +965,9 @@ class Library:
 
         return image_files(paths)
 
-    def indexed_files(self) -> list[FileRecord]:
-        """Every readable indexed image of the library, in id order."""
-        return self.catalog.indexed_files()
+    def indexed_files(self, *, videos: bool = True) -> list[FileRecord]:
+        """Every readable indexed image (and video, unless ``videos`` is False) of the library, in id order."""
+        return self.catalog.indexed_files(videos=videos)
 
     def vectors(self, paths: Sequence[str | os.PathLike[str]] | None = None, *, batch_size: int = 32,
                 progress: Progress | None = None) -> ImageVectors:

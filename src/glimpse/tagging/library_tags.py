@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from glimpse.catalog import is_video_format
 from glimpse.errors import ImageError, LibraryBusyError
 from glimpse.images import open_image
 from glimpse.preprocess import preprocess_image
@@ -94,7 +95,8 @@ def parse_list(value: str | Sequence[str] | None) -> list[str]:
 
 def tag_library(library: Library, *, batch_size: int = 1024, progress: Progress | None = None,
                 **options: Any) -> TagReport:
-    """Tag a library's images with the CLIP tagger of its own model, from the stored image vectors.
+    """Tag a library's images with the CLIP tagger of its own model, from the stored image vectors; a video
+    with the best score of each tag over its frames.
 
     The CLIP tagger's scores are a function of the image embedding, which the catalog already holds: only
     files changed since indexing (or without a vector of the model) are decoded, by ``Library.vectors_of``'s
@@ -108,8 +110,21 @@ def tag_library(library: Library, *, batch_size: int = 1024, progress: Progress 
     tagger = ClipTagger(library.encoder, cache=text_cache_for(library.directory, library.spec.key),
                         progress=progress)
     catalog = library.catalog
-    todo = catalog.files_to_tag(tagger.source)
+    todo = catalog.files_to_tag(tagger.source, videos=True)
     report = TagReport(tagger.source, unchanged=max(catalog.counts().get("ok", 0) - len(todo), 0))
+    videos = [rec for rec in todo if is_video_format(rec.format)]
+    todo = [rec for rec in todo if not is_video_format(rec.format)]
+    for rec in videos:
+        # A video carries what its frames show: each tag scored by its best frame.
+        frame_ids = [i for i, _ in catalog.frames_of(rec.id, library.spec.key)]
+        if not frame_ids:
+            continue  # not indexed with this model yet
+        _, vectors = catalog.embeddings(library.spec.key, frame_ids)
+        best = tagger.score_vectors(vectors).max(axis=0, keepdims=True)
+        (tags,) = select(best, tagger.vocab, **options)
+        catalog.put_tags([(rec.id, rec.hash, [(t.name, t.score) for t in tags])], tagger.source)
+        report.tagged += 1
+        report.tags += len(tags)
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         # The library's freshness rule: a file changed since indexing is scored from its current content.
