@@ -440,3 +440,24 @@ def test_duplicate_videos_are_found_exactly_and_photo_levels_leave_videos_out(tm
         assert not report.get("failed"), (level, report.get("failed"))  # no video "failed to decode"
         paths = [p for g in report["groups"] for p in (g["keep"]["path"], *(d["path"] for d in g["duplicates"]))]
         assert not any(p.endswith(".mp4") for p in paths) and report["images"] == 3
+
+
+def test_a_long_scan_says_how_far_it_got(tmp_path, media, open_lib, monkeypatch):
+    import glimpse.video_items as video_items
+
+    monkeypatch.setattr(video_items, "NOTE_AFTER", 0.0)  # every video counts as long here
+    monkeypatch.setattr(video_items, "NOTE_EVERY", 0.0)
+    notes: list[str | None] = []
+
+    class Recorder:
+        def start(self, total: int) -> None: ...
+        def advance(self, n: int = 1) -> None: ...
+        def finish(self) -> None: ...
+        def note(self, text: str | None) -> None:
+            notes.append(text)
+
+    open_lib().index([media], video_rules=RULES, progress=Recorder())
+    shares = [int(n.removeprefix("sampling scenes.mp4: ").rstrip("%")) for n in notes
+              if n and n.startswith("sampling scenes.mp4: ")]
+    assert shares == sorted(shares) and shares[-1] >= 80  # up to its last key frame, 14 s of 15
+    assert notes[-1] is None  # cleared once the video is done

@@ -594,7 +594,7 @@ class Library:
                 return self._score_exactly(vector, chosen.tolist(), rank, None, match=MATCH_CLIP)
         total = len(index)
         # A video's frames crowd the first candidates: fetched per_video times as deep to list its best ones.
-        fetch = min(total, rank.want * (per_video if self.catalog.has_frames() else 1))
+        fetch = rank.want * (per_video if self.catalog.has_frames() else 1)
         while True:  # widen the search until enough hits pass every filter, or the matches are exhausted
             found, exhausted = self._candidates(index, vector, fetch, tags, no_tags, prefixes)
             groups = rank.groups(self.catalog, found, keep)

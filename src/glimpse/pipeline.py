@@ -80,6 +80,9 @@ class Progress(Protocol):
     def start(self, total: int) -> None: ...
     def advance(self, n: int = 1) -> None: ...
     def finish(self) -> None: ...
+    def note(self, text: str | None) -> None:
+        """What a long step inside one file is doing ("sampling lecture.mp4: 40%"), None when it is done; called
+        from the decode workers."""
 
 
 class NullProgress:
@@ -90,6 +93,9 @@ class NullProgress:
         pass
 
     def finish(self) -> None:
+        pass
+
+    def note(self, text: str | None) -> None:
         pass
 
 
@@ -347,6 +353,7 @@ def prepare(
     needs_vector: bool = True,
     ocr: OcrWork | None = None,
     video_rules: SamplingRules | None = None,
+    progress: Progress | None = None,
 ) -> Prepared:
     """Open (never blocking, regular files only), recognise from the first bytes, hash (streamed) and decode +
     preprocess one file, reading it from disk as the decoder needs it; with ``ocr``, also read its text
@@ -381,7 +388,7 @@ def prepare(
             head = fh.read(SNIFF_BYTES)
             if is_video_file(task.path, head):
                 return prepare_video(task, pre, content_hash(fh), move_hashes=move_hashes, needs_vector=needs_vector,
-                                     rules=video_rules)
+                                     rules=video_rules, progress=progress)
             if not is_candidate(task.path, head):
                 return result(STATE_SKIPPED)
             # What the first bytes and the file size already tell is said before reading the rest.
@@ -422,16 +429,17 @@ def prepare(
 
 
 def prepare_video(task: Task, pre: Preprocess, digest: str, *, move_hashes: frozenset[str], needs_vector: bool,
-                  rules: SamplingRules | None) -> Prepared:
+                  rules: SamplingRules | None, progress: Progress | None = None) -> Prepared:
     """``prepare`` for a video (content hash ``digest``): its frames sampled and preprocessed, unless its stored
-    frames still describe it (unchanged content, or a move). Never raises for a bad file."""
+    frames still describe it (unchanged content, or a move); a long scan is told to ``progress.note``. Never
+    raises for a bad file."""
     old = task.existing
     moved = old is None and digest in move_hashes
     if moved or (old is not None and old.hash == digest and old.state == STATE_OK and not needs_vector):
         facts = {} if moved else {"width": old.width, "height": old.height, "format": old.format}
         return Prepared(task, FileUpdate(task.path, task.size, task.mtime_ns, STATE_OK, digest, **facts))
     try:
-        video = sample_for_index(task.path, pre, rules)
+        video = sample_for_index(task.path, pre, rules, note=progress.note if progress is not None else None)
     except VideoSupportMissingError as exc:  # said once per run, retried once PyAV is installed
         return Prepared(task, FileUpdate(task.path, task.size, task.mtime_ns, STATE_SKIPPED, digest, error=str(exc)))
     except ImageError as exc:  # no video stream, unreadable container, nothing decodable
@@ -584,7 +592,8 @@ class Indexer:
         def job(task: Task) -> Prepared:
             needs_vector = task.existing is None or task.existing.id not in embedded
             return prepare(task, spec.preprocess, move_hashes=move_hashes, max_megapixels=self.max_megapixels,
-                           needs_vector=needs_vector, ocr=ocr_work, video_rules=self.video_rules)
+                           needs_vector=needs_vector, ocr=ocr_work, video_rules=self.video_rules,
+                           progress=self.progress)
 
         self._pending: list[Prepared] = []
         self._moved: list[FileRecord] = []  # deleted rows re-linked to a new path in this run

@@ -7,6 +7,9 @@ pictures) and only those sampled are decoded (key frames for the scene scan, see
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,12 +51,32 @@ class SampledVideo:
     damaged: str | None = None
 
 
-def sample_for_index(path: str, pre: Preprocess, rules: SamplingRules | None = None) -> SampledVideo:
+# A video whose key-frame scan runs longer than this (seconds) reports how far it got, every NOTE_EVERY seconds.
+NOTE_AFTER = 2.0
+NOTE_EVERY = 1.0
+
+
+def sample_for_index(path: str, pre: Preprocess, rules: SamplingRules | None = None, *,
+                     note: Callable[[str | None], None] | None = None) -> SampledVideo:
     """Sample and preprocess the video at ``path``. Raises ``VideoError`` (one line) when no frame can be had,
-    ``VideoSupportMissingError`` without PyAV."""
+    ``VideoSupportMissingError`` without PyAV. ``note``: hears "sampling NAME: 40%" while a long video is scanned
+    (after ``NOTE_AFTER`` s), and None when it is done."""
     if not video_support():
         raise VideoSupportMissingError(VIDEO_SUPPORT_HINT)
-    scan = sample_video(path, rules, min_side=pre.min_side)
+    started, last = time.monotonic(), [0.0]
+    name = os.path.basename(path)
+
+    def scanned(fraction: float) -> None:
+        now = time.monotonic()
+        if note is not None and now - started >= NOTE_AFTER and now - last[0] >= NOTE_EVERY:
+            last[0] = now
+            note(f"sampling {name}: {100 * fraction:.0f}%")
+
+    try:
+        scan = sample_video(path, rules, min_side=pre.min_side, progress=scanned)
+    finally:
+        if note is not None and last[0]:
+            note(None)
     if not scan.frames:
         raise VideoError("no frame could be decoded" + (f" ({scan.damaged})" if scan.damaged else ""))
     times: list[int] = []

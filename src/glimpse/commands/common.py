@@ -165,6 +165,10 @@ class RichProgress:
     def finish(self) -> None:
         self._bar.stop()
 
+    def note(self, text: str | None) -> None:
+        """Shown beside the label while a long file is worked on (a long video's scan)."""
+        self._bar.update(self._task, description=f"{self._label} ({text})" if text else self._label)
+
 
 def make_progress(quiet: bool, label: str) -> RichProgress | None:
     """A bar on an interactive stderr, else none (``quiet``: JSON output, or a pipe)."""

@@ -126,6 +126,7 @@ class JobOut(BaseModel):
     report: dict[str, Any] | None
     error: str | None
     version: int
+    activity: str | None = Field(None, description="What a long step is doing now, e.g. sampling a long video.")
 
 
 class IndexIn(BaseModel):

@@ -46,6 +46,7 @@ class Job:
     report: dict[str, Any] | None = None
     error: str | None = None
     version: int = 0  # bumped on every change, so event streams send only news
+    activity: str | None = None  # what a long step is doing now ("sampling lecture.mp4: 40%"), from note()
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- Progress protocol ---------------------------------------------------------------------------
@@ -61,6 +62,9 @@ class Job:
 
     def finish(self) -> None:
         pass  # the job's end is recorded by JobManager, with the report or the error
+
+    def note(self, text: str | None) -> None:
+        self._set(activity=text)
 
     def _set(self, **changes: Any) -> None:
         with self._lock:
@@ -79,7 +83,7 @@ class Job:
                 "id": self.id, "state": self.state, "roots": list(self.roots), "total": self.total,
                 "done": self.done, "created_at": self.created_at, "started_at": self.started_at,
                 "finished_at": self.finished_at, "report": self.report, "error": self.error,
-                "version": self.version,
+                "version": self.version, "activity": self.activity,
             }
 
 

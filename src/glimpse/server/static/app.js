@@ -422,7 +422,8 @@ function followJob(id) {
     const job = JSON.parse(event.data);
     const progress = $("job-progress");
     if (job.total) { progress.max = job.total; progress.value = job.done; } else { progress.removeAttribute("value"); }
-    $("job-label").textContent = job.total ? `Indexing ${job.done} / ${job.total}` : "Indexing: scanning…";
+    $("job-label").textContent = (job.total ? `Indexing ${job.done} / ${job.total}` : "Indexing: scanning…") +
+      (job.activity ? ` (${job.activity})` : "");
     if (job.state === "done" || job.state === "failed") {
       source.close();
       following = null;
