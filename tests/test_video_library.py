@@ -461,3 +461,19 @@ def test_a_long_scan_says_how_far_it_got(tmp_path, media, open_lib, monkeypatch)
               if n and n.startswith("sampling scenes.mp4: ")]
     assert shares == sorted(shares) and shares[-1] >= 80  # up to its last key frame, 14 s of 15
     assert notes[-1] is None  # cleared once the video is done
+
+
+def test_without_pyav_videos_are_skipped_once_with_the_fix_and_retried_after_it(tmp_path, media, open_lib,
+                                                                                 monkeypatch):
+    import glimpse.pipeline as pipeline
+    import glimpse.video_items as video_items
+
+    monkeypatch.setattr(video_items, "video_support", lambda: False)
+    monkeypatch.setattr(pipeline, "video_support", lambda: False)
+    lib = open_lib()
+    report = lib.index([media], video_rules=RULES)
+    assert report.missing_support == {video_items.VIDEO_SUPPORT_HINT: 2} and report.failed == 0
+    assert report.added == 3 and report.skipped == 2
+    monkeypatch.undo()  # "pip install 'glimpse[video]'"
+    again = lib.index([media], video_rules=RULES)
+    assert again.videos == 2 and again.missing_support == {}
