@@ -477,3 +477,36 @@ def test_without_pyav_videos_are_skipped_once_with_the_fix_and_retried_after_it(
     monkeypatch.undo()  # "pip install 'glimpse[video]'"
     again = lib.index([media], video_rules=RULES)
     assert again.videos == 2 and again.missing_support == {}
+
+
+def test_few_videos_wait_in_memory_however_many_the_folder_holds(tmp_path, open_lib, monkeypatch):
+    import threading
+
+    import glimpse.pipeline as pipeline
+    from glimpse.catalog import Catalog
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for n in range(10):
+        write_video(folder / f"v{n}.mp4", [1.0, 1.0], size=(64, 48), gop=12, first_scene=n % 6)
+    (folder / "notes.ts").write_text("export const x: number = 1;\\n")  # TypeScript, not a transport stream
+    lock, counts, peak = threading.Lock(), {"sampled": 0, "written": 0}, [0]
+    sample, apply = pipeline.prepare_video, Catalog.apply
+
+    def counting_sample(*args, **kwargs):
+        result = sample(*args, **kwargs)
+        with lock:
+            counts["sampled"] += 1
+            peak[0] = max(peak[0], counts["sampled"] - counts["written"])
+        return result
+
+    def counting_apply(self, updates, model_key):
+        with lock:
+            counts["written"] += sum(u.frames is not None for u in updates)
+        return apply(self, updates, model_key)
+
+    monkeypatch.setattr(pipeline, "prepare_video", counting_sample)
+    monkeypatch.setattr(Catalog, "apply", counting_apply)
+    report = open_lib().index([folder], batch_size=2, workers=2, video_rules=RULES)
+    assert report.videos == 10 and report.skipped == 1 and not report.errors
+    assert peak[0] <= 4  # the workers' window, the one in hand, one batch waiting: not the whole folder

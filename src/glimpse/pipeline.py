@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import stat
@@ -63,7 +64,7 @@ from glimpse.ocr.base import OcrEngine, OcrLine
 from glimpse.preprocess import preprocess_image
 from glimpse.raw import RawSupportMissingError, raw_support
 from glimpse.spec import Preprocess
-from glimpse.video import SamplingRules, is_video_file
+from glimpse.video import SamplingRules, is_video_file, is_video_name
 from glimpse.video_items import VideoSupportMissingError, sample_for_index, video_support
 
 # Non-image work (errors, metadata-only updates, moves) is committed at least this often.
@@ -603,7 +604,14 @@ class Indexer:
         self.progress.start(len(work.tasks))
         try:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="glimpse-decode") as pool:
-                for prepared in _ordered_map(pool, job, work.tasks, window=max(self.batch_size * 2, 8)):
+                # Videos last, few at a time: one holds up to max_frames preprocessed frames (~70 MB at the cap),
+                # and the workers sample far faster than the encoder encodes, so a photo-sized window of videos
+                # would hold gigabytes. ``workers`` of them ahead still keep the encoder fed.
+                photos = [t for t in work.tasks if not is_video_name(t.path)]
+                videos = [t for t in work.tasks if is_video_name(t.path)]
+                stream = itertools.chain(_ordered_map(pool, job, photos, window=max(self.batch_size * 2, 8)),
+                                         _ordered_map(pool, job, videos, window=self.workers))
+                for prepared in stream:
                     if prepared.update.state != STATE_OK:
                         prepared.update = replace(prepared.update, tried_with=tried_with)
                     self._accept(prepared, movable, report)

@@ -303,6 +303,9 @@ _ISO_BMFF_VIDEO_BRANDS = frozenset({b"isom", b"iso2", b"iso4", b"iso5", b"iso6",
 def is_video_file(path: str | os.PathLike[str], head: bytes) -> bool:
     """Whether a file is a video to sample: by its extension (``VIDEO_EXTENSIONS``), or by its first bytes (an
     MP4/QuickTime ``ftyp`` with a video brand, Matroska/WebM, AVI) for a video whose name says nothing."""
+    if os.path.splitext(os.fsdecode(path))[1].lower() == ".ts":
+        # MPEG transport stream, or TypeScript source: a stream starts with 0x47 sync bytes every 188 bytes.
+        return bool(head) and head[0] == 0x47 and (len(head) <= 188 or head[188] == 0x47)
     if is_video_name(path):
         return True
     if len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in _ISO_BMFF_VIDEO_BRANDS:

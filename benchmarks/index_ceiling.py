@@ -1,0 +1,185 @@
+"""Indexing at the machine's limit (issue 16 [P]): the CPU's GEMM ceiling, the encoder alone and `glimpse index` end
+to end, fp32 and int8, and the seed-style baseline — all in one run, printed as the ratios the issue names.
+
+    python benchmarks/index_ceiling.py [--work DIR] [--big 16] [--repeat 2] [--skip-baseline] [--json OUT]
+
+* photos: ../shared/data/coco128 (128 photos ~640 px), each also mirrored and flipped (384 distinct files), plus
+  ``--big`` generated 12 MP JPEGs (``glimpse.bench.generated_photos``);
+* model: a ViT-B/32-shaped CLIP with random weights (``tests/tiny_models.make_clip_b32_shaped``; speed does not
+  depend on the weights), exported by ``glimpse export`` to fp32 and int8;
+* GEMM ceiling: ``benchmarks/gemm_ceiling.py``'s largest GEMM of the tower, as images/s if the whole tower ran
+  at its speed;
+* encoder alone: ``encode_pixels`` of all photos' preprocessed pixels (batch 32) after a warm-up batch;
+* index: ``Library.index`` of the photo folder into a fresh library, its image session created first (a
+  one-off per process, excluded from both sides) — scan, hash, decode, preprocess, encode, catalog writes, the
+  FAISS index saved;
+* baseline: transformers CLIPModel eager + CLIPProcessor + full PIL decode, batch 32 (the seed articles' way).
+
+Each measurement runs in its own subprocess (``--child``); with ``--repeat`` the variants alternate and the best
+of each is kept. Ratios: encoder / ceiling (int8 goal ≥ 0.90), index / encoder (goal ≥ 0.90, fp32 and int8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+DATA = Path(os.environ.get("GLIMPSE_TEST_DATA", ROOT.parent / "shared" / "data"))
+
+
+def cpu_flags() -> str:
+    try:
+        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
+    except (OSError, StopIteration):
+        return "unknown"
+    have = set(line.split(":", 1)[1].split())
+    return " ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile") if f in have)
+
+
+def photo_set(work: Path, big: int) -> Path:
+    """The issue's photo set under ``work/photos`` (made once)."""
+    from PIL import Image, ImageOps
+
+    from glimpse.bench import generated_photos
+
+    folder = work / "photos"
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    coco = DATA / "coco128" / "images"
+    if not coco.is_dir():
+        sys.exit(f"{coco} not found: this benchmark needs ../shared/data (set GLIMPSE_TEST_DATA)")
+    (folder / "coco").mkdir(parents=True, exist_ok=True)
+    for src in sorted(coco.glob("*.jpg")):
+        with Image.open(src) as im:
+            rgb = im.convert("RGB")
+            rgb.save(folder / "coco" / src.name, quality=90)
+            ImageOps.mirror(rgb).save(folder / "coco" / f"mirrored_{src.name}", quality=90)
+            ImageOps.flip(rgb).save(folder / "coco" / f"flipped_{src.name}", quality=90)
+    generated_photos(folder / "12mp", big)
+    done.write_text("")
+    return folder
+
+
+def child_encoder(model: str, folder: str, batch: int) -> dict:
+    from glimpse.images import open_image
+    from glimpse.preprocess import preprocess_batch
+    from glimpse.registry import load_encoder
+
+    encoder = load_encoder(model, batch_size=batch)
+    pre = encoder.spec.preprocess
+    files = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
+    pixels = preprocess_batch([open_image(f, min_side=pre.min_side).image for f in files], pre)
+    encoder.encode_pixels(pixels[:batch])  # warm-up: session creation and first-run allocations
+    start = time.perf_counter()
+    encoder.encode_pixels(pixels)
+    return {"images": len(files), "seconds": time.perf_counter() - start}
+
+
+def child_index(model: str, folder: str, batch: int) -> dict:
+    import numpy as np
+
+    import glimpse
+
+    with tempfile.TemporaryDirectory() as lib_dir:
+        lib = glimpse.open_library(lib_dir, model=model)
+        encoder = lib.encoder
+        pre = lib.spec.preprocess
+        encoder.encode_pixels(np.zeros((1, *pre.input_shape), np.float32))  # the image session, made first
+        start = time.perf_counter()
+        report = lib.index([folder], batch_size=batch)
+        seconds = time.perf_counter() - start
+        lib.close()
+    return {"images": report.encoded, "seconds": seconds, "failed": report.failed}
+
+
+def child_baseline(model: str, folder: str, batch: int) -> dict:
+    import torch
+    from PIL import Image
+    from transformers import CLIPModel, CLIPProcessor
+
+    clip = CLIPModel.from_pretrained(model, attn_implementation="eager").eval()
+    processor = CLIPProcessor.from_pretrained(model)
+    files = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(files), batch):
+            images = [Image.open(f).convert("RGB") for f in files[i:i + batch]]
+            clip.get_image_features(pixel_values=processor(images=images, return_tensors="pt")["pixel_values"])
+    return {"images": len(files), "seconds": time.perf_counter() - start}
+
+
+def child_ceiling(seconds: float) -> dict:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gemm_ceiling.py"), "--seconds", str(seconds)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out)["encoder_ceiling_images_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "glimpse-ceiling-bench")
+    parser.add_argument("--big", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--only", choices=["fp32", "int8"], help="measure one precision")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--child", choices=["encoder", "index", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        run = {"encoder": child_encoder, "index": child_index, "baseline": child_baseline}[args.child]
+        print(json.dumps(run(args.model, args.folder, args.batch_size)))
+        return
+    from onnx_speed import models
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    folder = photo_set(args.work, args.big)
+    paths = models(args.work)
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    precisions = [args.only] if args.only else ["fp32", "int8"]
+    variants = [(kind, p) for p in precisions for kind in ("encoder", "index")]
+    if not args.skip_baseline:
+        variants.append(("baseline", "torch"))
+    runs: dict[str, list[dict]] = {f"{k}:{p}": [] for k, p in variants}
+    for _ in range(args.repeat):
+        for kind, precision in variants:
+            cmd = [sys.executable, __file__, "--child", kind, "--model", str(paths[precision]), "--folder",
+                   str(folder), "--batch-size", str(args.batch_size)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout
+            runs[f"{kind}:{precision}"].append(json.loads(out.strip().splitlines()[-1]))
+    ceiling = child_ceiling(3.0)
+    rate = {name: max(r["images"] / r["seconds"] for r in found) for name, found in runs.items()}
+    summary: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu_flags": cpu_flags(), "load_before": load,
+                     "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+                     "photos": f"384 coco128-derived + {args.big} x 12 MP", "images_per_s": rate,
+                     "ceiling_images_per_s": ceiling, "runs": runs}
+    ceil_of = {"fp32": ceiling.get("onnxruntime fp32"), "int8": ceiling.get("onnxruntime int8 dynamic")}
+    print(f"CPU flags: {summary['cpu_flags']}; load before {' '.join(load)}")
+    print(f"{'':<8} {'ceiling':>8} {'encoder':>8} {'enc/ceil':>9} {'index':>8} {'idx/enc':>8}")
+    for p in precisions:
+        enc, idx = rate[f"encoder:{p}"], rate[f"index:{p}"]
+        summary[f"{p}_encoder_over_ceiling"] = round(enc / ceil_of[p], 3) if ceil_of[p] else None
+        summary[f"{p}_index_over_encoder"] = round(idx / enc, 3)
+        print(f"{p:<8} {ceil_of[p] or 0:>8.1f} {enc:>8.1f} {enc / (ceil_of[p] or enc):>9.2f} {idx:>8.1f} "
+              f"{idx / enc:>8.2f}")
+    if "baseline:torch" in rate:
+        print(f"baseline (transformers eager, full decode): {rate['baseline:torch']:.1f} images/s")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
