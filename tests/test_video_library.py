@@ -171,14 +171,15 @@ def test_bad_videos_are_one_line_reports_and_the_run_goes_on(tmp_path, open_lib)
 def test_the_cap_holds_for_a_long_video(tmp_path, open_lib):
     folder = tmp_path / "long"
     folder.mkdir()
-    # Half an hour at 2 fps with a key frame every 10 s: 180 key frames, far over the cap.
-    write_video(folder / "lecture.mp4", [600.0, 600.0, 600.0], fps=2, size=(64, 48), gop=20)
+    # Four hours (at 1 fps, to keep the file small) with a key frame a minute: 240 key frames, far over the cap.
+    write_video(folder / "recording.mp4", [3600.0] * 4, fps=1, size=(64, 48), gop=60)
     lib = open_lib()
     report = lib.index([folder], video_rules=SamplingRules(max_frames=12))
-    frames = lib.catalog.frames_of(lib.catalog.file_by_path(str(folder / "lecture.mp4")).id, lib.spec.key)
-    assert report.frames == len(frames) and 3 <= len(frames) <= 12
-    assert {scene_of(t, [600.0] * 3) for _, t in frames} == {0, 1, 2}
-    assert frames[-1][1] > 1500  # spread over the whole video, not bunched at its start
+    frames = lib.catalog.frames_of(lib.catalog.file_by_path(str(folder / "recording.mp4")).id, lib.spec.key)
+    assert report.frames == len(frames) and 4 <= len(frames) <= 12
+    assert {scene_of(t, [3600.0] * 4) for _, t in frames} == {0, 1, 2, 3}
+    assert frames[-1][1] > 12000  # spread over the whole video, not bunched at its start
+    assert lib.search_vector(lib.image_vector(frames[0][0]), k=1)[0].meta["duration"] == pytest.approx(14400, abs=2)
 
 
 def test_video_capture_metadata_filters_and_sorts(tmp_path, open_lib):
