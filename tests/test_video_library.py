@@ -488,8 +488,8 @@ def test_few_videos_wait_in_memory_however_many_the_folder_holds(tmp_path, open_
 
     folder = tmp_path / "many"
     folder.mkdir()
-    for n in range(10):
-        write_video(folder / f"v{n}.mp4", [1.0, 1.0], size=(64, 48), gop=12, first_scene=n % 6)
+    for n in range(16):
+        write_video(folder / f"v{n}.mp4", [1.0 + n / 20, 1.0], size=(64, 48), gop=12, first_scene=n % 6)  # unique
     (folder / "notes.ts").write_text("export const x: number = 1;\\n")  # TypeScript, not a transport stream
     lock, counts, peak = threading.Lock(), {"sampled": 0, "written": 0}, [0]
     sample, apply = pipeline.prepare_video, Catalog.apply
@@ -503,11 +503,12 @@ def test_few_videos_wait_in_memory_however_many_the_folder_holds(tmp_path, open_
 
     def counting_apply(self, updates, model_key):
         with lock:
-            counts["written"] += sum(u.frames is not None for u in updates)
+            counts["written"] += sum(u.frames is not None or u.frames_from is not None for u in updates)
         return apply(self, updates, model_key)
 
     monkeypatch.setattr(pipeline, "prepare_video", counting_sample)
     monkeypatch.setattr(Catalog, "apply", counting_apply)
     report = open_lib().index([folder], batch_size=2, workers=2, video_rules=RULES)
-    assert report.videos == 10 and report.skipped == 1 and not report.errors
-    assert peak[0] <= 4  # the workers' window, the one in hand, one batch waiting: not the whole folder
+    assert report.videos == 16 and report.skipped == 1 and not report.errors
+    # The workers' window, the one in hand, one batch waiting — not a photo-sized window (16 here) of videos.
+    assert peak[0] <= pipeline.VIDEO_WINDOW_PER_WORKER * 2 + 2

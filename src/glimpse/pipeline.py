@@ -69,6 +69,8 @@ from glimpse.video_items import VideoSupportMissingError, sample_for_index, vide
 
 # Non-image work (errors, metadata-only updates, moves) is committed at least this often.
 MAX_PENDING = 256
+# Videos sampled ahead of the encoder, per decode worker (each holds up to max_frames preprocessed frames).
+VIDEO_WINDOW_PER_WORKER = 2
 # With OCR, JPEGs are draft-decoded only down to this shorter side (pixels): the detector sees about 1000 px
 # anyway, and recognition reads each line from this image, so a 12 MP photo is read at half size (a 1/8
 # draft, right for CLIP's 224 px, leaves most text a few pixels tall).
@@ -606,11 +608,12 @@ class Indexer:
             with ThreadPoolExecutor(self.workers, thread_name_prefix="glimpse-decode") as pool:
                 # Videos last, few at a time: one holds up to max_frames preprocessed frames (~70 MB at the cap),
                 # and the workers sample far faster than the encoder encodes, so a photo-sized window of videos
-                # would hold gigabytes. ``workers`` of them ahead still keep the encoder fed.
+                # would hold gigabytes. Two per worker ahead still keep the encoder fed between its batches.
                 photos = [t for t in work.tasks if not is_video_name(t.path)]
                 videos = [t for t in work.tasks if is_video_name(t.path)]
+                ahead = VIDEO_WINDOW_PER_WORKER * self.workers
                 stream = itertools.chain(_ordered_map(pool, job, photos, window=max(self.batch_size * 2, 8)),
-                                         _ordered_map(pool, job, videos, window=self.workers))
+                                         _ordered_map(pool, job, videos, window=ahead))
                 for prepared in stream:
                     if prepared.update.state != STATE_OK:
                         prepared.update = replace(prepared.update, tried_with=tried_with)
