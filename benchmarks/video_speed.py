@@ -124,6 +124,7 @@ def main() -> None:
     model_dir = args.work / "clip-b32-random"
     if not (model_dir / "config.json").exists():
         make_clip_b32_shaped(model_dir)
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None
     runs: dict[str, list[dict]] = {"encoder": [], "index": []}
     for _ in range(args.repeat):
         for variant in runs:
@@ -137,7 +138,8 @@ def main() -> None:
     summary = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, CPU flags: {cpu_flags()}",
-        "load_before": Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None,
+        "load_before": load,
+        "load_after": Path("/proc/loadavg").read_text().split()[:3] if load else None,
         "videos": f"{args.videos} × {args.seconds:g} s H.264 {args.size} 24 fps, key frame every 2 s",
         "frames_sampled": idx["frames"],
         "encoder_frames_per_s": round(enc_fps, 2),
