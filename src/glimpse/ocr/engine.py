@@ -75,6 +75,7 @@ FLAT_RANGE = 8  # grey levels: a detector window whose pixels all lie closer tog
 EXTEND_ENDS = 0.5
 END_MIN_PROB = 0.9
 END_MARGIN = 0.05
+AGREE_CONF = 0.8  # two readings of a line that disagree, both less sure than this: the line is dropped
 
 
 def _require_cv2() -> Any:
@@ -345,7 +346,8 @@ class OnnxOcrEngine:
     def _read_ends(self, rgb: np.ndarray, crops: list[_Crop], quads: list[np.ndarray],
                    readings: list[_Reading]) -> None:
         """Read each kept line again from its box lengthened by ``extend_ends`` line heights at both ends, and
-        take the longer reading (and box) when it only adds sure characters (in place; see the module docstring).
+        take the longer reading (and box) when it only adds sure characters; drop the line when the two
+        readings disagree inside the first one's text and neither reaches AGREE_CONF (in place).
 
         Why: where the background changes under a word (a letter over a face, a sign's edge) the detector's
         map fades out and the box stops a letter or two short ("Platfor", "reakfast"); the recogniser reads
@@ -371,6 +373,9 @@ class OnnxOcrEngine:
         for (k, vertical, grow), reading in zip(todo, self._recognise(longer), strict=True):
             added = _added_ends(readings[k], reading)
             if added is None:
+                first, second = readings[k].text.replace(" ", ""), reading.text.replace(" ", "")
+                if first not in second and max(readings[k].confidence, reading.confidence) < AGREE_CONF:
+                    readings[k] = _Reading("", 0.0, np.zeros(0, np.float32))  # two unsure views that disagree
                 continue
             before, after = added
             # The box grows only at the ends that gained characters; corner 0 is the start of the text for
