@@ -76,6 +76,9 @@ EXTEND_ENDS = 0.5
 END_MIN_PROB = 0.9
 END_MARGIN = 0.05
 AGREE_CONF = 0.8  # two readings of a line that disagree, both less sure than this: the line is dropped
+# A line's first and last characters read with a probability under this are dropped: at a box's ends they are
+# mostly texture or the edge of something else read as a letter ("iparking", "BAST" for EAST).
+END_TRIM_PROB = 0.55
 
 
 def _require_cv2() -> Any:
@@ -414,6 +417,7 @@ class OnnxOcrEngine:
         line_quads = [quads[order[c.index]] for c in upright]
         if self.extend_ends > 0:
             self._read_ends(rgb, upright, line_quads, readings)
+        readings = [_trim_ends(r) for r in readings]
         lines = []
         for crop, quad, reading in zip(upright, line_quads, readings, strict=True):
             if not self._keeps(reading):
@@ -443,6 +447,20 @@ def _added_ends(short: _Reading, long: _Reading) -> tuple[bool, bool] | None:
     if min(extra) < END_MIN_PROB:
         return None
     return at > 0, at + len(a) < len(b)
+
+
+def _trim_ends(reading: _Reading) -> _Reading:
+    """``reading`` without the characters (and spaces) at either end read with probability < END_TRIM_PROB,
+    when at least one character is left; the confidence is then that of the characters kept."""
+    text, probs = reading.text, reading.probs
+    a, b = 0, len(text)
+    while a < b and (text[a].isspace() or probs[a] < END_TRIM_PROB):
+        a += 1
+    while b > a and (text[b - 1].isspace() or probs[b - 1] < END_TRIM_PROB):
+        b -= 1
+    if (a, b) == (0, len(text)) or a == b:
+        return reading
+    return _Reading(text[a:b], float(probs[a:b].mean()), probs[a:b])
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:
