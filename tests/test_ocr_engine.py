@@ -201,6 +201,20 @@ def test_a_longer_reading_is_taken_only_when_it_adds_sure_characters_at_the_ends
                                   reading("OPENINGHOURS", [1.0] * 12)) == (True, False)  # spaces ignored
 
 
+def test_unsure_characters_at_the_ends_of_a_line_are_cut_off():
+    def reading(text: str, probs: list[float]) -> engine_mod._Reading:
+        arr = np.array(probs, np.float32)
+        return engine_mod._Reading(text, float(arr.mean()), arr)
+
+    cut = engine_mod._trim_ends(reading("iparking", [0.52] + [1.0] * 7))
+    assert (cut.text, cut.confidence) == ("parking", 1.0)
+    assert engine_mod._trim_ends(reading("NO x", [1.0, 1.0, 0.9, 0.3])).text == "NO"  # the space goes too
+    sure = reading("pa1rking", [1.0, 1.0, 0.2] + [1.0] * 5)
+    assert engine_mod._trim_ends(sure) is sure  # only the ends are cut, never the middle
+    unsure = reading("mm", [0.5, 0.5])
+    assert engine_mod._trim_ends(unsure) is unsure  # nothing would be left: the confidence cut decides
+
+
 def test_vertical_and_sideways_text_is_read():
     img = Image.new("RGB", (120, 360), (255, 255, 255))
     draw = ImageDraw.Draw(img)
