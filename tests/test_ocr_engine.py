@@ -151,6 +151,70 @@ def test_upside_down_text_is_turned_by_the_classifier():
     assert x0 > x1 and y0 > 100
 
 
+def test_a_wrong_half_turn_by_the_classifier_is_undone_by_the_recogniser(monkeypatch):
+    engine = _engine()
+    img = _canvas((520, 160), [("support", (40, 40), LATIN_FONT, 56)])
+    # A classifier sure that every upright crop is upside down (as the mobile one is on some words).
+    monkeypatch.setattr(engine, "_upright", lambda crops: [
+        engine_mod._Crop(c.index, np.ascontiguousarray(c.pixels[::-1, ::-1]), c.turns + 2) for c in crops])
+    lines = engine.read(img)
+    assert [line.text for line in lines] == ["support"]
+    (x0, _), (x1, _), _, _ = lines[0].box
+    assert x0 < x1  # the box starts at the text's left again: the crop was read the right way up
+
+
+def _cut_short(engine, monkeypatch, keep: float):
+    """``engine.detect`` replaced by one box over the first ``keep`` of the word "Platform" drawn here."""
+    word = ("Platform", (40, 40), LATIN_FONT, 56)
+    x0, y0, x1, y1 = _bbox(*word)
+    cut = x0 + keep * (x1 - x0)
+    quad = np.array([[x0 - 6, y0 - 8], [cut, y0 - 8], [cut, y1 + 8], [x0 - 6, y1 + 8]], np.float32)
+    monkeypatch.setattr(engine, "detect", lambda rgb: [(quad, 0.9)])
+    return _canvas((520, 160), [word]), cut
+
+
+def test_a_box_that_stops_short_of_the_word_gets_its_last_letters_back(monkeypatch):
+    engine = _engine()
+    img, cut = _cut_short(engine, monkeypatch, 0.8)
+    monkeypatch.setattr(engine, "extend_ends", 0.0)
+    short = [line.text for line in engine.read(img)]
+    assert len(short) == 1 and short[0] != "Platform" and "Platform".startswith(short[0][:4])
+    monkeypatch.setattr(engine, "extend_ends", engine_mod.EXTEND_ENDS)
+    lines = engine.read(img)
+    assert [line.text for line in lines] == ["Platform"]
+    assert max(x for x, _ in lines[0].box) > cut + 10  # the box grew over the letters read back...
+    assert min(x for x, _ in lines[0].box) >= 34 - 1  # ...and only at the end that gained them
+
+
+def test_a_longer_reading_is_taken_only_when_it_adds_sure_characters_at_the_ends():
+    def reading(text: str, probs: list[float]) -> engine_mod._Reading:
+        arr = np.array(probs, np.float32)
+        return engine_mod._Reading(text, float(arr.mean()), arr)
+
+    short = reading("Platfor", [1.0] * 7)
+    assert engine_mod._added_ends(short, reading("Platform", [1.0] * 8)) == (False, True)
+    assert engine_mod._added_ends(short, reading("aPlatform", [0.95] + [1.0] * 8)) == (True, True)
+    assert engine_mod._added_ends(short, reading("Platformu", [1.0] * 8 + [0.6])) is None  # an unsure extra
+    assert engine_mod._added_ends(short, reading("Plotform", [1.0] * 8)) is None  # not the same letters
+    assert engine_mod._added_ends(short, reading("Platfor", [1.0] * 7)) is None  # nothing added
+    assert engine_mod._added_ends(reading("NING HOURS", [1.0] * 10),
+                                  reading("OPENINGHOURS", [1.0] * 12)) == (True, False)  # spaces ignored
+
+
+def test_unsure_characters_at_the_ends_of_a_line_are_cut_off():
+    def reading(text: str, probs: list[float]) -> engine_mod._Reading:
+        arr = np.array(probs, np.float32)
+        return engine_mod._Reading(text, float(arr.mean()), arr)
+
+    cut = engine_mod._trim_ends(reading("iparking", [0.52] + [1.0] * 7))
+    assert (cut.text, cut.confidence) == ("parking", 1.0)
+    assert engine_mod._trim_ends(reading("NO x", [1.0, 1.0, 0.9, 0.3])).text == "NO"  # the space goes too
+    sure = reading("pa1rking", [1.0, 1.0, 0.2] + [1.0] * 5)
+    assert engine_mod._trim_ends(sure) is sure  # only the ends are cut, never the middle
+    unsure = reading("mm", [0.5, 0.5])
+    assert engine_mod._trim_ends(unsure) is unsure  # nothing would be left: the confidence cut decides
+
+
 def test_vertical_and_sideways_text_is_read():
     img = Image.new("RGB", (120, 360), (255, 255, 255))
     draw = ImageDraw.Draw(img)

@@ -19,7 +19,16 @@ The pipeline, per image:
    reads as upside down by 180°.
 3. Recognition. Crops are resized to 48 px high, sorted by aspect ratio and run in batches padded to the
    widest crop of the batch (sorting keeps the padding small); the output is CTC-decoded greedily.
-   ``confidence`` is the mean probability of the kept characters.
+   ``confidence`` is the mean probability of the kept characters. A crop the classifier turned is also read
+   unturned, and the more confident reading is kept (the classifier is sometimes sure of a wrong turn).
+4. Line ends. Every line that would be kept is read again from its box lengthened by ``extend_ends``
+   (:data:`EXTEND_ENDS`, 0.5) line heights at both ends. Where the background changes under a word the
+   detector's map fades and the box stops a letter or two short ("Platfor"); the longer reading (and box)
+   is taken when it is the first one plus characters at its ends, each with probability >=
+   :data:`END_MIN_PROB`, at a confidence at most :data:`END_MARGIN` lower. When the two readings disagree
+   inside the first one's text and neither reaches :data:`AGREE_CONF`, the line is dropped. Last,
+   characters at either end read with probability < :data:`END_TRIM_PROB` are cut off (texture at a box's
+   end read as a letter: "iparking").
 
 Lines whose confidence is below ``min_confidence`` (default :data:`MIN_CONFIDENCE`, 0.5, the cut both
 source packages use) are dropped: that is where unreadable scripts and texture mistaken for text end up; so
@@ -51,7 +60,7 @@ if TYPE_CHECKING:
 MIN_CONFIDENCE = 0.5
 # Bump when a change to this module changes what ``read`` returns for the same image and model files: the
 # model id changes with it, so stored OCR results are redone.
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3
 DET_LIMIT = 960  # px: the detector's long side at most (an image's short side, when it is tiled)
 # px: an image whose short side is smaller is enlarged towards this (up to DET_LIMIT, 1.5x at most). On
 # coco128-sized photos 544 reads more small text (set (a), 128 photos: word recall en 0.825 -> 0.885, zh 0.834 ->
@@ -67,6 +76,17 @@ MAX_ENLARGE = 1.5  # det_min_side never enlarges more: small images hold big tex
 LONG_RATIO = 2.0  # long side / short side above which an image is tiled instead of shrunk
 MIN_SIDE = 4  # px: smaller images hold no readable text
 FLAT_RANGE = 8  # grey levels: a detector window whose pixels all lie closer together than this is skipped
+# Line ends (step 4 of the module docstring). Chosen on set (a) (EXTEND_ENDS 0.3 / 0.5 / 0.8, END_MARGIN 0 /
+# 0.05, END_MIN_PROB 0.7-0.9, AGREE_CONF 0.7-0.95, END_TRIM_PROB 0.4-0.7) and checked on a second set rendered
+# with another seed: both gain recall (cut-off letters read back) and precision; they cost ~1.1x the time per
+# coco128 photo, ~1.35x on photos with several lines (docs/BENCHMARKS.md, OCR).
+EXTEND_ENDS = 0.5
+END_MIN_PROB = 0.9
+END_MARGIN = 0.05
+AGREE_CONF = 0.8  # two readings of a line that disagree, both less sure than this: the line is dropped
+# A line's first and last characters read with a probability under this are dropped: at a box's ends they are
+# mostly texture or the edge of something else read as a letter ("iparking", "BAST" for EAST).
+END_TRIM_PROB = 0.55
 
 
 def _require_cv2() -> Any:
@@ -148,12 +168,20 @@ class _Crop:
     turns: int  # quarter turns (counter-clockwise) applied to the box's corner order
 
 
+@dataclass(frozen=True)
+class _Reading:
+    text: str
+    confidence: float  # mean probability of the kept characters; 0.0 for an empty reading
+    probs: np.ndarray  # (len(text),) float32: each kept character's probability
+
+
 class OnnxOcrEngine:
     """One loaded PP-OCR model (see the module docstring for the pipeline and its settings)."""
 
     def __init__(self, spec: OcrModelSpec, root: Path, *, threads: int, min_confidence: float = MIN_CONFIDENCE,
                  det_limit: int = DET_LIMIT, det_min_side: int = DET_MIN_SIDE, use_cls: bool = True,
-                 rec_batch: int = REC_BATCH, rec_min_width: int = REC_MIN_WIDTH) -> None:
+                 rec_batch: int = REC_BATCH, rec_min_width: int = REC_MIN_WIDTH,
+                 extend_ends: float = EXTEND_ENDS) -> None:
         from glimpse.ocr import geometry
 
         self._cv2 = _require_cv2()
@@ -170,6 +198,7 @@ class OnnxOcrEngine:
         self.tile_overlap = max(32, self.det_limit // 5 // 32 * 32)
         self.rec_batch = int(rec_batch)
         self.rec_min_width = int(rec_min_width)
+        self.extend_ends = float(extend_ends)
         self._db: DbParams = geometry.DbParams(spec.det_thresh, spec.box_thresh, spec.unclip_ratio, spec.dilate)
         self._det = _session(root / spec.det, threads)
         self._rec = _session(root / spec.rec, threads)
@@ -189,7 +218,7 @@ class OnnxOcrEngine:
         self._det_scale = (1.0 / (255.0 * std)).astype(np.float32)
         self._det_shift = (mean / std).astype(np.float32)
         settings = (f"pipeline={PIPELINE_VERSION} det_limit={self.det_limit} det_min_side={self.det_min_side} "
-                    f"min_confidence={self.min_confidence} cls={self._cls is not None}")
+                    f"min_confidence={self.min_confidence} cls={self._cls is not None} extend_ends={self.extend_ends}")
         self._model_id = f"{spec.name}:{model_digest([root / f for f in spec.files()], settings)}"
 
     @property
@@ -281,9 +310,9 @@ class OnnxOcrEngine:
                     out[start + k] = _Crop(crop.index, np.ascontiguousarray(crop.pixels[::-1, ::-1]), crop.turns + 2)
         return out
 
-    def _recognise(self, crops: list[_Crop]) -> list[tuple[str, float]]:
-        """``(text, confidence)`` per crop, in the order given."""
-        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+    def _recognise(self, crops: list[_Crop]) -> list[_Reading]:
+        """One reading per crop, in the order given."""
+        results: list[_Reading] = [_Reading("", 0.0, np.zeros(0, np.float32))] * len(crops)
         ratios = [c.pixels.shape[1] / c.pixels.shape[0] for c in crops]
         order = sorted(range(len(crops)), key=lambda i: ratios[i])
         for start in range(0, len(order), self.rec_batch):
@@ -298,16 +327,75 @@ class OnnxOcrEngine:
                 results[i] = self._ctc_decode(probs[k])
         return results
 
-    def _ctc_decode(self, probs: np.ndarray) -> tuple[str, float]:
-        """Greedy CTC: best class per step, repeats collapsed, blanks (class 0) dropped."""
+    def _ctc_decode(self, probs: np.ndarray) -> _Reading:
+        """Greedy CTC on ``probs`` (T, classes): best class per step, repeats collapsed, blanks (class 0)
+        dropped."""
         best = probs.argmax(axis=1)
         keep = best != 0
         keep[1:] &= best[1:] != best[:-1]
         if not keep.any():
-            return "", 0.0
+            return _Reading("", 0.0, np.zeros(0, np.float32))
         text = "".join(self._chars[c] for c in best[keep])
-        confidence = float(probs[np.arange(len(best)), best][keep].mean())
-        return text, confidence
+        kept = probs[np.arange(len(best)), best][keep].astype(np.float32)
+        return _Reading(text, float(kept.mean()), kept)
+
+    def _keeps(self, reading: _Reading) -> bool:
+        """Is ``reading`` confident enough and does it hold a letter, digit or ideograph?"""
+        return reading.confidence >= self.min_confidence and any(ch.isalnum() for ch in reading.text)
+
+    def _second_opinion(self, crops: list[_Crop], upright: list[_Crop], readings: list[_Reading]) -> None:
+        """For the crops the classifier turned by 180°, read the unturned crop too and keep the more confident
+        reading (in place). The mobile 0/180 classifier is sure of a flip on some upright words (an upright
+        "support" read upside down as "supodnrt"); the recogniser reads the right way up far more surely."""
+        turned = [k for k in range(len(crops)) if upright[k].turns != crops[k].turns]
+        if not turned:
+            return
+        for k, reading in zip(turned, self._recognise([crops[k] for k in turned]), strict=True):
+            if reading.confidence > readings[k].confidence:
+                upright[k], readings[k] = crops[k], reading
+
+    def _read_ends(self, rgb: np.ndarray, crops: list[_Crop], quads: list[np.ndarray],
+                   readings: list[_Reading]) -> None:
+        """Read each kept line again from its box lengthened by ``extend_ends`` line heights at both ends, and
+        take the longer reading (and box) when it only adds sure characters; drop the line when the two
+        readings disagree inside the first one's text and neither reaches AGREE_CONF (in place).
+
+        Why: where the background changes under a word (a letter over a face, a sign's edge) the detector's
+        map fades out and the box stops a letter or two short ("Platfor", "reakfast"); the recogniser reads
+        the missing letters surely once they are in the crop, and reads plain background as nothing.
+        """
+        geometry = self._geometry
+        h, w = rgb.shape[:2]
+        todo, longer = [], []
+        for k, (crop, quad, reading) in enumerate(zip(crops, quads, readings, strict=True)):
+            if not self._keeps(reading):
+                continue
+            vertical = crop.turns % 2 == 1
+            across = float(np.linalg.norm(quad[1] - quad[0]) if vertical else np.linalg.norm(quad[3] - quad[0]))
+            grow = self.extend_ends * across
+            quad2 = geometry.extend_quad(quad, vertical, grow, grow, w, h)
+            pixels, _ = geometry.crop_line(rgb, quad2, 2 * REC_HEIGHT, turn=vertical)
+            if crop.turns >= 2:
+                pixels = np.ascontiguousarray(pixels[::-1, ::-1])
+            todo.append((k, vertical, grow))
+            longer.append(_Crop(crop.index, pixels, crop.turns))
+        if not todo:
+            return
+        for (k, vertical, grow), reading in zip(todo, self._recognise(longer), strict=True):
+            added = _added_ends(readings[k], reading)
+            if added is None:
+                first, second = readings[k].text.replace(" ", ""), reading.text.replace(" ", "")
+                if first not in second and max(readings[k].confidence, reading.confidence) < AGREE_CONF:
+                    readings[k] = _Reading("", 0.0, np.zeros(0, np.float32))  # two unsure views that disagree
+                continue
+            before, after = added
+            # The box grows only at the ends that gained characters; corner 0 is the start of the text for
+            # an upright crop and its end for one turned by 180°.
+            head, tail = (grow if before else 0.0), (grow if after else 0.0)
+            if crops[k].turns >= 2:
+                head, tail = tail, head
+            quads[k] = geometry.extend_quad(quads[k], vertical, head, tail, w, h)
+            readings[k] = reading
 
     # -- the whole pipeline ---------------------------------------------------------------------------
 
@@ -331,20 +419,56 @@ class OnnxOcrEngine:
         for rank, i in enumerate(order):
             pixels, turned = self._geometry.crop_line(rgb, quads[i], 2 * REC_HEIGHT)
             crops.append(_Crop(rank, pixels, 1 if turned else 0))
-        crops = self._upright(crops)
-        texts = self._recognise(crops)
+        upright = self._upright(crops)
+        readings = self._recognise(upright)
+        self._second_opinion(crops, upright, readings)
+        line_quads = [quads[order[c.index]] for c in upright]
+        if self.extend_ends > 0:
+            self._read_ends(rgb, upright, line_quads, readings)
+        readings = [_trim_ends(r) for r in readings]
         lines = []
-        for crop, (text, confidence) in zip(crops, texts, strict=True):
-            if confidence < self.min_confidence or not any(ch.isalnum() for ch in text):
+        for crop, quad, reading in zip(upright, line_quads, readings, strict=True):
+            if not self._keeps(reading):
                 continue  # unsure, or no letter, digit or ideograph at all ("_", "·"): texture, not text
-            quad = quads[order[crop.index]]
             # The box starts at the text's own top-left corner: a crop turned k quarter turns
             # counter-clockwise reads from the corner k places further round the box.
             start = crop.turns % 4
             corners = [quad[(start + j) % 4] for j in range(4)]
             box = tuple((float(x), float(y)) for x, y in corners)
-            lines.append(OcrLine(text.strip(), min(max(confidence, 0.0), 1.0), box))  # type: ignore[arg-type]
+            lines.append(OcrLine(reading.text.strip(), min(max(reading.confidence, 0.0), 1.0), box))  # type: ignore[arg-type]
         return lines
+
+
+def _added_ends(short: _Reading, long: _Reading) -> tuple[bool, bool] | None:
+    """``(added before, added after)`` when ``long`` reads ``short`` plus characters at its ends, each with
+    probability >= END_MIN_PROB, at a confidence at most END_MARGIN below ``short``'s; else ``None``.
+    Spaces are ignored in the comparison (a lengthened crop may space the words differently)."""
+    a = [(ch, p) for ch, p in zip(short.text, short.probs, strict=True) if not ch.isspace()]
+    b = [(ch, p) for ch, p in zip(long.text, long.probs, strict=True) if not ch.isspace()]
+    if len(b) <= len(a) or not a or long.confidence < short.confidence - END_MARGIN:
+        return None
+    sa, sb = "".join(ch for ch, _ in a), "".join(ch for ch, _ in b)
+    at = sb.find(sa)
+    if at < 0:
+        return None
+    extra = [p for _, p in b[:at]] + [p for _, p in b[at + len(a):]]
+    if min(extra) < END_MIN_PROB:
+        return None
+    return at > 0, at + len(a) < len(b)
+
+
+def _trim_ends(reading: _Reading) -> _Reading:
+    """``reading`` without the characters (and spaces) at either end read with probability < END_TRIM_PROB,
+    when at least one character is left; the confidence is then that of the characters kept."""
+    text, probs = reading.text, reading.probs
+    a, b = 0, len(text)
+    while a < b and (text[a].isspace() or probs[a] < END_TRIM_PROB):
+        a += 1
+    while b > a and (text[b - 1].isspace() or probs[b - 1] < END_TRIM_PROB):
+        b -= 1
+    if (a, b) == (0, len(text)) or a == b:
+        return reading
+    return _Reading(text[a:b], float(probs[a:b].mean()), probs[a:b])
 
 
 def _as_rgb(image: Image.Image) -> Image.Image:
@@ -361,7 +485,8 @@ def _as_rgb(image: Image.Image) -> Image.Image:
 
 def open_ocr_engine(model: str | None = None, *, threads: int | None = None, model_dir: str | Path | None = None,
                     min_confidence: float = MIN_CONFIDENCE, det_limit: int = DET_LIMIT,
-                    det_min_side: int = DET_MIN_SIDE, use_cls: bool = True) -> OnnxOcrEngine:
+                    det_min_side: int = DET_MIN_SIDE, use_cls: bool = True,
+                    extend_ends: float = EXTEND_ENDS) -> OnnxOcrEngine:
     """Load the OCR model ``model`` (a name of ``OCR_MODELS``; ``None``: ``DEFAULT_OCR_MODEL``).
 
     ``threads``: onnxruntime intra-op threads per session (default: ``$GLIMPSE_THREADS`` or every core).
@@ -377,4 +502,4 @@ def open_ocr_engine(model: str | None = None, *, threads: int | None = None, mod
 
         threads = default_threads()
     return OnnxOcrEngine(spec, root, threads=threads, min_confidence=min_confidence, det_limit=det_limit,
-                         det_min_side=det_min_side, use_cls=use_cls)
+                         det_min_side=det_min_side, use_cls=use_cls, extend_ends=extend_ends)

@@ -161,16 +161,18 @@ def reading_order(quads: list[np.ndarray]) -> list[int]:
     return [i for line in lines for i in sorted(line, key=lambda k: boxes[k][0])]
 
 
-def crop_line(image: np.ndarray, quad: np.ndarray, max_height: int) -> tuple[np.ndarray, bool]:
+def crop_line(image: np.ndarray, quad: np.ndarray, max_height: int,
+              turn: bool | None = None) -> tuple[np.ndarray, bool]:
     """The text line inside ``quad`` (4, 2, in ``image``'s pixels, ordered by :func:`order_quad`), upright.
 
     ``image`` is (H, W, 3) uint8. Returns ``(crop, turned)``: the perspective-corrected crop, at most
     ``max_height`` px high (a bigger line is scaled down while warping: the recogniser sees 48 px anyway),
-    and whether it was turned 90° counter-clockwise because it was much taller than wide (vertical text).
+    and whether it was turned 90° counter-clockwise because it was much taller than wide (vertical text);
+    ``turn`` forces that choice (a lengthened copy of a box must be read the way the box was).
     """
     width = max(float(np.linalg.norm(quad[0] - quad[1])), float(np.linalg.norm(quad[3] - quad[2])), 1.0)
     height = max(float(np.linalg.norm(quad[0] - quad[3])), float(np.linalg.norm(quad[1] - quad[2])), 1.0)
-    turned = height >= 1.5 * width
+    turned = height >= 1.5 * width if turn is None else turn
     short = width if turned else height
     scale = min(1.0, max_height / short)
     out_w, out_h = max(round(width * scale), 1), max(round(height * scale), 1)
@@ -181,3 +183,24 @@ def crop_line(image: np.ndarray, quad: np.ndarray, max_height: int) -> tuple[np.
     if turned:
         crop = np.ascontiguousarray(np.rot90(crop))
     return crop, turned
+
+
+def extend_quad(quad: np.ndarray, vertical: bool, head: float, tail: float, width: int, height: int) -> np.ndarray:
+    """``quad`` (4, 2, ordered by :func:`order_quad`) lengthened along its reading axis, clipped to the image.
+
+    The reading axis is the top edge (``vertical`` False) or the left edge (``vertical`` True); ``head``
+    px are added on the side of corner 0 (left, or top) and ``tail`` px on the opposite side. Returns a new
+    (4, 2) float32 array in the same corner order.
+    """
+    q = quad.astype(np.float32)
+    axis = (q[3] - q[0]) if vertical else (q[1] - q[0])
+    unit = axis / max(float(np.linalg.norm(axis)), 1e-6)
+    out = q.copy()
+    heads, tails = ((0, 1), (3, 2)) if vertical else ((0, 3), (1, 2))
+    for i in heads:
+        out[i] = q[i] - head * unit
+    for i in tails:
+        out[i] = q[i] + tail * unit
+    out[:, 0] = np.clip(out[:, 0], 0, width - 1)
+    out[:, 1] = np.clip(out[:, 1], 0, height - 1)
+    return out
