@@ -512,3 +512,17 @@ def test_few_videos_wait_in_memory_however_many_the_folder_holds(tmp_path, open_
     assert report.videos == 16 and report.skipped == 1 and not report.errors
     # The workers' window, the one in hand, one batch waiting — not a photo-sized window (16 here) of videos.
     assert peak[0] <= pipeline.VIDEO_WINDOW_PER_WORKER * 2 + 2
+
+
+def test_index_ocr_reads_photos_and_leaves_unchanged_videos_alone(tmp_path, media, open_lib):
+    pytest.importorskip("glimpse.ocr.engine")
+    from glimpse.errors import FeatureUnavailableError
+
+    lib = open_lib()
+    try:
+        first = lib.index([media], video_rules=RULES, ocr=True)
+    except (FeatureUnavailableError, ImportError) as exc:
+        pytest.skip(f"the OCR engine is not available here: {exc}")
+    assert first.videos == 2 and first.ocr_read == 3  # the photos' text; videos are not read
+    again = lib.index([media], video_rules=RULES, ocr=True)
+    assert again.unchanged == 5 and again.ocr_read == 0 and again.videos == 0  # nothing re-read or re-hashed

@@ -836,7 +836,8 @@ class Catalog:
             videos = {r[0] for r in self._db.execute(
                 "SELECT DISTINCT fr.file_id FROM frames fr JOIN embeddings e ON e.file_id = fr.id AND e.model_key = ?",
                 (model_key,))}
-        return photos | videos  # (frame ids among photos' never equal a file id)
+        # ``photos`` holds the frames' ids too; harmless: no frame id is ever a file id.
+        return photos | videos
 
     def video_counts(self) -> dict[str, int]:
         """``{"videos": readable videos, "frames": their sampled frames}``."""

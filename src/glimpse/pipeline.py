@@ -45,7 +45,16 @@ from typing import BinaryIO, Protocol
 import numpy as np
 from PIL import Image
 
-from glimpse.catalog import STATE_ERROR, STATE_OK, STATE_SKIPPED, Catalog, FileRecord, FileUpdate, OcrResult
+from glimpse.catalog import (
+    STATE_ERROR,
+    STATE_OK,
+    STATE_SKIPPED,
+    Catalog,
+    FileRecord,
+    FileUpdate,
+    OcrResult,
+    is_video_format,
+)
 from glimpse.encoders.base import Encoder
 from glimpse.errors import GlimpseError, ImageError, UserInputError
 from glimpse.images import (
@@ -281,7 +290,9 @@ def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: 
         rec = known.get(found.path)
         same = rec is not None and rec.size == found.size and rec.mtime_ns == found.mtime_ns
         settled = rec is not None and (
-            rec.id in embedded and (ocr_fresh is None or rec.id in ocr_fresh) if rec.state == STATE_OK
+            # (videos have no text read: OCR freshness is the photos')
+            rec.id in embedded and (ocr_fresh is None or rec.id in ocr_fresh or is_video_format(rec.format))
+            if rec.state == STATE_OK
             else tried_with is None or rec.tried_with == tried_with
         )
         if same and settled:

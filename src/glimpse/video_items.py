@@ -63,20 +63,22 @@ def sample_for_index(path: str, pre: Preprocess, rules: SamplingRules | None = N
     (after ``NOTE_AFTER`` s), and None when it is done."""
     if not video_support():
         raise VideoSupportMissingError(VIDEO_SUPPORT_HINT)
-    started, last = time.monotonic(), [0.0]
+    started = time.monotonic()
+    noted: float | None = None  # when the last note was given
     name = os.path.basename(path)
 
     def scanned(fraction: float) -> None:
+        nonlocal noted
         now = time.monotonic()
-        if note is not None and now - started >= NOTE_AFTER and now - last[0] >= NOTE_EVERY:
-            last[0] = now
+        if note is not None and now - started >= NOTE_AFTER and (noted is None or now - noted >= NOTE_EVERY):
+            noted = now
             note(f"sampling {name}: {100 * fraction:.0f}%")
 
     try:
         scan = sample_video(path, rules, min_side=pre.min_side, progress=scanned)
     finally:
-        if note is not None and last[0]:
-            note(None)
+        if note is not None and noted is not None:
+            note(None)  # the note is cleared once the scan that gave it is over
     if not scan.frames:
         raise VideoError("no frame could be decoded" + (f" ({scan.damaged})" if scan.damaged else ""))
     times: list[int] = []
