@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,23 @@ def count_rows(catalog_path: Path, table: str) -> int:
             db.close()
     except sqlite3.Error:
         return 0
+
+
+def kill_at_rows(cmd: list[str], catalog_path: Path, table: str, target: int, timeout: float = 300.0) -> bool:
+    """Run ``cmd`` (an indexer) and SIGKILL it once ``table`` of the catalog it writes holds ``target`` rows; True
+    when the kill landed, False when it finished first. Fails the test if it failed by itself."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline and count_rows(catalog_path, table) < target:
+        time.sleep(0.01)
+    killed = proc.poll() is None
+    if killed:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    error = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.returncode in (0, -signal.SIGKILL), error
+    return killed
 
 
 def shared_data(*parts: str) -> Path:

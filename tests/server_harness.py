@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,3 +167,30 @@ def post_json(served: Served, path: str, payload: Any, headers: dict[str, str] |
     body = json.dumps(payload).encode()
     return call(served, "POST", path, body=body, source=source,
                 headers={"Content-Type": "application/json", "Content-Length": str(len(body)), **(headers or {})})
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@contextmanager
+def browser_page(url: str) -> Iterator[tuple[Any, list[str]]]:
+    """A page of headless Debian chromium (Playwright, no browser download) opened at ``url``, and the list the
+    page's script errors are collected in; the test is skipped where chromium or Playwright is missing."""
+    import pytest
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        try:
+            # bypass_csp: the page forbids eval, which Playwright's wait_for_function uses; the app is unchanged.
+            page = browser.new_page(viewport={"width": 1100, "height": 800}, bypass_csp=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url)
+            yield page, errors
+        finally:
+            browser.close()

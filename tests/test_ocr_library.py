@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from conftest import DROP_V5, count_rows
+from conftest import DROP_V5, kill_at_rows
 from glimpse.catalog import SCHEMA_VERSION, Catalog, FileUpdate, OcrResult
 from glimpse.errors import UserInputError
 from glimpse.ocr.base import OcrLine
@@ -476,18 +475,7 @@ def test_kill_9_during_index_ocr_loses_nothing(tmp_path, tiny_clip, real_engine)
     catalog_path = library / "catalog.sqlite3"
     cmd = [sys.executable, "-m", "glimpse", "--library", str(library), "--model", str(tiny_clip), "index",
            str(pics), "--ocr", "--batch-size", "2", "--workers", "2", "--json"]
-    kills = 0
-    for target in (1, 4, 7):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 300
-        while proc.poll() is None and time.monotonic() < deadline and count_rows(catalog_path, "ocr_done") < target:
-            time.sleep(0.01)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()
-        proc.stderr.close()
+    kills = sum(kill_at_rows(cmd, catalog_path, "ocr_done", target) for target in (1, 4, 7))
     assert kills >= 2, "the indexer finished before it could be killed"
     final = subprocess.run(cmd, capture_output=True, timeout=600)
     assert final.returncode == 0, final.stderr.decode()

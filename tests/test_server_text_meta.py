@@ -3,7 +3,6 @@ lines and boxes, /api/images/{id}/text, date and camera filters — real OCR eng
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from urllib.parse import quote
 
@@ -13,11 +12,10 @@ from PIL import Image, ImageDraw, ImageFont
 pytest.importorskip("fastapi")
 pytest.importorskip("glimpse.ocr.engine")
 
-from server_harness import call, get_json, serve
+from server_harness import browser_page, call, get_json, serve
 from test_metadata import photo_exif
 
 FONT = Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc")
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 def sign(path: Path, text: str, **exif) -> Path:
@@ -84,39 +82,25 @@ def test_metadata_filters_sort_and_fields(served):
 
 
 def test_the_page_shows_text_boxes_and_filters(served):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     app, _ = served
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            # bypass_csp: the page forbids eval, which Playwright's wait_for_function uses; the app is unchanged.
-            page = browser.new_page(viewport={"width": 1100, "height": 800}, bypass_csp=True)
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(app.url + "/")
-            page.fill("#q", 'text:"exit"')
-            page.wait_for_selector("#results .hit .snippet")
-            assert page.locator("#results .hit").count() == 1
-            assert "EXIT" in page.inner_text("#results .hit .snippet")
-            page.click("#results .hit")
-            page.wait_for_selector("#viewer[open]")
-            page.wait_for_selector("#viewer-text li")
-            assert page.inner_text("#viewer-text") == "EMERGENCY EXIT"
-            assert page.locator("#viewer-boxes polygon").count() == 1
-            assert page.get_attribute("#viewer-boxes", "viewBox") == "0 0 520 160"
-            assert "2023-06-01 10:00:00" in page.inner_text("#viewer-taken")
-            assert page.inner_text("#viewer-camera") == "Apple iPhone 13"
-            page.keyboard.press("Escape")
-            page.fill("#q", "a photo")
-            page.wait_for_function("document.querySelectorAll('#results .hit').length === 3")
-            page.fill("#camera", "sony")
-            page.dispatch_event("#camera", "change")
-            page.wait_for_function("document.querySelectorAll('#results .hit').length === 1")
-            assert "chinese.jpg" in page.inner_text("#results")
-            assert not errors, errors
-        finally:
-            browser.close()
+    with browser_page(app.url + "/") as (page, errors):
+        page.fill("#q", 'text:"exit"')
+        page.wait_for_selector("#results .hit .snippet")
+        assert page.locator("#results .hit").count() == 1
+        assert "EXIT" in page.inner_text("#results .hit .snippet")
+        page.click("#results .hit")
+        page.wait_for_selector("#viewer[open]")
+        page.wait_for_selector("#viewer-text li")
+        assert page.inner_text("#viewer-text") == "EMERGENCY EXIT"
+        assert page.locator("#viewer-boxes polygon").count() == 1
+        assert page.get_attribute("#viewer-boxes", "viewBox") == "0 0 520 160"
+        assert "2023-06-01 10:00:00" in page.inner_text("#viewer-taken")
+        assert page.inner_text("#viewer-camera") == "Apple iPhone 13"
+        page.keyboard.press("Escape")
+        page.fill("#q", "a photo")
+        page.wait_for_function("document.querySelectorAll('#results .hit').length === 3")
+        page.fill("#camera", "sony")
+        page.dispatch_event("#camera", "change")
+        page.wait_for_function("document.querySelectorAll('#results .hit').length === 1")
+        assert "chinese.jpg" in page.inner_text("#results")
+        assert not errors, errors

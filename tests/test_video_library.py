@@ -291,67 +291,47 @@ def test_server_serves_video_hits_frames_and_ranges(tmp_path, media, tiny_clip):
 
 
 def test_the_page_plays_a_video_hit_from_its_frame(tmp_path, media, tiny_clip):
-    from pathlib import Path
-
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip(f"{chromium} is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     pytest.importorskip("fastapi")
-    import os
-
     import glimpse
     from glimpse.server.app import create_app
     from glimpse.settings import LibrarySettings
-    from server_harness import serve
+    from server_harness import browser_page, serve
 
     with glimpse.open_library(tmp_path / "lib", model=str(tiny_clip)) as lib:
         lib.index([media], video_rules=RULES)
     served = serve(create_app(LibrarySettings(tmp_path / "lib", str(tiny_clip))))
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
     try:
-        with sync_api.sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(chromium), headless=True,
-                                         args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-            try:
-                page = browser.new_page(viewport={"width": 1100, "height": 800}, bypass_csp=True)
-                errors: list[str] = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(served.url + "/")
-                page.select_option("#type", "video")
-                page.fill("#q", "a photo")
-                page.wait_for_function("document.querySelectorAll('#results .hit').length === 2")
-                assert page.locator("#results .hit .video-time").count() == 2
-                card = page.locator("#results .hit", has_text="scenes.mp4")
-                shown = card.locator(".video-time").inner_text()  # "▶ 0:11.5"
-                card.click()
-                page.wait_for_selector("#viewer[open]")
-                assert page.locator("#viewer-video").is_visible() and not page.locator("#viewer-image").is_visible()
-                assert page.locator("#viewer-frames li").count() >= len(SCENES)
-                assert page.inner_text("#viewer-duration") == "0:15"
-                src = page.get_attribute("#viewer-video", "src")
-                assert src.startswith("/api/images/") and "#t=" in src
-                start = float(src.split("#t=")[1])
-                minutes, seconds = shown.removeprefix("▶ ").split(":")
-                assert int(minutes) * 60 + float(seconds) == pytest.approx(start)  # plays from the card's frame
-                page.wait_for_function("document.querySelector('#viewer-video').readyState >= 1")
-                assert float(page.eval_on_selector("#viewer-video", "v => v.currentTime")) == pytest.approx(
-                    start, abs=0.6)
-                assert not errors, errors
-            finally:
-                browser.close()
+        with browser_page(served.url + "/") as (page, errors):
+            page.select_option("#type", "video")
+            page.fill("#q", "a photo")
+            page.wait_for_function("document.querySelectorAll('#results .hit').length === 2")
+            assert page.locator("#results .hit .video-time").count() == 2
+            card = page.locator("#results .hit", has_text="scenes.mp4")
+            shown = card.locator(".video-time").inner_text()  # "▶ 0:11.5"
+            card.click()
+            page.wait_for_selector("#viewer[open]")
+            assert page.locator("#viewer-video").is_visible() and not page.locator("#viewer-image").is_visible()
+            assert page.locator("#viewer-frames li").count() >= len(SCENES)
+            assert page.inner_text("#viewer-duration") == "0:15"
+            src = page.get_attribute("#viewer-video", "src")
+            assert src.startswith("/api/images/") and "#t=" in src
+            start = float(src.split("#t=")[1])
+            minutes, seconds = shown.removeprefix("▶ ").split(":")
+            assert int(minutes) * 60 + float(seconds) == pytest.approx(start)  # plays from the card's frame
+            page.wait_for_function("document.querySelector('#viewer-video').readyState >= 1")
+            assert float(page.eval_on_selector("#viewer-video", "v => v.currentTime")) == pytest.approx(
+                start, abs=0.6)
+            assert not errors, errors
     finally:
         served.stop()
 
 
 def test_kill_9_while_indexing_videos_loses_nothing(tmp_path, tiny_clip):
     import random
-    import signal
     import subprocess
     import sys
-    import time
 
-    from conftest import count_rows
+    from conftest import count_rows, kill_at_rows
     from glimpse.catalog import Catalog
     from glimpse.vectors.faiss import FaissIndex
 
@@ -366,19 +346,8 @@ def test_kill_9_while_indexing_videos_loses_nothing(tmp_path, tiny_clip):
     rng = random.Random(7)
     kills = 0
     for _ in range(5):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         target = count_rows(library / "catalog.sqlite3", "frames") + rng.randint(1, 6)
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            if count_rows(library / "catalog.sqlite3", "frames") >= target:
-                break
-            time.sleep(0.01)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()
-        proc.stderr.close()
+        kills += kill_at_rows(cmd, library / "catalog.sqlite3", "frames", target, timeout=120)
     assert kills >= 3
     final = subprocess.run(cmd, capture_output=True, timeout=300)
     assert final.returncode == 0, final.stderr.decode()

@@ -26,8 +26,10 @@ import itertools
 import math
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -135,13 +137,11 @@ def _scaled_size(width: int, height: int, min_side: int | None) -> tuple[int, in
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
-def sample_video(path: str | os.PathLike[str], rules: SamplingRules | None = None, *, min_side: int | None = 224,
-                 progress: Callable[[float], None] | None = None) -> VideoScan:
-    """Sample ``path``'s frames by ``rules``; ``min_side``: the shorter side of the frames returned (None: as
-    stored). ``progress(fraction)`` hears how far the key-frame scan got (for long videos)."""
+@contextmanager
+def _open_video(path: str | os.PathLike[str]) -> Iterator[tuple[Any, Any]]:
+    """``(container, its first video stream)`` of ``path``, closed after; ``VideoError`` (one line) when the file
+    cannot be opened or holds no video stream."""
     av = _av()
-    rules = rules or SamplingRules()
-    scan = VideoScan()
     try:
         container = av.open(os.fspath(path), metadata_errors="ignore")
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
@@ -150,7 +150,16 @@ def sample_video(path: str | os.PathLike[str], rules: SamplingRules | None = Non
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams})
             raise VideoError("no video stream in the file" + (f" (it holds {', '.join(kinds)} only)" if kinds else ""))
-        stream = container.streams.video[0]
+        yield container, container.streams.video[0]
+
+
+def sample_video(path: str | os.PathLike[str], rules: SamplingRules | None = None, *, min_side: int | None = 224,
+                 progress: Callable[[float], None] | None = None) -> VideoScan:
+    """Sample ``path``'s frames by ``rules``; ``min_side``: the shorter side of the frames returned (None: as
+    stored). ``progress(fraction)`` hears how far the key-frame scan got (for long videos)."""
+    rules = rules or SamplingRules()
+    scan = VideoScan()
+    with _open_video(path) as (container, stream):
         stream.thread_type = "AUTO"
         scan.codec = stream.codec_context.name
         scan.duration = stream_duration(stream, container)
@@ -319,16 +328,8 @@ def frame_at(path: str | os.PathLike[str], timestamp: float, *, min_side: int | 
     """The upright frame shown at ``timestamp`` seconds (the first one at or after it; seeking to the key frame
     before it), shorter side ``min_side``: a sampled frame's picture again, for its thumbnail. ``VideoError``
     when there is none."""
-    av = _av()
     scan = VideoScan()
-    try:
-        container = av.open(os.fspath(path), metadata_errors="ignore")
-    except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
-        raise VideoError(f"cannot read video: {_reason(exc)}") from exc
-    with container:
-        if not container.streams.video:
-            raise VideoError("no video stream in the file")
-        stream = container.streams.video[0]
+    with _open_video(path) as (container, stream):
         frames = _decode_at(stream, container, [max(0.0, timestamp - 1e-3)], scan, min_side)
     if not frames:
         raise VideoError(f"no frame at {timestamp:.3f} s" + (f" ({scan.damaged})" if scan.damaged else ""))
