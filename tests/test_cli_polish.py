@@ -50,12 +50,45 @@ def _help(*args: str) -> str:
 
 
 def test_help_imports_no_torch_numpy_or_faiss():
-    code = ("import sys\nsys.argv = ['glimpse', '--help']\nfrom glimpse.cli import main\n"
-            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+    code = ("import sys\nsys.argv = ['glimpse', '--help']\nfrom glimpse.cli import run\n"
+            "try:\n    run()\nexcept SystemExit:\n    pass\n"
             "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'transformers', 'numpy', "
             "'faiss', 'onnxruntime', 'PIL'}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in done.stdout.splitlines()
+
+
+_TEARDOWN_PROBE = """
+import atexit, sys, threading
+marker = sys.argv[1]
+class Probe:  # module teardown calls __del__; os._exit skips it
+    def __del__(self, open=open, name=marker + ".teardown"):  # builtins may be gone by then
+        open(name, "w").close()
+probe = Probe()
+atexit.register(lambda: open(marker + ".atexit", "w").close())
+if sys.argv[3] == "thread":  # a non-daemon thread still running: the interpreter must join it
+    threading.Thread(target=__import__("time").sleep, args=(0.5,)).start()
+sys.argv = ["glimpse", "--library", sys.argv[2], "models", "list", "--json"]
+from glimpse.cli import main
+main()
+"""
+
+
+@pytest.mark.parametrize("case", ["plain", "thread"])
+def test_console_entry_ends_without_interpreter_teardown(tmp_path, case):
+    """``main()`` ends the process once the command is done: output flushed, exit code and atexit handlers
+    kept, module teardown skipped; with a non-daemon thread still running the interpreter exits as usual."""
+    marker = tmp_path / "m"
+    library = tmp_path / "lib"
+    done = subprocess.run([sys.executable, "-c", _TEARDOWN_PROBE, str(marker), str(library), case],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads(done.stdout)) > 3  # the whole output arrived (stdout is a pipe: block-buffered)
+    assert (tmp_path / "m.atexit").exists()
+    assert (tmp_path / "m.teardown").exists() == (case == "thread")
+    bad = subprocess.run([sys.executable, "-c", _TEARDOWN_PROBE.replace('"models", "list", "--json"', '"search", "x"'),
+                          str(marker), str(tmp_path / "empty"), "plain"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "no library at" in bad.stderr  # a user error keeps its code and message
 
 
 def test_command_modules_never_import_the_cli():

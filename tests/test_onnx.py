@@ -55,6 +55,38 @@ def test_tokenizer_errors(tmp_path):
         TextTokenizer(tmp_path / "tokenizer.json", context_length=77)
 
 
+def test_tokenizer_loads_a_compact_copy_of_pair_merges(tmp_path):
+    """A BPE saved with ``["a", "b"]`` merges (tokenizers >= 0.20) loads from a cached copy with ``"a b"``
+    merges: the same ids for every text, the published file untouched; a merge holding a space keeps the file."""
+    from tokenizers import Tokenizer
+
+    from glimpse.digests import cache_dir, file_sha256
+    from glimpse.tokenizer import compact_source
+    from tiny_models import write_small_clip_tokenizer
+
+    path = write_small_clip_tokenizer(tmp_path / "tok") / "tokenizer.json"
+    published = path.read_bytes()
+    assert isinstance(json.loads(published)["model"]["merges"][0], list)  # the format this is about
+    texts = [*TEXTS, "the quick brown fox's tail", "don't stop; 42 cats!", "naïve café"]
+    expected = [e.ids for e in Tokenizer.from_file(str(path)).encode_batch(texts)]
+    ours = TextTokenizer(path, context_length=1000, pad_id=0)
+    copy = cache_dir() / "tokenizers" / f"{file_sha256(path)}-v1.json"
+    merges = json.loads(copy.read_text(encoding="utf-8"))["model"]["merges"]
+    assert merges and all(isinstance(m, str) and m.count(" ") == 1 for m in merges)
+    assert [ours.ids(t) for t in texts] == expected
+    again = TextTokenizer(path, context_length=1000, pad_id=0)  # now read from the copy
+    assert [again.ids(t) for t in texts] == expected
+    assert path.read_bytes() == published
+
+    data = json.loads(published)
+    data["model"]["merges"][0] = ["a b", "c"]  # not expressible as one "x y" string
+    odd = tmp_path / "odd" / "tokenizer.json"
+    odd.parent.mkdir()
+    odd.write_text(json.dumps(data), encoding="utf-8")
+    assert compact_source(odd) == odd.read_text(encoding="utf-8")
+    assert not (cache_dir() / "tokenizers" / f"{file_sha256(odd)}-v1.json").exists()
+
+
 # -- encoder ---------------------------------------------------------------------------------------------
 def test_onnx_is_the_runtime_of_an_exported_dir(tiny_clip, clip_onnx):
     encoder = load_encoder(str(clip_onnx), batch_size=3)

@@ -24,10 +24,10 @@ RUN_CLI_WITHOUT_TORCH = textwrap.dedent("""
 
     sys.meta_path.insert(0, NoTorch())
     sys.argv = ["glimpse"] + json.loads(sys.argv[1])
-    from glimpse.cli import main
+    from glimpse.cli import run
     code = 0
     try:
-        main()
+        run()
     except SystemExit as exc:
         code = exc.code or 0
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers"))

@@ -66,18 +66,28 @@ def _read_cache(path: Path) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, entries: dict[str, Any]) -> None:
-    """Write the cache atomically (temporary file + rename); any failure leaves the old cache as it was."""
+    """Write the cache atomically; any failure leaves the old cache as it was (the digest is simply computed
+    again next time)."""
     live = {name: entry for name, entry in entries.items() if os.path.exists(name)}  # forget deleted files
+    write_text_atomically(path, json.dumps({"format": CACHE_FORMAT, "entries": live}))
+
+
+def write_text_atomically(path: str | os.PathLike[str], text: str) -> bool:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file beside it and a rename, creating the folder:
+    readers see the old file or the new one, never a part. False (and nothing written) when it fails: callers
+    are caches, for which a failed write only costs recomputing."""
+    path = Path(path)
     tmp: str | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"format": CACHE_FORMAT, "entries": live}, handle)
+            handle.write(text)
         os.replace(tmp, path)
         tmp = None
+        return True
     except OSError:
-        pass  # an unwritable cache directory: the digest is simply computed again next time
+        return False
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):

@@ -772,8 +772,8 @@ class Library:
         self._require_content()
         if text_query is not None:
             self._require_text()  # before the model loads
-        # The text tower loads on a thread while the vector index opens here (a cold search's two big waits).
-        self.encoder.prefetch_text_tower()
+        # Opened one after the other: loading the text tower on a thread beside the index was slower, both hold
+        # the GIL for most of their time (BENCHMARKS.md, cold search).
         self._vector_index(save=False)
         vector = embed_terms(terms, self.encoder, lang)
         plain = plain_query_terms([t.text for t in terms if t.text is not None and t.weight > 0])

@@ -9,7 +9,9 @@ tokens included), padded to the longest text of the batch (CLIP, Chinese CLIP) o
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +24,41 @@ from glimpse.errors import ModelError, UserInputError
 
 TOKENIZER_FILENAME = "tokenizer.json"
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+# Bump when the compact copy's content rule changes: older copies are then simply not found.
+COMPACT_VERSION = 1
+# BPE merges written as ["a", "b"] pairs (tokenizers >= 0.20 saves them so), which the compact copy rewrites.
+_PAIR_MERGES = re.compile(r'"merges"\s*:\s*\[\s*\[')
+
+
+def compact_source(path: Path) -> str:
+    """The JSON text to build the tokenizer of ``path`` from: the file's own text, or its compact copy.
+
+    ``tokenizers`` builds a BPE whose merges are ``["a", "b"]`` pairs ~2.5x slower than one whose merges
+    are ``"a b"`` strings (120 vs 47 ms for CLIP's 48,894 merges here: a fifth of a cold search). Both
+    forms mean the same when no merge part holds a space (byte-level BPEs never do), so such a file is
+    rewritten once into glimpse's cache (``digests.cache_dir()/tokenizers/<sha256>-v<N>.json``, keyed by
+    the file's content) and later loads read the copy. The file itself is never changed; any failure
+    (an unwritable cache, a merge with a space) falls back to the file's own text.
+    """
+    from glimpse.digests import cache_dir, file_sha256, write_text_atomically
+
+    copy: Path | None = None
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        copy = cache_dir() / "tokenizers" / f"{file_sha256(path)}-v{COMPACT_VERSION}.json"
+        return copy.read_text(encoding="utf-8")  # made from this very content (the name is its digest)
+    text = path.read_text(encoding="utf-8")
+    if copy is None or not _PAIR_MERGES.search(text):
+        return text
+    data = json.loads(text)
+    merges = data.get("model", {}).get("merges")
+    if not isinstance(merges, list) or not all(
+            isinstance(m, list) and len(m) == 2 and all(isinstance(p, str) and " " not in p for p in m)
+            for m in merges):
+        return text
+    data["model"]["merges"] = [f"{a} {b}" for a, b in merges]
+    compact = json.dumps(data, ensure_ascii=False)
+    write_text_atomically(copy, compact)  # a failed write only costs this conversion again next time
+    return compact
 
 
 def clean_text(text: str, *, canonicalize: bool = False) -> str:
@@ -74,7 +111,7 @@ class TextTokenizer:
             raise ModelError("the ONNX runtime needs the tokenizers package; pip install tokenizers") from exc
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = compact_source(path)
             self._tok = Tokenizer.from_str(text)
         except FileNotFoundError as exc:
             raise ModelError(f"no {path.name} in {path.parent}; re-export the model with `glimpse export`") from exc

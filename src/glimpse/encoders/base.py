@@ -107,11 +107,6 @@ class Encoder(ABC):
         Backends that load lazily override this; errors surface at the first ``encode_pixels``.
         """
 
-    def prefetch_text_tower(self) -> None:  # noqa: B027 - optional hook
-        """Start loading what text encoding needs (tokenizer, text session) in the background, so it overlaps
-        the caller's other start-up work (a search opening its vector index). Errors surface at the first
-        ``encode_texts``."""
-
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release backend resources (sessions, threads)."""
 

@@ -246,7 +246,6 @@ class OnnxEncoder(Encoder):
         self._text_path: Path | None = None  # the graph the text session was made from, when not files["textual"]
         self._text_uses = 0
         self._packer: threading.Thread | None = None
-        self._text_prefetch: threading.Thread | None = None
 
     # -- lazy resources ------------------------------------------------------------------------------
     def session(self, part: str) -> Any:
@@ -381,18 +380,6 @@ class OnnxEncoder(Encoder):
         if "visual" not in self._sessions and self._prefetch is None:
             self._prefetch = threading.Thread(target=create, name="glimpse-onnx-load", daemon=True)
             self._prefetch.start()
-
-    def prefetch_text_tower(self) -> None:
-        """Build the tokenizer and the text session on a background thread: both release the GIL, so a cold
-        search's index load runs meanwhile (``session`` and ``tokenizer`` serialise with it)."""
-
-        def create() -> None:
-            with contextlib.suppress(ModelError):  # raised again, with its message, by the first text encode
-                self.session("textual")
-
-        if "textual" not in self._sessions and self._text_prefetch is None:
-            self._text_prefetch = threading.Thread(target=create, name="glimpse-onnx-text", daemon=True)
-            self._text_prefetch.start()
 
     @property
     def tokenizer(self) -> TextTokenizer:
