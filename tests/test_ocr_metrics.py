@@ -20,6 +20,7 @@ from ocr_metrics import (  # benchmarks/ is not a package: imported by path
     levenshtein,
     line_matches,
     normalise,
+    overlap_fraction,
     score_image,
     script_of,
     search_recall_at_1,
@@ -92,6 +93,21 @@ def test_partial_reading_is_precise_but_does_not_recall():
     assert en.pred_correct == 1           # "noodles" is a correct partial reading; "n" is too short
     assert en.word_recall == pytest.approx(1 / 2) and en.word_precision == pytest.approx(1 / 2)
     assert math.isnan(en.cer)             # no matched line
+
+
+def test_inside_gt_uses_the_item_polygon_not_its_bounding_rectangle():
+    """A rotated item: photo text in a corner of its bounding rectangle is off the item itself."""
+    diamond = ((50, 20), (80, 50), (50, 80), (20, 50))  # a square turned 45 degrees; rectangle 20..80
+    gt = [GtLine("SALE", "en", diamond)]
+    corner = PredLine("STOP", 0.9, ((20, 20), (35, 20), (35, 35), (20, 35)))  # inside the rectangle only
+    centre = PredLine("SALE", 0.9, ((40, 45), (60, 45), (60, 55), (40, 55)))
+    assert inside_gt([corner, centre], gt) == [centre]
+    assert overlap_fraction(corner.box, diamond) == pytest.approx(0.0, abs=1e-9)
+    assert overlap_fraction(centre.box, diamond) == pytest.approx(1.0)
+    # Half of this square is the triangle (50,50) (80,50) (50,80); point order and orientation do not matter.
+    square = ((80, 80), (50, 80), (50, 50), (80, 50))
+    assert overlap_fraction(square, diamond) == pytest.approx(0.5)
+    assert overlap_fraction(square, diamond[::-1]) == pytest.approx(0.5)
 
 
 def test_inside_gt_keeps_predictions_lying_mostly_on_an_item():
