@@ -220,6 +220,50 @@ def _pictures(folder: Path) -> Path:
     return folder
 
 
+# Mojibake (UTF-8 read as cp1252) and HTML entities, escaped twice, as scraped captions carry them.
+DIRTY = "  caf\u00c3\u00a9   &amp;amp;  cr\u00c3\u00a8me   br\u00c3\u00bbl\u00c3\u00a9e  "
+CLEAN = "café & crème brûlée"
+
+
+def test_open_clip_cleaning_repairs_mojibake_and_entities() -> None:
+    """open_clip's SimpleTokenizer cleans every caption: ftfy.fix_text, html.unescape twice, whitespace."""
+    from glimpse.tokenizer import clean_text
+
+    assert clean_text(DIRTY, "open_clip") == CLEAN
+    assert clean_text(DIRTY, "whitespace") != CLEAN  # immich's rule leaves both alone
+    assert clean_text("a  <b>dog</b>", "open_clip") == "a <b>dog</b>"  # markup is text, not removed
+    with pytest.raises(ModelError, match="unknown text cleaning rule"):
+        clean_text("x", "lower")
+
+
+def test_open_clip_queries_are_cleaned_in_torch_and_in_its_onnx_export(tmp_path: Path, goldens: dict) -> None:
+    """A dirty query embeds as its clean form with the torch encoder, and with the ONNX export (which carries
+    the rule in its spec), as open_clip's own tokenizer would have it."""
+    from glimpse.encoders.export import export_model
+
+    directory = write_open_clip_dir(tmp_path / "m", goldens, quick_gelu=True, weights="open_clip_model.safetensors")
+    spec = load_spec(str(directory))
+    assert spec.extra["clean"] == "open_clip"
+    encoder = load_encoder(spec)
+    try:
+        dirty, clean = encoder.encode_texts([DIRTY, CLEAN])
+        assert np.abs(dirty - clean).max() == 0.0
+        raw = encoder.encode_texts([DIRTY.strip()], lang=None)  # still cleaned: the rule is the model's
+        assert np.abs(raw[0] - clean).max() <= 1e-6  # a batch of one: float noise only
+    finally:
+        encoder.close()
+    exported = export_model(str(directory), tmp_path / "onnx").directory
+    onnx_spec = load_spec(str(exported))
+    assert onnx_spec.runtime == "onnx" and onnx_spec.extra["onnx"]["clean"] == "open_clip"
+    onnx = load_encoder(onnx_spec)
+    try:
+        dirty_onnx, clean_onnx = onnx.encode_texts([DIRTY, CLEAN])
+        assert np.abs(dirty_onnx - clean_onnx).max() == 0.0
+        assert float(clean_onnx @ clean) > 0.9999
+    finally:
+        onnx.close()
+
+
 def test_cli_indexes_and_searches_with_an_open_clip_dir(tmp_path: Path, goldens: dict) -> None:
     from typer.testing import CliRunner
 
@@ -272,7 +316,7 @@ def test_hub_snapshot_of_an_open_clip_repo_resolves_by_name(tmp_path: Path, gold
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     spec = load_spec("someone/ViT-T-8-tiny")
     assert Path(spec.source) == snapshot.resolve() and spec.revision == revision
-    assert spec.extra == {"repo_id": "someone/ViT-T-8-tiny", "format": "open_clip"}
+    assert spec.extra == {"repo_id": "someone/ViT-T-8-tiny", "format": "open_clip", "clean": "open_clip"}
     assert spec.key.startswith("someone-vit-t-8-tiny-")
 
 

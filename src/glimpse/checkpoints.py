@@ -367,6 +367,7 @@ def _read_open_clip(directory: Path, name: str | None, *, repo_id: str | None, r
         repo_id = name
     extra: dict[str, Any] = {"repo_id": repo_id} if repo_id else {}
     extra["format"] = "open_clip"  # encoders.torch maps the weights (openclip.load_clip_model)
+    extra["clean"] = "open_clip"  # queries cleaned as open_clip's SimpleTokenizer cleans (tokenizer.clean_text)
     return ModelSpec(
         name=name,
         key=f"{slug(name)}-{fingerprint(directory)[:10]}",

@@ -352,7 +352,8 @@ def load_tokenizer(directory: str | Path, context: int) -> Any:
     truncating at ``context``.
 
     transformers' CLIP tokenizer normalises with NFC, whitespace folding and lower-casing; open_clip's
-    SimpleTokenizer also runs ftfy and HTML-unescapes, so only text with mojibake or HTML entities can differ.
+    SimpleTokenizer also runs ftfy and HTML-unescapes, which the encoders do first for these checkpoints
+    (their spec's ``extra["clean"]`` is ``"open_clip"``: ``tokenizer.clean_text``).
     """
     from transformers import CLIPTokenizerFast
 

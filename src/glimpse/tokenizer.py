@@ -61,14 +61,33 @@ def compact_source(path: Path) -> str:
     return compact
 
 
-def clean_text(text: str, *, canonicalize: bool = False) -> str:
-    """Whitespace runs collapsed to one space and the ends stripped (how open_clip / immich clean queries).
+#: How a model's queries are cleaned before tokenizing (``clean_text``), as its own tokenizer cleaned captions.
+CLEAN_RULES = ("whitespace", "canonicalize", "open_clip")
 
-    ``canonicalize`` (open_clip's ``tokenizer_kwargs.clean == "canonicalize"``, SigLIP2) also drops ASCII
-    punctuation and lower-cases, as those models' training captions were.
+
+def clean_text(text: str, rule: str = "whitespace") -> str:
+    """``text`` cleaned by ``rule`` (one of ``CLEAN_RULES``):
+
+    * ``"whitespace"``: whitespace runs collapsed to one space, the ends stripped (immich's reader, for every
+      query of an immich model);
+    * ``"canonicalize"``: that, then ASCII punctuation dropped and lower-cased (open_clip's
+      ``tokenizer_kwargs.clean == "canonicalize"``: SigLIP2, as its training captions were);
+    * ``"open_clip"``: open_clip's ``SimpleTokenizer`` (the tokenizer of open_clip checkpoints): mojibake
+      repaired by ``ftfy.fix_text`` (which also NFC-normalises), HTML entities unescaped twice, then the
+      whitespace rule. Lower-casing is left to the tokenizer (CLIP's ``tokenizer.json`` lower-cases).
     """
+    if rule == "open_clip":
+        import html
+
+        try:
+            import ftfy
+        except ImportError as exc:
+            raise ModelError("open_clip models clean queries with ftfy; pip install ftfy") from exc
+        text = html.unescape(html.unescape(ftfy.fix_text(text)))
+    elif rule not in CLEAN_RULES:
+        raise ModelError(f"unknown text cleaning rule {rule!r}; expected one of {', '.join(CLEAN_RULES)}")
     text = " ".join(text.split())
-    return text.translate(_PUNCTUATION).lower() if canonicalize else text
+    return text.translate(_PUNCTUATION).lower() if rule == "canonicalize" else text
 
 
 @dataclass(frozen=True)

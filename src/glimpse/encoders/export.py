@@ -231,6 +231,8 @@ def onnx_spec(source: ModelSpec, directory: Path, encoder: TorchEncoder, precisi
                  "text_inputs": list(text_inputs), "opset": OPSET, "recipe": recipe or {}}
     if getattr(tokenizer, "padding_side", "right") == "left":  # Gemma / SigLIP2 tokenizers
         onnx_info["padding_side"] = "left"
+    if source.extra.get("clean") is not None:  # queries cleaned beyond tokenizer.json (open_clip checkpoints)
+        onnx_info["clean"] = source.extra["clean"]
     exported_from = {"name": source.name, "key": source.key, "source": source.source, "revision": source.revision}
     if precision == "fp32":  # it shares the source's key, so a library keyed the old way migrates to it too
         exported_from["legacy_key"] = legacy_key(source)

@@ -430,8 +430,8 @@ class OnnxEncoder(Encoder):
 
         info = self.spec.extra.get("onnx", {})
         code = check_language(lang) if lang is not None else None
-        if info.get("clean") in ("whitespace", "canonicalize"):
-            texts = [clean_text(t, canonicalize=info["clean"] == "canonicalize") for t in texts]
+        if info.get("clean") is not None:
+            texts = [clean_text(t, info["clean"]) for t in texts]
         if info.get("language_prefix") == "flores200":
             prefix = flores_code(code or default_language())
             texts = [prefix + t for t in texts]
