@@ -65,6 +65,14 @@ def compact_source(path: Path) -> str:
 CLEAN_RULES = ("whitespace", "canonicalize", "open_clip")
 
 
+def clean_rule(extra: dict) -> str | None:
+    """The cleaning rule a spec's ``extra`` names: its ONNX section's ``clean`` (immich folders, glimpse's
+    exports) or its own (open_clip checkpoints, for the torch runtime); None when the tokenizer needs none."""
+    onnx = extra.get("onnx")
+    rule = onnx.get("clean") if isinstance(onnx, dict) else None
+    return rule if rule is not None else extra.get("clean")
+
+
 def clean_text(text: str, rule: str = "whitespace") -> str:
     """``text`` cleaned by ``rule`` (one of ``CLEAN_RULES``):
 

@@ -94,12 +94,17 @@ class Encoder(ABC):
         return self._finish(out, len(texts))
 
     def prepare_texts(self, texts: list[str], lang: str | None) -> list[str]:
-        """Texts as the backend's tokenizer wants them (cleaning, language tokens); here: ``lang`` checked."""
+        """Texts as the backend's tokenizer wants them: ``lang`` checked, then cleaned by the model's rule
+        (``tokenizer.clean_rule``: immich's whitespace/canonicalize, open_clip's ftfy + HTML), when it has
+        one. Backends add what else their model reads (a language token)."""
+        from glimpse.tokenizer import clean_rule, clean_text
+
         if lang is not None:
             from glimpse.languages import check_language
 
             check_language(lang)
-        return texts
+        rule = clean_rule(self.spec.extra)
+        return texts if rule is None else [clean_text(t, rule) for t in texts]
 
     def prefetch_image_tower(self) -> None:  # noqa: B027 - optional hook
         """Start loading what image encoding needs in the background, so it overlaps the first decodes.

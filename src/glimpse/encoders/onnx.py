@@ -422,18 +422,13 @@ class OnnxEncoder(Encoder):
         return self._run("visual", session, feeds)[:n]
 
     def prepare_texts(self, texts: list[str], lang: str | None) -> list[str]:
-        """Queries as the model's training captions looked: whitespace (and, if configured, punctuation and
-        case) cleaned, and for language-token models the FLORES-200 code of ``lang`` (default: the locale's)
-        prepended."""
-        from glimpse.languages import check_language, default_language, flores_code
-        from glimpse.tokenizer import clean_text
+        """Queries as the model's training captions looked (``Encoder.prepare_texts``: cleaned by the model's
+        rule), and for language-token models the FLORES-200 code of ``lang`` (default: the locale's) prepended."""
+        texts = super().prepare_texts(texts, lang)
+        if self.spec.extra.get("onnx", {}).get("language_prefix") == "flores200":
+            from glimpse.languages import default_language, flores_code
 
-        info = self.spec.extra.get("onnx", {})
-        code = check_language(lang) if lang is not None else None
-        if info.get("clean") is not None:
-            texts = [clean_text(t, info["clean"]) for t in texts]
-        if info.get("language_prefix") == "flores200":
-            prefix = flores_code(code or default_language())
+            prefix = flores_code(lang or default_language())
             texts = [prefix + t for t in texts]
         return texts
 

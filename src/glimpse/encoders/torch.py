@@ -104,17 +104,6 @@ class TorchEncoder(Encoder):
             embeds = features(self.model.get_image_features(**tensors))
             return embeds.float().cpu().numpy()
 
-    def prepare_texts(self, texts: list[str], lang: str | None) -> list[str]:
-        """``lang`` checked; texts cleaned by the spec's rule (``extra["clean"]``, ``tokenizer.CLEAN_RULES``),
-        for the checkpoints whose own tokenizer cleans more than their ``tokenizer.json`` does (open_clip's)."""
-        texts = super().prepare_texts(texts, lang)
-        rule = self.spec.extra.get("clean")
-        if rule is None:
-            return texts
-        from glimpse.tokenizer import clean_text
-
-        return [clean_text(t, rule) for t in texts]
-
     def tokenize(self, texts: list[str]) -> dict[str, Any]:
         """Token tensors of ``texts`` as this model reads them (``tokenize_for_model`` with the spec's rules)."""
         spec = self.spec
