@@ -111,6 +111,33 @@ def test_prefetched_image_tower_gives_the_same_vectors(clip_onnx):
     encoder.close()
 
 
+def test_image_batches_run_as_one_piece_per_core(clip_onnx):
+    """A dynamic-batch image tower on 2 cores: a batch of 32 runs as two single-threaded pieces at once, with
+    the vectors of one run over the whole batch; a batch too small to give each core PIECE_MIN images keeps
+    one run with intra-op threads."""
+    from glimpse.encoders.onnx import PIECE_MIN, OnnxEncoder
+    from glimpse.encoders.parity import generated_images
+
+    spec = load_spec(str(clip_onnx))
+    pixels = load_encoder(str(clip_onnx)).spec.preprocess
+    from glimpse.preprocess import preprocess_batch
+
+    batch = preprocess_batch(generated_images(2 * PIECE_MIN + 3, seed=5), pixels)
+    pieces = OnnxEncoder(spec, clip_onnx, batch_size=2 * PIECE_MIN + 3, threads=2)
+    whole = OnnxEncoder(spec, clip_onnx, batch_size=2 * PIECE_MIN - 1, threads=2)
+    one_core = OnnxEncoder(spec, clip_onnx, batch_size=64, threads=1)
+    got = pieces.encode_pixels(batch)
+    assert pieces._workers["visual"] == 2 and pieces.session("visual").get_session_options().intra_op_num_threads == 1
+    assert one_core.encode_pixels(batch[:1]).shape == (1, spec.dim)
+    assert one_core._workers["visual"] == 1
+    reference = one_core.encode_pixels(batch)
+    np.testing.assert_allclose(got, reference, atol=1e-6)
+    np.testing.assert_allclose(whole.encode_pixels(batch), reference, atol=1e-6)
+    assert whole._workers["visual"] == 1 and whole.session("visual").get_session_options().intra_op_num_threads == 2
+    for encoder in (pieces, whole, one_core):
+        encoder.close()
+
+
 def test_unknown_or_missing_device_is_a_clear_error(clip_onnx):
     with pytest.raises(ModelError, match="unknown device"):
         load_encoder(str(clip_onnx), device="abacus")

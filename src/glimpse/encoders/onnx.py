@@ -8,11 +8,19 @@ session is created on first use, so a text search never loads the image tower.
 Threads: onnxruntime's intra-op pool gets ``threads`` threads (default: every core). Its workers do not
 spin while idle, so the decode threads of the indexer get the cores whenever the encoder waits for them.
 
+Image towers on a CPU with several cores run as one piece of the batch per core: a single-threaded session
+whose pieces run on ``threads`` Python threads at once (``run`` releases the GIL), the model's weights held
+once. No intra-op synchronisation: an onnxruntime worker that a decode thread delays stalls the other
+worker at every kernel's barrier, while a piece on its own core just runs a little later. Measured on 2
+cores (``benchmarks/image_layout.py``, docs/BENCHMARKS.md [P]), against one run with two intra-op threads:
+``glimpse index`` 1.10x (fp32) and 1.19x (int8), the encoder alone 1.09x and 1.02x. A batch that gives a core
+fewer than :data:`PIECE_MIN` images (many cores) keeps one run with intra-op threads, where a piece would be
+too small to reuse the weights it streams. The price is one image's latency (an image query runs on one
+core): 142 vs 98 ms (fp32), 82 vs 64 ms (int8) for a B/32.
+
 Static shapes: immich's exporter writes graphs with a fixed batch of 1 (image ``[1, 3, S, S]``, text
 ``int32[1, context_length]``). The batch and sequence dims are read from each graph; a batch is cut into
-pieces the graph accepts. An image graph with a fixed batch gets a single-threaded session and its pieces
-run on ``threads`` Python threads at once (``run`` releases the GIL): one image per core keeps every core
-busy with no intra-op synchronisation, and the model's weights are held once.
+pieces the graph accepts. An image graph with a fixed batch always runs as above, one image per core.
 
 Fixed-length text graphs of a family whose text tower is causal and pools the end-of-text position (CLIP;
 ``families.ModelFamily.text_pools_eot``) are fed only each query's real tokens, through a copy of the graph
@@ -73,6 +81,8 @@ _CUT_PROBES = ("a photo of a dog", "", "A RED car, on the beach!", "one two thre
 CUT_MIN_COSINE = 0.99999
 CUT_MAX_DIFF = 1e-4
 _TEXT_INPUTS = (*_IDS_NAMES, "attention_mask", "token_type_ids")
+#: fewest images per core for an image batch to run as one single-threaded piece per core (module docstring)
+PIECE_MIN = 8
 
 
 def static_dim(node: Any, axis: int) -> int | None:
@@ -271,16 +281,19 @@ class OnnxEncoder(Encoder):
                     session = make_session(copy, device=self.device, threads=self.threads, prepack=False, spin=True)
                     self._cut, self._text_path = True, copy
                     return session
-        # immich graphs have a fixed batch: start single-threaded rather than build the session twice.
-        threads = 1 if parallel and immich else self.threads
+        # Known before the graph is read: immich graphs have a fixed batch, and a batch that gives every core
+        # PIECE_MIN images runs best as one piece per core; either way the session starts single-threaded
+        # rather than being built twice.
+        pieces = parallel and (immich or self.batch_size >= PIECE_MIN * self.threads)
+        threads = 1 if pieces else self.threads
         session = make_session(path, device=self.device, threads=threads, prepack=prepack, spin=part == "textual")
         check_graph(part, session, path)
         if part == "textual" and self._may_cut():
             return self._cut_session(path, session)
         fixed = static_dim(session.get_inputs()[0], 0) is not None
-        if parallel and fixed and not immich:
+        if parallel and fixed and not pieces:
             session = make_session(path, device=self.device, threads=1)
-        self._workers[part] = self.threads if parallel and (fixed or immich) else 1
+        self._workers[part] = self.threads if parallel and (fixed or pieces) else 1
         return session
 
     # -- fixed-length text graphs: cut to the batch's length where the family makes that exact ----------
