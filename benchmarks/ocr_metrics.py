@@ -20,7 +20,10 @@ when it contains a CJK ideograph, else "en".
   precision: per image, the multiset intersection of GT words and predicted words, over GT / predicted
   word counts. (A Chinese item has no spaces, so it is one word.)
 * Substring words: a GT word is found when it occurs inside some prediction's normalised text of the same
-  image; a predicted word is correct when it occurs inside some GT line's normalised text of that image.
+  image; a predicted word is correct when it occurs inside some GT line's normalised text of that image, or
+  inside two GT lines of that image joined (either order): a detector line over two items that stand side
+  by side ("三楼" beside "香蕉" read as "三楼香蕉"). Recall has always counted such a merged line (each item
+  is inside it); from 2026-12-03 precision counts it too (``word_in_truth``).
 * Text search R@1 (``search_recall_at_1``): each distinct normalised GT word (>= 2 characters) is a query;
   an image matches when one of its predicted lines contains the query; matching images are ranked by that
   line's best confidence; a hit when the top image is one whose GT text contains the query (usually the one
@@ -124,6 +127,14 @@ def line_matches(gt: str, pred: str, threshold: float = LINE_THRESHOLD) -> bool:
     if not gt or not pred:
         return False
     return gt in pred or similarity(gt, pred) >= threshold
+
+
+def word_in_truth(word: str, gts: Sequence[str]) -> bool:
+    """Is normalised predicted ``word`` inside one of the image's normalised GT lines, or inside two of them
+    joined in either order (one detector line over two neighbouring items)?"""
+    if any(word in g for g in gts):
+        return True
+    return any(word in a + b for i, a in enumerate(gts) for j, b in enumerate(gts) if i != j)
 
 
 def pred_correct(pred: str, gts: Iterable[str], threshold: float = LINE_THRESHOLD) -> bool:
@@ -306,7 +317,7 @@ def score_image(gts: Sequence[GtLine], preds: Sequence[PredLine], into: Scores,
             c.pred_lines += 1
             c.pred_correct += pred_correct(pn, gt_norm, threshold)
             c.pred_words += len(pw)
-            c.pred_words_sub_correct += sum(any(w in gn for gn in gt_norm) for w in pw)
+            c.pred_words_sub_correct += sum(word_in_truth(w, gt_norm) for w in pw)
     # Whitespace words: multiset intersection per script (GT words by the item's script, predicted words
     # by their own characters); recall against every prediction, precision against the scored ones.
     for s in SCRIPTS:

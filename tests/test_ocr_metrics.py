@@ -26,6 +26,7 @@ from ocr_metrics import (  # benchmarks/ is not a package: imported by path
     search_recall_at_1,
     similarity,
     substring_distance,
+    word_in_truth,
     words,
 )
 from ocr_textset import EN_FONTS, ZH_FONTS, generate
@@ -174,3 +175,15 @@ def test_textset_is_deterministic_and_its_polygons_cover_the_text(tmp_path):
         change = np.abs(generated - original).mean(axis=2)
         # The text changed the pixels inside its polygons; outside them only JPEG re-encoding did.
         assert change[inside].mean() > 4 * change[~inside].mean()
+
+
+def test_a_line_over_two_neighbouring_items_is_a_precise_word():
+    """One detector line over two items side by side: recall finds both items in it, and precision counts it
+    as correct (it is inside the two joined); a word that is in neither join stays wrong."""
+    gts = [GtLine("三楼", "zh"), GtLine("香蕉", "zh"), GtLine("EXIT", "en")]
+    s = Scores()
+    score_image(gts, [PredLine("三楼香蕉"), PredLine("香蕉三楼"), PredLine("楼香"), PredLine("三香")], s)
+    zh = s.by_script["zh"]
+    assert zh.sub_word_recall == 1.0
+    assert zh.pred_words_sub_correct == 3 and zh.pred_words == 4  # "三香" is in no join of two items
+    assert word_in_truth("ext", ["exit", "tower"]) is False and word_in_truth("ittow", ["exit", "tower"]) is True
