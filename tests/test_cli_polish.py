@@ -91,6 +91,63 @@ def test_console_entry_ends_without_interpreter_teardown(tmp_path, case):
     assert bad.returncode == 1 and "no library at" in bad.stderr  # a user error keeps its code and message
 
 
+def test_invoked_command_skips_the_global_options():
+    from glimpse.cli import invoked_command
+
+    assert invoked_command(["--library", "search", "-m", "x", "index", "~/P"]) == "index"  # values are not commands
+    assert invoked_command(["--library=/l", "-Lother", "--version", "search", "dog"]) == "search"
+    assert invoked_command(["--store", "milvus://h:1", "--device", "cpu", "models", "list"]) == "models"
+    assert invoked_command(["--", "status"]) == "status"
+    assert invoked_command(["--help"]) is None and invoked_command([]) is None
+
+
+def test_value_options_are_the_global_options_that_take_a_value():
+    import typer.main
+
+    from glimpse.cli import VALUE_OPTIONS
+
+    group = typer.main.get_command(app)
+    taking = {opt for p in group.params if not getattr(p, "is_flag", False) for opt in p.opts}
+    assert taking == VALUE_OPTIONS
+
+
+def test_the_command_line_builds_only_the_invoked_command(monkeypatch, capsys):
+    """``run`` hands click an app holding just the named command; a wrong word and plain --help keep every
+    command (click's suggestion, the full list), and the app is whole again afterwards."""
+    import typer.main
+
+    from glimpse import cli
+
+    built: list[str] = []
+    real = typer.main.get_command_from_info
+
+    def counting(command_info, **kwargs):
+        command = real(command_info, **kwargs)
+        built.append(command.name)
+        return command
+
+    monkeypatch.setattr(typer.main, "get_command_from_info", counting)
+    before = list(app.registered_commands), list(app.registered_groups)
+
+    def run(*args: str) -> tuple[int, str]:
+        built.clear()
+        monkeypatch.setattr(sys, "argv", ["glimpse", *args])
+        with pytest.raises(SystemExit) as stop:
+            cli.run()
+        captured = capsys.readouterr()
+        return stop.value.code, captured.out + captured.err
+
+    code, text = run("--library", "/nonexistent", "status", "--help")
+    assert code == 0 and " status [OPTIONS]" in text and built == ["status"]
+    code, text = run("models", "list", "--help")
+    assert code == 0 and " models list [OPTIONS]" in text and "search" not in built
+    code, text = run("serch", "dog")
+    assert code == 2 and "No such command" in text and "search" in text and len(built) > 10
+    code, text = run("--help")
+    assert code == 0 and "index" in text and "similar" in text and len(built) > 10
+    assert (list(app.registered_commands), list(app.registered_groups)) == before
+
+
 def test_command_modules_never_import_the_cli():
     """The app imports the command modules, never the other way round (no cli <-> commands cycle)."""
     names = ["search", "understand", "tagging", "models", "scale", "common"]
