@@ -10,8 +10,8 @@ model (``Library.index``, batch 32, in this process, alternating the order) and 
 static / dynamic of the median rounds is the figure (goal: >= 0.9). It also times the image encoder alone on
 64 preprocessed images, to show why glimpse runs a batch-1 graph as it does: ``batch1_parallel`` (what glimpse
 does: one single-threaded session, one image per core at once), ``batch1_intra_op`` (one image at a time,
-onnxruntime's threads inside each run) and ``dynamic_batch32`` (the dynamic tower, batches of 32). One JSON
-object on stdout.
+onnxruntime's threads inside each run) and ``dynamic_batch32`` (the dynamic tower, batches of 32; since
+2026-12-03 each batch runs as one piece per core, as glimpse runs it). One JSON object on stdout.
 """
 
 from __future__ import annotations
