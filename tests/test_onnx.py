@@ -117,12 +117,10 @@ def test_image_batches_run_as_one_piece_per_core(clip_onnx):
     one run with intra-op threads."""
     from glimpse.encoders.onnx import PIECE_MIN, OnnxEncoder
     from glimpse.encoders.parity import generated_images
-
-    spec = load_spec(str(clip_onnx))
-    pixels = load_encoder(str(clip_onnx)).spec.preprocess
     from glimpse.preprocess import preprocess_batch
 
-    batch = preprocess_batch(generated_images(2 * PIECE_MIN + 3, seed=5), pixels)
+    spec = load_spec(str(clip_onnx))
+    batch = preprocess_batch(generated_images(2 * PIECE_MIN + 3, seed=5), spec.preprocess)
     pieces = OnnxEncoder(spec, clip_onnx, batch_size=2 * PIECE_MIN + 3, threads=2)
     whole = OnnxEncoder(spec, clip_onnx, batch_size=2 * PIECE_MIN - 1, threads=2)
     one_core = OnnxEncoder(spec, clip_onnx, batch_size=64, threads=1)
