@@ -17,6 +17,10 @@ binary search over the scale, in the same float arithmetic), then after step 3 c
 ``max_num_patches``. :func:`pack_naflex` holds them in one array so the pipeline and the encoders handle
 NaFlex pixels like any other; :func:`unpack_naflex` gives back transformers' three inputs.
 
+Steps 1–2 compute only the crop: :func:`glimpse.resample.resize_crop` gives the same bytes as Pillow's whole
+resize followed by the crop, through a C kernel that resamples only the kept pixels (Pillow itself where the
+kernel is not built).
+
 Step 3 only ever sees 256 distinct values per channel, so it is a lookup table computed with exactly the
 reference's dtype sequence: bit-identical output without any full-size float64 work.
 
@@ -48,17 +52,8 @@ import numpy as np
 from PIL import Image
 
 from glimpse.errors import ImageError, ModelError, UserInputError
+from glimpse.resample import PILLOW_FILTERS, resize_crop
 from glimpse.spec import Preprocess
-
-_RESAMPLE: dict[str, Image.Resampling] = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
-
 
 EXACT_RESIZE_MAX_BYTES: int = 64 * 2**20
 """Most memory the reference resize of a whole image may take (result, intermediate, filter weights)."""
@@ -145,8 +140,8 @@ def _check(pre: Preprocess) -> None:
         )
     if pre.resize == "naflex" and not (pre.patch_size and pre.max_num_patches):
         raise ModelError("NaFlex preprocessing needs a positive patch_size and max_num_patches in the spec")
-    if pre.interpolation not in _RESAMPLE:
-        raise ModelError(f"unknown interpolation {pre.interpolation!r}; expected one of {sorted(_RESAMPLE)}")
+    if pre.interpolation not in PILLOW_FILTERS:
+        raise ModelError(f"unknown interpolation {pre.interpolation!r}; expected one of {sorted(PILLOW_FILTERS)}")
 
 
 def _weights_bytes(source: int, out: int, interpolation: str) -> int:
@@ -188,7 +183,7 @@ def _window_resize(image: Image.Image, size: tuple[int, int], box: tuple[float, 
         image = image.crop((c0, r0, c1, r1))  # a plain copy of the reachable pixels: no resampling yet
     x0, x1, y0, y1 = x0 - c0, x1 - c0, y0 - r0, y1 - r0
     cols, rows = c1 - c0, r1 - r0
-    resample = _RESAMPLE[interpolation]
+    resample = PILLOW_FILTERS[interpolation]
 
     def resize(im: Image.Image, to: tuple[int, int], window: tuple[float, float, float, float]) -> Image.Image:
         return im.resize(to, resample=resample, box=window, reducing_gap=_REDUCING_GAP)
@@ -205,9 +200,15 @@ def _resize_and_crop(image: Image.Image, pre: Preprocess) -> np.ndarray:
     width, height = image.size
     size = resize_size(width, height, pre)
     if _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES:
-        resized = np.asarray(image.resize(size, resample=_RESAMPLE[pre.interpolation]))
-        return resized if pre.resize == "squash" else _center_crop(resized, pre.height, pre.width,
-                                                                    pre.crop_rounding)
+        new_w, new_h = size
+        if pre.resize == "squash":
+            return resize_crop(image, size, (0, 0, new_w, new_h), pre.interpolation)
+        top = crop_offset(new_h - pre.height, pre.crop_rounding)
+        left = crop_offset(new_w - pre.width, pre.crop_rounding)
+        if top >= 0 and left >= 0:  # only the crop is resampled (glimpse.resample), bit for bit the reference's
+            return resize_crop(image, size, (left, top, left + pre.width, top + pre.height), pre.interpolation)
+        resized = resize_crop(image, size, (0, 0, new_w, new_h), pre.interpolation)
+        return _center_crop(resized, pre.height, pre.width, pre.crop_rounding)
     if pre.resize == "squash":
         return np.asarray(_window_resize(image, size, (0.0, 0.0, float(width), float(height)), pre.interpolation))
     # Only the crop window (clipped to the resized image; the rest is the reference's zero padding).
