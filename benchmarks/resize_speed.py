@@ -28,11 +28,10 @@ DATA = Path(os.environ.get("GLIMPSE_TEST_DATA", ROOT.parent / "shared" / "data")
 
 
 def main() -> None:
-    from index_ceiling import cpu_flags
-
     from glimpse import resample
     from glimpse.preprocess import crop_offset, resize_size
     from glimpse.spec import Preprocess
+    from index_ceiling import cpu_flags
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
