@@ -122,6 +122,16 @@ def test_a_kernel_that_disagrees_with_pillow_is_not_used(monkeypatch: pytest.Mon
         resample.kernel_order.cache_clear()
 
 
+def test_images_past_the_kernels_size_go_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple] = []
+    monkeypatch.setattr(resample, "_kernel", lambda *args: calls.append(args))
+    monkeypatch.setattr(resample, "KERNEL_MAX_PIXELS", 90 * 70 - 1)
+    image = photo_like(90, 70, 4)
+    np.testing.assert_array_equal(resample.resize_crop(image, (50, 40), (5, 5, 45, 35), "bicubic"),
+                                  pillow_crop(image, (50, 40), (5, 5, 45, 35), "bicubic"))
+    assert calls == []
+
+
 def test_nearest_and_other_modes_go_to_pillow() -> None:
     image = photo_like(64, 48, 5)
     np.testing.assert_array_equal(resample.resize_crop(image, (30, 20), (0, 0, 30, 20), "nearest"),
