@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from glimpse import resample
+from glimpse.errors import GlimpseError
 from glimpse.preprocess import preprocess_image
 from glimpse.spec import Preprocess
 
@@ -143,7 +144,7 @@ def test_nearest_and_other_modes_go_to_pillow() -> None:
 
 @pytest.mark.parametrize("box", [(0, 0, 31, 20), (-1, 0, 10, 10), (5, 5, 5, 10)])
 def test_a_crop_outside_the_resized_image_is_refused(box: tuple[int, int, int, int]) -> None:
-    with pytest.raises(ValueError, match="not inside the resized image"):
+    with pytest.raises(GlimpseError, match="not inside the resized image"):
         resample.resize_crop(photo_like(64, 48, 0), (30, 20), box, "bicubic")
 
 

@@ -25,6 +25,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from glimpse.errors import GlimpseError
+
 try:
     from glimpse import _resample
 except ImportError:  # built without a C compiler: Pillow does the resizing
@@ -99,10 +101,12 @@ def resize_crop(image: Image.Image, size: tuple[int, int], box: tuple[int, int, 
                 interpolation: str) -> np.ndarray:
     """``uint8[bottom - top, right - left, 3]``: the crop ``box = (left, top, right, bottom)`` (integers, inside
     ``(0, 0, *size)``) of the RGB ``image`` resized to ``size = (width, height)`` with Pillow's
-    ``interpolation`` filter — ``np.asarray(image.resize(size, filter))[top:bottom, left:right]``, bit for bit."""
+    ``interpolation`` filter — ``np.asarray(image.resize(size, filter))[top:bottom, left:right]``, bit for bit
+    (an image of another mode gets Pillow's own result, in Pillow's array layout). A crop outside the resized
+    image raises ``GlimpseError``."""
     left, top, right, bottom = box
     if not (0 <= left < right <= size[0] and 0 <= top < bottom <= size[1]):
-        raise ValueError(f"crop {box} is not inside the resized image {size}")
+        raise GlimpseError(f"crop {box} is not inside the resized image {size}")
     width, height = image.size
     usable = interpolation in _KERNEL_FILTERS and image.mode == "RGB" and width * height <= KERNEL_MAX_PIXELS
     order = kernel_order() if usable else None
