@@ -199,21 +199,20 @@ def _resize_and_crop(image: Image.Image, pre: Preprocess) -> np.ndarray:
     """Steps 1–2: ``uint8[pre.height, pre.width, 3]`` of an RGB image, in bounded memory (see the module doc)."""
     width, height = image.size
     size = resize_size(width, height, pre)
-    if _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES:
-        new_w, new_h = size
-        if pre.resize == "squash":
+    new_w, new_h = size
+    exact = _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES
+    if pre.resize == "squash":
+        if exact:
             return resize_crop(image, size, (0, 0, new_w, new_h), pre.interpolation)
-        top = crop_offset(new_h - pre.height, pre.crop_rounding)
-        left = crop_offset(new_w - pre.width, pre.crop_rounding)
+        return np.asarray(_window_resize(image, size, (0.0, 0.0, float(width), float(height)), pre.interpolation))
+    top = crop_offset(new_h - pre.height, pre.crop_rounding)
+    left = crop_offset(new_w - pre.width, pre.crop_rounding)
+    if exact:
         if top >= 0 and left >= 0:  # only the crop is resampled (glimpse.resample), bit for bit the reference's
             return resize_crop(image, size, (left, top, left + pre.width, top + pre.height), pre.interpolation)
         resized = resize_crop(image, size, (0, 0, new_w, new_h), pre.interpolation)
         return _center_crop(resized, pre.height, pre.width, pre.crop_rounding)
-    if pre.resize == "squash":
-        return np.asarray(_window_resize(image, size, (0.0, 0.0, float(width), float(height)), pre.interpolation))
     # Only the crop window (clipped to the resized image; the rest is the reference's zero padding).
-    new_w, new_h = size
-    top, left = crop_offset(new_h - pre.height, pre.crop_rounding), crop_offset(new_w - pre.width, pre.crop_rounding)
     x0, y0 = max(0, left), max(0, top)
     x1, y1 = min(new_w, left + pre.width), min(new_h, top + pre.height)
     sx, sy = width / new_w, height / new_h
