@@ -123,14 +123,87 @@ def test_a_kernel_that_disagrees_with_pillow_is_not_used(monkeypatch: pytest.Mon
         resample.kernel_order.cache_clear()
 
 
+@needs_kernel
 def test_images_past_the_kernels_size_go_to_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where Pillow cannot lend its own memory, the kernel takes a packed copy only up to KERNEL_MAX_PIXELS.
+    assert resample.kernel_order() is not None and resample._arrow_source()  # worked out before the spy goes in
     calls: list[tuple] = []
-    monkeypatch.setattr(resample, "_kernel", lambda *args: calls.append(args))
-    monkeypatch.setattr(resample, "KERNEL_MAX_PIXELS", 90 * 70 - 1)
+    real = resample._kernel
+    monkeypatch.setattr(resample, "_kernel", lambda *args: calls.append(args) or real(*args))
+    monkeypatch.setattr(resample, "_arrow", lambda image: None)
     image = photo_like(90, 70, 4)
-    np.testing.assert_array_equal(resample.resize_crop(image, (50, 40), (5, 5, 45, 35), "bicubic"),
-                                  pillow_crop(image, (50, 40), (5, 5, 45, 35), "bicubic"))
-    assert calls == []
+    want = pillow_crop(image, (50, 40), (5, 5, 45, 35), "bicubic")
+    for limit, used in ((90 * 70 - 1, False), (90 * 70, True)):
+        monkeypatch.setattr(resample, "KERNEL_MAX_PIXELS", limit)
+        calls.clear()
+        np.testing.assert_array_equal(resample.resize_crop(image, (50, 40), (5, 5, 45, 35), "bicubic"), want)
+        assert bool(calls) == used
+        assert all(isinstance(c[0], np.ndarray) for c in calls)
+
+
+@needs_kernel
+def test_the_kernel_reads_pillows_own_memory_and_a_packed_copy_alike(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resample._arrow_source(), "this Pillow exports RGB images through the Arrow C interface (Pillow >= 11.2)"
+    assert resample.kernel_order() is not None  # worked out before the spy goes in
+    sources: list[type] = []
+    real = resample._kernel
+
+    def spy(src, *args):
+        sources.append(type(src))
+        return real(src, *args)
+
+    monkeypatch.setattr(resample, "_kernel", spy)
+    rng = random.Random(11)
+    for trial in range(60):
+        width, height = rng.randint(1, 300), rng.randint(1, 300)
+        size = (rng.choice([width, rng.randint(1, 250)]), rng.choice([height, rng.randint(1, 250)]))
+        box = (0, 0, *size)
+        image = photo_like(width, height, trial)
+        name = KERNEL_FILTERS[trial % len(KERNEL_FILTERS)]
+        in_place = resample.resize_crop(image, size, box, name)
+        with monkeypatch.context() as packed:
+            packed.setattr(resample, "_arrow", lambda image: None)
+            copied = resample.resize_crop(image, size, box, name)
+        want = pillow_crop(image, size, box, name)
+        np.testing.assert_array_equal(in_place, want, err_msg=f"{name} {width}x{height} -> {size}")
+        np.testing.assert_array_equal(copied, want, err_msg=f"{name} {width}x{height} -> {size}")
+    assert set(sources) == {tuple, np.ndarray}
+
+
+@needs_kernel
+def test_an_image_pillow_holds_in_several_blocks_is_copied_first() -> None:
+    image = photo_like(2600, 1700, 8)  # 17.7 MB in Pillow's 4-byte pixels: more than one 16 MB block
+    assert resample._arrow(image) is None
+    box = (100, 0, 324, 224)
+    np.testing.assert_array_equal(resample.resize_crop(image, (342, 224), box, "bicubic"),
+                                  pillow_crop(image, (342, 224), box, "bicubic"))
+
+
+@needs_kernel
+def test_the_kernel_normalises_on_the_way_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = np.random.default_rng(3).standard_normal((3, 256)).astype(np.float32)
+    rng = random.Random(5)
+    for trial in range(40):
+        width, height = rng.randint(1, 200), rng.randint(1, 200)
+        size = (rng.choice([width, rng.randint(1, 150)]), rng.choice([height, rng.randint(1, 150)]))
+        cw, ch = rng.randint(1, size[0]), rng.randint(1, size[1])
+        left, top = rng.randint(0, size[0] - cw), rng.randint(0, size[1] - ch)
+        box = (left, top, left + cw, top + ch)
+        image = photo_like(width, height, trial)
+        want = pillow_crop(image, size, box, "bicubic")
+        for arrow in (True, False):
+            with monkeypatch.context() as patch:
+                if not arrow:
+                    patch.setattr(resample, "_arrow", lambda image: None)
+                out = np.full((3, ch, cw), np.nan, np.float32)
+                assert resample.resize_crop(image, size, box, "bicubic", normalise=(table, out)) is None
+            for channel in range(3):
+                np.testing.assert_array_equal(out[channel], table[channel][want[:, :, channel]])
+    # An output the kernel cannot fill densely: the pixels come back for the caller to normalise.
+    strided = np.zeros((3, 20, 40), np.float32)[:, :, ::2]
+    image = photo_like(50, 30, 1)
+    got = resample.resize_crop(image, (20, 20), (0, 0, 20, 20), "bicubic", normalise=(table, strided))
+    np.testing.assert_array_equal(got, pillow_crop(image, (20, 20), (0, 0, 20, 20), "bicubic"))
 
 
 def test_nearest_and_other_modes_go_to_pillow() -> None:
@@ -151,9 +224,23 @@ def test_a_crop_outside_the_resized_image_is_refused(box: tuple[int, int, int, i
 @needs_kernel
 def test_the_kernel_checks_its_buffers() -> None:
     src = np.zeros((10, 12, 3), np.uint8)
+    call = resample._resample.resize_crop
     with pytest.raises(ValueError, match="output buffer"):
-        resample._resample.resize_crop(src, 12, 10, 6, 5, 0, 0, 6, 5, 3, False, np.zeros((5, 5, 3), np.uint8))
+        call(src, 12, 10, 6, 5, 0, 0, 6, 5, 3, False, None, np.zeros((5, 5, 3), np.uint8))
     with pytest.raises(ValueError, match="source buffer"):
-        resample._resample.resize_crop(src, 11, 10, 6, 5, 0, 0, 6, 5, 3, False, np.zeros((5, 6, 3), np.uint8))
+        call(src, 11, 10, 6, 5, 0, 0, 6, 5, 3, False, None, np.zeros((5, 6, 3), np.uint8))
     with pytest.raises(ValueError, match="filter"):
-        resample._resample.resize_crop(src, 12, 10, 6, 5, 0, 0, 6, 5, 9, False, np.zeros((5, 6, 3), np.uint8))
+        call(src, 12, 10, 6, 5, 0, 0, 6, 5, 9, False, None, np.zeros((5, 6, 3), np.uint8))
+    table = np.zeros((3, 256), np.float32)
+    with pytest.raises(ValueError, match="3 x ch x cw float32"):
+        call(src, 12, 10, 6, 5, 0, 0, 6, 5, 3, False, table, np.zeros((5, 6, 3), np.uint8))
+    with pytest.raises(ValueError, match="table"):
+        call(src, 12, 10, 6, 5, 0, 0, 6, 5, 3, False, table[:, :255].copy(), np.zeros((3, 5, 6), np.float32))
+    image = Image.fromarray(src)
+    with pytest.raises(ValueError, match="4 bytes"):  # the export's size must be the size it is told
+        call(image.__arrow_c_array__(), 12, 9, 6, 5, 0, 0, 6, 5, 3, False, None, np.zeros((5, 6, 3), np.uint8))
+    with pytest.raises(ValueError, match="4 bytes"):  # a grey image is one byte per pixel
+        call(image.convert("L").__arrow_c_array__(), 12, 10, 6, 5, 0, 0, 6, 5, 3, False, None,
+             np.zeros((5, 6, 3), np.uint8))
+    with pytest.raises(ValueError, match="capsules"):
+        call((1, 2, 3), 12, 10, 6, 5, 0, 0, 6, 5, 3, False, None, np.zeros((5, 6, 3), np.uint8))

@@ -22,7 +22,8 @@ resize followed by the crop, through a C kernel that resamples only the kept pix
 kernel is not built).
 
 Step 3 only ever sees 256 distinct values per channel, so it is a lookup table computed with exactly the
-reference's dtype sequence: bit-identical output without any full-size float64 work.
+reference's dtype sequence: bit-identical output without any full-size float64 work. Where the resample kernel
+computes the crop, it applies the table itself on the way out (``resize_crop(normalise=...)``).
 
 **Bounded memory.** Steps 1–2 as written resize the *whole* image: a 10000×1 PNG (111 bytes) becomes
 2,240,000×224 before the crop keeps 224×224 of it (5 GB of RAM). Pillow resizes in two passes (horizontal,
@@ -195,22 +196,28 @@ def _window_resize(image: Image.Image, size: tuple[int, int], box: tuple[float, 
     return resize(tall, (out_w, out_h), (x0, 0, x1, out_h))
 
 
-def _resize_and_crop(image: Image.Image, pre: Preprocess) -> np.ndarray:
-    """Steps 1–2: ``uint8[pre.height, pre.width, 3]`` of an RGB image, in bounded memory (see the module doc)."""
+def _resize_and_crop(image: Image.Image, pre: Preprocess,
+                     normalise: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray | None:
+    """Steps 1–2: ``uint8[pre.height, pre.width, 3]`` of an RGB image, in bounded memory (see the module doc).
+
+    ``normalise = (table, out)``: where the resample kernel computes the crop, it also does step 3 into ``out``
+    (``float32[3, pre.height, pre.width]``) and None is returned."""
     width, height = image.size
     size = resize_size(width, height, pre)
     new_w, new_h = size
     exact = _exact_cost(width, height, size, pre.interpolation) <= EXACT_RESIZE_MAX_BYTES
     if pre.resize == "squash":
         if exact:
-            return resize_crop(image, size, (0, 0, new_w, new_h), pre.interpolation)
+            return resize_crop(image, size, (0, 0, new_w, new_h), pre.interpolation, normalise=normalise)
         return np.asarray(_window_resize(image, size, (0.0, 0.0, float(width), float(height)), pre.interpolation))
     top = crop_offset(new_h - pre.height, pre.crop_rounding)
     left = crop_offset(new_w - pre.width, pre.crop_rounding)
     if exact:
         if top >= 0 and left >= 0:  # only the crop is resampled (glimpse.resample), bit for bit the reference's
-            return resize_crop(image, size, (left, top, left + pre.width, top + pre.height), pre.interpolation)
+            return resize_crop(image, size, (left, top, left + pre.width, top + pre.height), pre.interpolation,
+                               normalise=normalise)
         resized = resize_crop(image, size, (0, 0, new_w, new_h), pre.interpolation)
+        assert resized is not None
         return _center_crop(resized, pre.height, pre.width, pre.crop_rounding)
     # Only the crop window (clipped to the resized image; the rest is the reference's zero padding).
     x0, y0 = max(0, left), max(0, top)
@@ -283,12 +290,13 @@ def _fill(out: np.ndarray, image: Image.Image, pre: Preprocess) -> None:
         new_h, new_w = naflex_size(height, width, patch, int(pre.max_num_patches or 0))
         # A NaFlex resize is a squash to the size found for this image (aspect kept by that size).
         target = replace(pre, resize="squash", height=new_h, width=new_w)
-    array = _resize_and_crop(_to_rgb(image), target)
     table = _lookup_table(float(pre.rescale), tuple(pre.mean), tuple(pre.std))
     chw = out if pre.resize != "naflex" else np.empty((3, target.height, target.width), dtype=np.float32)
-    for channel in range(3):
-        # take() with a uint8 index is a gather from the 256-entry table: no float work per pixel.
-        np.take(table[channel], array[:, :, channel], out=chw[channel])
+    array = _resize_and_crop(_to_rgb(image), target, (table, chw))
+    if array is not None:  # not normalised by the resample kernel
+        for channel in range(3):
+            # take() with a uint8 index is a gather from the 256-entry table: no float work per pixel.
+            np.take(table[channel], array[:, :, channel], out=chw[channel])
     if pre.resize == "naflex":
         pack_naflex(chw, int(pre.patch_size or 0), out)
 
