@@ -76,6 +76,32 @@ def test_a_failed_file_is_retried_when_the_limit_is_raised(open_lib, tmp_path, m
     assert (retried.failed, retried.unchanged) == (1, 1)
 
 
+def test_the_trial_settings_are_worked_out_only_when_a_verdict_needs_them(open_lib, tmp_path, monkeypatch):
+    """Learning whether rawpy and PyAV import costs ~65 ms before a run's first decode: a run of good photos
+    never asks, a failure asks once and stores the answer."""
+    from glimpse import pipeline
+
+    calls: list[float] = []
+    real = pipeline.trial_settings
+
+    def counting(max_megapixels: float) -> str:
+        calls.append(max_megapixels)
+        return real(max_megapixels)
+
+    monkeypatch.setattr(pipeline, "trial_settings", counting)
+    pics = tmp_path / "pics"
+    make_photos(pics, 3)
+    lib = open_lib()
+    assert lib.index([pics]).encoded == 3 and calls == []
+    (pics / "notes.jpg").write_text("not a picture")
+    (pics / "more.jpg").write_text("not one either")
+    assert lib.index([pics]).failed == 2 and calls == [pipeline.DEFAULT_MAX_MEGAPIXELS]
+    stored = {r.tried_with for r in lib.catalog.files_under(str(pics.resolve())).values() if r.state == "error"}
+    assert stored == {real(pipeline.DEFAULT_MAX_MEGAPIXELS)}
+    calls.clear()
+    assert lib.index([pics]).unchanged == 5 and calls == [pipeline.DEFAULT_MAX_MEGAPIXELS]  # once, to compare
+
+
 def test_migration_to_schema_3_keeps_rows_and_retries_old_verdicts(tmp_path):
     from glimpse.catalog import SCHEMA_VERSION, Catalog
 

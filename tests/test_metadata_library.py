@@ -68,6 +68,29 @@ def test_indexing_reads_metadata_once_and_filters_use_it(tmp_path, open_lib):
     assert photos  # every photo was made
 
 
+def test_decoded_photos_bring_their_metadata_so_no_file_is_opened_again(tmp_path, open_lib, monkeypatch):
+    """The pipeline reads the metadata from the EXIF its decode parsed (no serial pass opening every file again
+    after the run), and it is what reading the header alone gives."""
+    from glimpse import metadata_index
+    from glimpse.metadata import read_file_metadata
+
+    photos = library_photos(tmp_path / "photos")
+    reopened: list[str] = []
+
+    def counting(path: str, mtime_ns: int | None = None):
+        reopened.append(path)
+        return read_file_metadata(path, mtime_ns)
+
+    monkeypatch.setattr(metadata_index, "read_file_metadata", counting)
+    lib = open_lib()
+    report = lib.index([tmp_path / "photos"])
+    assert report.metadata_read == 4 and reopened == []
+    ids = ids_by_name(lib)
+    stored = lib.catalog.metadata_of(ids.values())
+    for name, path in photos.items():
+        assert stored[ids[name]] == read_file_metadata(path, os.stat(path).st_mtime_ns), name
+
+
 def test_moves_keep_metadata_and_changes_reread_it(tmp_path, open_lib):
     library_photos(tmp_path / "photos")
     lib = open_lib()

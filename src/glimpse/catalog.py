@@ -285,6 +285,9 @@ class FileUpdate:
     # has of the file), or ``frames_from``: copy the frames of that video (same content) for this model.
     frames: tuple[tuple[int, np.ndarray], ...] | None = None
     frames_from: int | None = None
+    # Capture metadata read from this content's header while it was decoded (``glimpse.metadata_index`` reads
+    # the files that arrive without it).
+    metadata: PhotoMetadata | None = None
 
 
 @dataclass(frozen=True)
@@ -713,6 +716,8 @@ class Catalog:
                     self._drop_ocr(db, file_id)
                 if up.state == STATE_OK and (up.ocr is not None or up.ocr_from is not None):
                     self._put_ocr(db, file_id, up.hash, now, result=up.ocr, copy_from=up.ocr_from)
+                if up.state == STATE_OK and up.metadata is not None:
+                    self._write_metadata(db, [(file_id, up.hash, up.metadata)])
                 if up.move_from is not None:
                     continue
                 if up.state != STATE_OK or changed:
@@ -1179,13 +1184,17 @@ class Catalog:
     def put_metadata(self, rows: Sequence[tuple[int, str | None, PhotoMetadata]]) -> None:
         """Store ``(file id, content hash it was read from, metadata)`` rows in one transaction."""
         with self.transaction() as db:
-            db.executemany(
-                f"INSERT OR REPLACE INTO photo_meta (file_id, hash, {self._META_COLUMNS}, camera) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(fid, h, m.taken_local, m.utc_offset, m.taken_source, m.latitude, m.longitude, m.make, m.model,
-                  m.lens, m.orientation, m.duration, m.camera.lower() if m.camera else None) for fid, h, m in rows])
-            db.executemany("INSERT OR IGNORE INTO cameras (camera) VALUES (?)",
-                           [(c,) for c in {m.camera.lower() for _, _, m in rows if m.camera}])
+            self._write_metadata(db, rows)
+
+    @classmethod
+    def _write_metadata(cls, db: sqlite3.Connection, rows: Sequence[tuple[int, str | None, PhotoMetadata]]) -> None:
+        db.executemany(
+            f"INSERT OR REPLACE INTO photo_meta (file_id, hash, {cls._META_COLUMNS}, camera) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(fid, h, m.taken_local, m.utc_offset, m.taken_source, m.latitude, m.longitude, m.make, m.model,
+              m.lens, m.orientation, m.duration, m.camera.lower() if m.camera else None) for fid, h, m in rows])
+        db.executemany("INSERT OR IGNORE INTO cameras (camera) VALUES (?)",
+                       [(c,) for c in {m.camera.lower() for _, _, m in rows if m.camera}])
 
     def metadata_of(self, ids: Iterable[int]) -> dict[int, PhotoMetadata]:
         """``{file id: its capture metadata}`` for the ids that have some."""

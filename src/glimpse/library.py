@@ -451,7 +451,9 @@ class Library:
             report = indexer.run(roots)
             from glimpse.metadata_index import fill_metadata
 
-            report.metadata_read = fill_metadata(self.catalog, workers=workers)  # capture time, place, camera
+            # Capture time, place, camera: the decoded images brought theirs; this reads the rest (RAWs, videos,
+            # files indexed before metadata existed or left without it by a killed run).
+            report.metadata_read += fill_metadata(self.catalog, workers=workers)
             for root in new_roots:
                 if not self.catalog.holds_images(root):  # an empty folder or a non-image is no root
                     self.catalog.remove_root(root)

@@ -1,10 +1,11 @@
 """Filling the catalog's capture metadata: every readable file whose metadata was not read from its current
 content gets it read (EXIF header only, ``glimpse.metadata.read_file_metadata``) and stored.
 
-Run at the end of every ``index``: new and changed files, files indexed by a glimpse before metadata existed,
-and files a killed run left without it all converge; batches commit one by one (a kill loses one batch,
-which the next run reads again). Reading a header is ~1 ms against ~100 ms of encoding per image, so this
-pass costs about 1% of an indexing run (and nothing when there is nothing to read).
+Run at the end of every ``index``: files indexed by a glimpse before metadata existed, files a killed run left
+without it, RAWs and videos all converge; batches commit one by one (a kill loses one batch, which the next run
+reads again). The photos an indexing run decodes bring their metadata with them (``glimpse.pipeline.prepare``
+reads it from the EXIF the decode already parsed, written in the batch's transaction), so on a run of new photos
+this pass finds nothing to read: it was a serial tail of ~0.2 ms per photo, 1% of an int8 run.
 """
 
 from __future__ import annotations

@@ -15,9 +15,10 @@
   read, its boxes are scaled back to full-image pixels, and the CLIP pixels are preprocessed from the same
   image. Unchanged files that have a vector but no text are decoded for OCR only (their vector is kept);
   a copy of content whose text is known gets the stored text copied.
-* the main thread batches the pixels through the encoder and commits each batch, with every other
-  result that arrived meanwhile (text included), in one catalog transaction. A killed run loses at most
-  that batch.
+* the main thread batches the pixels and hands each batch to the encoder thread, then commits the batch
+  before it (whose vectors are ready by then), with every other result that arrived meanwhile (text
+  included), in one catalog transaction: the encoder never waits for the catalog, the stacking or the next
+  batch's arrivals. A killed run loses at most those two batches.
 
 Threads with OCR: the OCR engine is opened with one intra-op thread per session (``Library.index``) and runs
 in the ``workers`` decode threads, one image per core, while the CLIP encoder keeps its own session threads
@@ -30,6 +31,7 @@ keeps the cores busy through them, and the encoder's batches need no idle worker
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import itertools
 import json
@@ -69,9 +71,10 @@ from glimpse.images import (
     not_regular_reason,
     open_regular_file,
 )
+from glimpse.metadata import read_metadata
 from glimpse.ocr.base import OcrEngine, OcrLine
 from glimpse.preprocess import preprocess_image
-from glimpse.raw import RawSupportMissingError, raw_support
+from glimpse.raw import RawSupportMissingError, is_raw_name, raw_support
 from glimpse.spec import Preprocess
 from glimpse.video import SamplingRules, is_video_file, is_video_name
 from glimpse.video_items import VideoSupportMissingError, sample_for_index, video_support
@@ -252,7 +255,8 @@ def trial_settings(max_megapixels: float) -> str:
     """The settings a file's "failed" or "not an image" verdict depends on, as stored in ``tried_with``.
 
     A verdict reached under other settings (a lower ``--max-megapixels``, an older glimpse that knew fewer
-    formats) is retried: fixing the cause and re-running fixes the result.
+    formats) is retried: fixing the cause and re-running fixes the result. Importing rawpy and PyAV to learn
+    whether they work costs ~65 ms, so a run asks only when a file's verdict is not ok (``Indexer.run``).
     """
     from glimpse import __version__
 
@@ -262,12 +266,13 @@ def trial_settings(max_megapixels: float) -> str:
                        "video": video_support()}, sort_keys=True)
 
 
-def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: str | None = None,
+def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: Callable[[], str] | None = None,
          ocr_fresh: set[int] | None = None) -> Plan:
     """Diff a scan of ``roots`` against the catalog.
 
-    ``tried_with`` (``trial_settings``): failed and skipped files whose verdict was reached under other
-    settings are tried again; None keeps every unchanged verdict. ``ocr_fresh`` (with OCR): the ids whose
+    ``tried_with`` (gives ``trial_settings``, asked only when a failed or skipped file is met): failed and
+    skipped files whose verdict was reached under other settings are tried again; None keeps every unchanged
+    verdict. ``ocr_fresh`` (with OCR): the ids whose
     text the OCR model read from their current content; other unchanged images become tasks (for OCR).
     """
     known: dict[str, FileRecord] = {}
@@ -293,7 +298,7 @@ def plan(catalog: Catalog, roots: Sequence[str], model_key: str, *, tried_with: 
             # (videos have no text read: OCR freshness is the photos')
             rec.id in embedded and (ocr_fresh is None or rec.id in ocr_fresh or is_video_format(rec.format))
             if rec.state == STATE_OK
-            else tried_with is None or rec.tried_with == tried_with
+            else tried_with is None or rec.tried_with == tried_with()
         )
         if same and settled:
             unchanged += 1
@@ -429,6 +434,9 @@ def prepare(
                 if read_ocr:
                     read(decoded)
                 pixels = preprocess_image(decoded.image, pre)
+                # The header's metadata, from the EXIF the decode just read, saves metadata_index opening the file
+                # again after the run. RAWs are left to it: their decode may take a preview's EXIF instead.
+                metadata = None if is_raw_name(task.path) else read_metadata(decoded.exif, task.mtime_ns)
             except RawSupportMissingError as exc:  # not this file's fault: said once per run, not per file
                 return result(STATE_SKIPPED, digest, error=str(exc))
             except ImageError as exc:
@@ -439,7 +447,8 @@ def prepare(
         return result(STATE_ERROR, error=str(exc))
     except OSError as exc:  # a read failing (EIO on a dying disk, a network share gone)
         return result(STATE_ERROR, error="cannot read file: " + (exc.strerror or str(exc)).lower())
-    return result(STATE_OK, digest, pixels, width=decoded.width, height=decoded.height, format=decoded.format)
+    return result(STATE_OK, digest, pixels, width=decoded.width, height=decoded.height, format=decoded.format,
+                  metadata=metadata)
 
 
 def prepare_video(task: Task, pre: Preprocess, digest: str, *, move_hashes: frozenset[str], needs_vector: bool,
@@ -556,6 +565,17 @@ def _printable(path: str) -> str:
 
 
 # -- the run -------------------------------------------------------------------------------------------
+@dataclass
+class _Batch:
+    """One batch on its way to the catalog: every result, the photos and videos among them in the order their
+    pixels went to the encoder, and the encoder's vectors (None: nothing to encode)."""
+
+    results: list[Prepared]
+    photos: list[Prepared]
+    videos: list[Prepared]
+    vectors: Future[np.ndarray] | None
+
+
 class Indexer:
     """Runs one incremental indexing pass of ``roots`` into ``catalog`` with ``encoder``."""
 
@@ -588,7 +608,7 @@ class Indexer:
         started = time.perf_counter()
         spec = self.encoder.spec
         report = IndexReport(model=spec.name, model_key=spec.key)
-        tried_with = trial_settings(self.max_megapixels)
+        tried_with = functools.cache(lambda: trial_settings(self.max_megapixels))  # needed for failures only
         ocr_work = None
         self._ocr_sources: dict[str, int] = {}
         if self.ocr is not None:
@@ -612,11 +632,13 @@ class Indexer:
         self._pending: list[Prepared] = []
         self._moved: list[FileRecord] = []  # deleted rows re-linked to a new path in this run
         self._encoding_count = 0  # queued images that still need the encoder
+        self._in_flight: _Batch | None = None  # the batch being encoded, written when the next one is queued
         if work.tasks:
             self.encoder.prefetch_image_tower()  # session set-up overlaps the first decodes
         self.progress.start(len(work.tasks))
         try:
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="glimpse-decode") as pool:
+            with ThreadPoolExecutor(1, thread_name_prefix="glimpse-encode") as self._encoding, \
+                    ThreadPoolExecutor(self.workers, thread_name_prefix="glimpse-decode") as pool:
                 # Videos last, few at a time: one holds up to max_frames preprocessed frames (~70 MB at the cap),
                 # and the workers sample far faster than the encoder encodes, so a photo-sized window of videos
                 # would hold gigabytes. Two per worker ahead still keep the encoder fed between its batches.
@@ -627,7 +649,7 @@ class Indexer:
                                          _ordered_map(pool, job, videos, window=ahead))
                 for prepared in stream:
                     if prepared.update.state != STATE_OK:
-                        prepared.update = replace(prepared.update, tried_with=tried_with)
+                        prepared.update = replace(prepared.update, tried_with=tried_with())
                     self._accept(prepared, movable, report)
                     # Text read counts like an image to encode: a batch holds at most batch_size of either,
                     # so a killed run loses at most one batch of OCR work too.
@@ -635,6 +657,7 @@ class Indexer:
                     if self._encoding_count >= self.batch_size or len(self._pending) >= MAX_PENDING:
                         self._flush(report)
                 self._flush(report)
+                self._land(report)
             moved_ids = {m.id for m in self._moved}
             gone = [rec.id for rec in work.deleted if rec.id not in moved_ids]
             report.removed = self.catalog.delete_files(gone) if gone else 0
@@ -673,31 +696,50 @@ class Indexer:
         self._pending.append(p)
 
     def _flush(self, report: IndexReport) -> None:
+        """Queue the pending results' pixels on the encoder thread, then write the batch queued before (whose
+        vectors are ready by now, or soon): the encoder goes from one batch to the next without waiting for the
+        catalog, the stacking or the next batch's arrivals."""
         if not self._pending:
             return
         photos = [p for p in self._pending if p.pixels is not None]
         videos = [p for p in self._pending if p.frame_pixels is not None]
+        vectors: Future[np.ndarray] | None = None
         if photos or videos:
             # One encoder call for the batch: photos' pixels, then each video's frames.
             stacked = [np.stack([p.pixels for p in photos])] if photos else []
             stacked += [p.frame_pixels for p in videos]
-            vectors = self.encoder.encode_pixels(np.concatenate(stacked) if len(stacked) > 1 else stacked[0])
-            for p, vector in zip(photos, vectors, strict=False):
-                p.update, p.pixels = replace(p.update, vector=vector), None
-            start = len(photos)
-            for p in videos:
+            for p in photos + videos:
+                p.pixels = p.frame_pixels = None  # the stacked copy is what is encoded
+            vectors = self._encoding.submit(self.encoder.encode_pixels,
+                                            np.concatenate(stacked) if len(stacked) > 1 else stacked[0])
+        batch = _Batch(self._pending, photos, videos, vectors)
+        self._pending, self._encoding_count = [], 0
+        self._land(report)
+        self._in_flight = batch
+
+    def _land(self, report: IndexReport) -> None:
+        """Write the batch in flight (its vectors, then every result in one catalog transaction)."""
+        batch, self._in_flight = self._in_flight, None
+        if batch is None:
+            return
+        if batch.vectors is not None:
+            vectors = batch.vectors.result()
+            for p, vector in zip(batch.photos, vectors, strict=False):
+                p.update = replace(p.update, vector=vector)
+            start = len(batch.photos)
+            for p in batch.videos:
                 n = len(p.frame_times)
                 p.update = replace(p.update, frames=tuple(zip(p.frame_times, vectors[start:start + n], strict=True)))
-                p.frame_pixels, start = None, start + n
-        self.catalog.apply([p.update for p in self._pending], self.encoder.key)
-        for p in self._pending:
+                start += n
+        self.catalog.apply([p.update for p in batch.results], self.encoder.key)
+        for p in batch.results:
             self._count(p, report)
-        self.progress.advance(len(self._pending))
-        self._pending, self._encoding_count = [], 0
+        self.progress.advance(len(batch.results))
 
     @staticmethod
     def _count(p: Prepared, report: IndexReport) -> None:
         update = p.update
+        report.metadata_read += update.metadata is not None
         if update.state == STATE_OK:
             if update.ocr is not None and update.ocr.error is not None:
                 report.ocr_failed += 1
