@@ -5,8 +5,11 @@ to end, fp32 and int8, and the seed-style baseline — all in one run, printed a
 
 * photos: ../shared/data/coco128 (128 photos ~640 px), each also mirrored and flipped (384 distinct files), plus
   ``--big`` generated 12 MP JPEGs (``glimpse.bench.generated_photos``);
-* model: a ViT-B/32-shaped CLIP with random weights (``tests/tiny_models.make_clip_b32_shaped``; speed does not
-  depend on the weights), exported by ``glimpse export`` to fp32 and int8;
+* models: a ViT-B/32-shaped CLIP with random weights (``tests/tiny_models.make_clip_b32_shaped``; speed does not
+  depend on the weights), exported by ``glimpse export`` to fp32 and int8, and written the way immich's exporter
+  writes it (``tests/immich_fixtures.make_immich_model``: fp32, image graph with a fixed batch of 1 — the format
+  and shape of the default model, immich-app/ViT-B-32__openai), row ``immich``, run one image per core as
+  glimpse runs such graphs;
 * GEMM ceiling: ``benchmarks/gemm_ceiling.py``'s largest GEMM of the tower, as images/s if the whole tower ran
   at its speed;
 * encoder alone: ``encode_pixels`` of all photos' preprocessed pixels (batch 32) after a warm-up batch;
@@ -16,7 +19,9 @@ to end, fp32 and int8, and the seed-style baseline — all in one run, printed a
 * baseline: transformers CLIPModel eager + CLIPProcessor + full PIL decode, batch 32 (the seed articles' way).
 
 Each measurement runs in its own subprocess (``--child``); with ``--repeat`` the variants alternate and the best
-of each is kept. Ratios: encoder / ceiling (int8 goal ≥ 0.90), index / encoder (goal ≥ 0.90, fp32 and int8).
+of each is kept, the ceiling included (measured every round); the ratio of each round's pair is printed too
+(``--json`` keeps every round). Ratios: encoder / ceiling (int8 goal ≥ 0.90; the immich row is
+fp32, against the fp32 ceiling), index / encoder (goal ≥ 0.90 on every row).
 """
 
 from __future__ import annotations
@@ -69,6 +74,19 @@ def photo_set(work: Path, big: int) -> Path:
     generated_photos(folder / "12mp", big)
     done.write_text("")
     return folder
+
+
+MODEL_ROWS = ("fp32", "int8", "immich")
+
+
+def immich_model(work: Path, source: Path) -> Path:
+    """The B/32 in immich's published layout (fixed batch 1, fp32), made once from ``source``."""
+    from immich_fixtures import make_immich_model
+
+    directory = work / "ViT-B-32__immich-bench"
+    if not (directory / "textual" / "model.onnx").is_file():
+        make_immich_model(directory, "clip", dynamic=False, source=source)
+    return directory
 
 
 def child_encoder(model: str, folder: str, batch: int) -> dict:
@@ -132,7 +150,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--skip-baseline", action="store_true")
-    parser.add_argument("--only", choices=["fp32", "int8"], help="measure one precision")
+    parser.add_argument("--only", choices=MODEL_ROWS, help="measure one model")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", choices=["encoder", "index", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -147,26 +165,31 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     folder = photo_set(args.work, args.big)
     paths = models(args.work)
+    precisions = [args.only] if args.only else list(MODEL_ROWS)
+    if "immich" in precisions:
+        paths["immich"] = immich_model(args.work, paths["torch"])
     load = Path("/proc/loadavg").read_text().split()[:3]
-    precisions = [args.only] if args.only else ["fp32", "int8"]
     variants = [(kind, p) for p in precisions for kind in ("encoder", "index")]
     if not args.skip_baseline:
         variants.append(("baseline", "torch"))
     runs: dict[str, list[dict]] = {f"{k}:{p}": [] for k, p in variants}
+    ceilings: list[dict] = []
     for _ in range(args.repeat):
+        ceilings.append(child_ceiling(3.0))  # each round: the GEMM figure drifts with the machine as the others do
         for kind, precision in variants:
             cmd = [sys.executable, __file__, "--child", kind, "--model", str(paths[precision]), "--folder",
                    str(folder), "--batch-size", str(args.batch_size)]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                                  env={**os.environ, "HF_HUB_OFFLINE": "1"}).stdout
             runs[f"{kind}:{precision}"].append(json.loads(out.strip().splitlines()[-1]))
-    ceiling = child_ceiling(3.0)
+    ceiling = {name: max(c[name] for c in ceilings) for name in ceilings[0]}
     rate = {name: max(r["images"] / r["seconds"] for r in found) for name, found in runs.items()}
     summary: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu_flags": cpu_flags(), "load_before": load,
                      "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                      "photos": f"384 coco128-derived + {args.big} x 12 MP", "images_per_s": rate,
-                     "ceiling_images_per_s": ceiling, "runs": runs}
-    ceil_of = {"fp32": ceiling.get("onnxruntime fp32"), "int8": ceiling.get("onnxruntime int8 dynamic")}
+                     "ceiling_images_per_s": ceiling, "ceiling_rounds": ceilings, "runs": runs}
+    ceil_of = {"fp32": ceiling.get("onnxruntime fp32"), "int8": ceiling.get("onnxruntime int8 dynamic"),
+               "immich": ceiling.get("onnxruntime fp32")}
     print(f"CPU flags: {summary['cpu_flags']}; load before {' '.join(load)}")
     print(f"{'':<8} {'ceiling':>8} {'encoder':>8} {'enc/ceil':>9} {'index':>8} {'idx/enc':>8}")
     for p in precisions:
@@ -175,6 +198,11 @@ def main() -> None:
         summary[f"{p}_index_over_encoder"] = round(idx / enc, 3)
         print(f"{p:<8} {ceil_of[p] or 0:>8.1f} {enc:>8.1f} {enc / (ceil_of[p] or enc):>9.2f} {idx:>8.1f} "
               f"{idx / enc:>8.2f}")
+    for p in precisions:
+        pairs = [i["images"] / i["seconds"] / (e["images"] / e["seconds"])
+                 for i, e in zip(runs[f"index:{p}"], runs[f"encoder:{p}"], strict=True)]
+        summary[f"{p}_index_over_encoder_by_round"] = [round(x, 3) for x in pairs]
+        print(f"{p}: index / encoder of each round's pair: {' '.join(f'{x:.2f}' for x in pairs)}")
     if "baseline:torch" in rate:
         print(f"baseline (transformers eager, full decode): {rate['baseline:torch']:.1f} images/s")
     if args.json:

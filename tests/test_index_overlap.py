@@ -64,3 +64,44 @@ def test_an_encoder_failure_fails_the_run_and_keeps_what_was_written(open_lib, t
     monkeypatch.setattr(lib.encoder, "encode_pixels", encode)
     again = lib.index([pics], batch_size=2)
     assert again.encoded == 4 and lib.catalog.count_embeddings(lib.spec.key) == 6
+
+
+def test_two_batches_overlap_where_the_encoder_runs_pieces_and_give_the_same_vectors(open_lib, tmp_path, monkeypatch):
+    pics = tmp_path / "pics"
+    make_photos(pics, 7)
+    serial = open_lib(directory=tmp_path / "serial")
+    assert serial.encoder.overlapping_batches == 1  # a batch of 2 on this tiny model is not cut into pieces
+    serial.index([pics], batch_size=2)
+    want = _stored_vectors(serial)
+
+    lib = open_lib(directory=tmp_path / "overlapped")
+    monkeypatch.setattr(type(lib.encoder), "overlapping_batches", property(lambda self: 2))
+    second_started = threading.Event()
+    encode = lib.encoder.encode_pixels
+    calls = {"n": 0}
+    lock = threading.Lock()
+    seen: dict[str, bool] = {}
+
+    def encoding(pixels):
+        with lock:
+            calls["n"] += 1
+            n = calls["n"]
+        if n == 2:
+            second_started.set()
+        if n == 1:  # the second call starts while the first still runs: they overlap
+            seen["overlapped"] = second_started.wait(timeout=20)
+        return encode(pixels)
+
+    monkeypatch.setattr(lib.encoder, "encode_pixels", encoding)
+    report = lib.index([pics], batch_size=2)
+    assert report.encoded == 7 and calls["n"] == 4 and seen == {"overlapped": True}
+    got = _stored_vectors(lib)
+    assert got.keys() == want.keys()
+    for path, vector in got.items():
+        assert float(vector @ want[path]) > 0.9999, path  # each photo got its own vector, in its own row
+
+
+def _stored_vectors(lib) -> dict:
+    vectors = lib.vectors_of(lib.indexed_files())
+    assert vectors.encoded == 0 and not vectors.errors  # the stored rows, not fresh encodes
+    return dict(zip(vectors.paths, vectors.vectors, strict=True))

@@ -132,6 +132,15 @@ def test_image_batches_run_as_one_piece_per_core(clip_onnx):
     np.testing.assert_allclose(got, reference, atol=1e-6)
     np.testing.assert_allclose(whole.encode_pixels(batch), reference, atol=1e-6)
     assert whole._workers["visual"] == 1 and whole.session("visual").get_session_options().intra_op_num_threads == 2
+    # Only pieces let a second batch's work follow the first's core by core (the indexer overlaps two then).
+    assert (pieces.overlapping_batches, whole.overlapping_batches, one_core.overlapping_batches) == (2, 1, 1)
+    # Two batches at once give each its own vectors.
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(pieces.encode_pixels, [batch, batch[::-1]])
+    np.testing.assert_allclose(first, reference, atol=1e-6)
+    np.testing.assert_allclose(second, reference[::-1], atol=1e-6)
     for encoder in (pieces, whole, one_core):
         encoder.close()
 

@@ -6,6 +6,7 @@ L2-normalisation live here once, so every backend behaves the same at the edges.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ class Encoder(ABC):
         #: number of images / texts sent to the backend so far (tests count re-encoding with these)
         self.images_encoded = 0
         self.texts_encoded = 0
+        self._counting = threading.Lock()  # encode_pixels may run on two threads at once (overlapping_batches)
 
     @property
     def dim(self) -> int:
@@ -49,6 +51,12 @@ class Encoder(ABC):
     @property
     def key(self) -> str:
         return self.spec.key
+
+    @property
+    def overlapping_batches(self) -> int:
+        """How many ``encode_pixels`` calls the indexer should run at once: 1, unless the backend runs a batch
+        as pieces that a second call's pieces can follow on each core without waiting for the whole batch."""
+        return 1
 
     # -- public API ------------------------------------------------------------------------------
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
@@ -71,7 +79,8 @@ class Encoder(ABC):
                 f"{list(pixels.shape)}; preprocess with glimpse.preprocess.preprocess_batch"
             )
         out = [self._encode_pixels(pixels[i : i + self.batch_size]) for i in range(0, len(pixels), self.batch_size)]
-        self.images_encoded += len(pixels)
+        with self._counting:
+            self.images_encoded += len(pixels)
         return self._finish(out, len(pixels))
 
     def encode_texts(self, texts: Sequence[str], *, lang: str | None = None) -> np.ndarray:
