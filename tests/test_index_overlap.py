@@ -105,3 +105,12 @@ def _stored_vectors(lib) -> dict:
     vectors = lib.vectors_of(lib.indexed_files())
     assert vectors.encoded == 0 and not vectors.errors  # the stored rows, not fresh encodes
     return dict(zip(vectors.paths, vectors.vectors, strict=True))
+
+
+def test_the_servers_turn_taking_encoder_overlaps_as_its_inner_encoder_does(open_lib, monkeypatch):
+    from glimpse.server.textturns import TurnTakingEncoder
+
+    inner = open_lib().encoder
+    assert TurnTakingEncoder(inner).overlapping_batches == inner.overlapping_batches == 1
+    monkeypatch.setattr(type(inner), "overlapping_batches", property(lambda self: 2))
+    assert TurnTakingEncoder(inner).overlapping_batches == 2

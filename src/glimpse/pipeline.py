@@ -658,7 +658,7 @@ class Indexer:
                         prepared.update = replace(prepared.update, tried_with=tried_with())
                     self._accept(prepared, movable, report)
                     # Text read counts like an image to encode: a batch holds at most batch_size of either,
-                    # so a killed run loses at most one batch of OCR work too.
+                    # so a killed run loses at most the batches in flight of OCR work too.
                     self._encoding_count += max(prepared.to_encode, prepared.update.ocr is not None)
                     if self._encoding_count >= self.batch_size or len(self._pending) >= MAX_PENDING:
                         self._flush(report)

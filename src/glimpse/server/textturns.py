@@ -98,3 +98,7 @@ class TurnTakingEncoder(Encoder):
 
     def prefetch_image_tower(self) -> None:
         self.inner.prefetch_image_tower()
+
+    @property
+    def overlapping_batches(self) -> int:
+        return self.inner.overlapping_batches
