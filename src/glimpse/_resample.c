@@ -207,9 +207,9 @@ static int last_source(const Axis *a, int count) {
 }
 
 /* Horizontal pass: `rows` rows of source columns c0..c1 (`src` points at column c0, row stride in bytes, pixels of
- * `step` bytes) into out (rows x count packed pixels, dense). It is a pass over the rows of the transposed source, so that its inner loop
- * runs over contiguous bytes, done in bands of BAND rows: the transposed copies stay small (in cache, and a
- * 100 MP image needs no second copy of itself). 0 on success. */
+ * `step` bytes) into out (rows x count packed pixels, dense). It is a pass over the rows of the transposed source,
+ * so that its inner loop runs over contiguous bytes, done in bands of BAND rows: the transposed copies stay small
+ * (in cache, and a 100 MP image needs no second copy of itself). 0 on success. */
 enum { BAND = 128 };
 
 static int horizontal_pass(const uint8_t *src, size_t stride, size_t step, int rows, const Axis *ax, int count, int c0,

@@ -717,15 +717,16 @@ class Indexer:
         buffer = None
         if photos or videos:
             # One encoder call for the batch: photos' pixels, then each video's frames, gathered into a reused array.
-            shape = (photos[0].pixels if photos else videos[0].frame_pixels[0]).shape  # type: ignore[index, union-attr]
-            rows = len(photos) + sum(len(p.frame_pixels) for p in videos)  # type: ignore[arg-type]
-            buffer = self._batch_array(rows, shape)
-            if photos:
-                np.stack([p.pixels for p in photos], out=buffer[: len(photos)])
-            start = len(photos)
-            for p in videos:
-                buffer[start : start + len(p.frame_pixels)] = p.frame_pixels  # type: ignore[arg-type]
-                start += len(p.frame_pixels)  # type: ignore[arg-type]
+            images = [p.pixels for p in photos if p.pixels is not None]
+            frames = [p.frame_pixels for p in videos if p.frame_pixels is not None]
+            rows = len(images) + sum(len(f) for f in frames)
+            buffer = self._batch_array(rows, (images[0] if images else frames[0][0]).shape)
+            if images:
+                np.stack(images, out=buffer[: len(images)])
+            start = len(images)
+            for f in frames:
+                buffer[start : start + len(f)] = f
+                start += len(f)
             for p in photos + videos:
                 p.pixels = p.frame_pixels = None  # the gathered copy is what is encoded
             vectors = self._encoding.submit(self.encoder.encode_pixels, buffer[:rows])
