@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -75,9 +75,12 @@ from glimpse.metadata import read_metadata
 from glimpse.ocr.base import OcrEngine, OcrLine
 from glimpse.preprocess import preprocess_image
 from glimpse.raw import RawSupportMissingError, is_raw_name, raw_support
+from glimpse.slabs import Slabs, Slot
 from glimpse.spec import Preprocess
 from glimpse.video import SamplingRules, is_video_file, is_video_name
 from glimpse.video_items import VideoSupportMissingError, sample_for_index, video_support
+
+_Item = TypeVar("_Item")
 
 # Most encoder calls in flight at once (``Encoder.overlapping_batches`` says how many help).
 MAX_OVERLAPPING_BATCHES = 2
@@ -320,6 +323,7 @@ class Prepared:
     task: Task
     update: FileUpdate
     pixels: np.ndarray | None = None
+    slot: Slot | None = None  # the batch-slab row the indexer reserved for the pixels (glimpse.slabs)
     ocr_copy: bool = False  # the OCR model read this content in another file: the main thread copies it
     # A video's sampled frames to encode: float32[n, *input_shape] at ``frame_times`` (ms); ``note``: a problem
     # that did not stop it being indexed (a damaged stream whose first frames were kept).
@@ -376,10 +380,14 @@ def prepare(
     ocr: OcrWork | None = None,
     video_rules: SamplingRules | None = None,
     progress: Progress | None = None,
+    out: np.ndarray | None = None,
 ) -> Prepared:
     """Open (never blocking, regular files only), recognise from the first bytes, hash (streamed) and decode +
     preprocess one file, reading it from disk as the decoder needs it; with ``ocr``, also read its text
-    from the same decoded image when the OCR model has not read this content. Never raises for a bad file."""
+    from the same decoded image when the OCR model has not read this content. Never raises for a bad file.
+
+    ``out``: a ``float32[*pre.input_shape]`` to write the pixels into (the result's ``pixels`` is then ``out``);
+    left as garbage when the result has no pixels."""
     lines: tuple[OcrLine, ...] | None = None
     copy = False
     ocr_error: str | None = None
@@ -436,7 +444,7 @@ def prepare(
                 decoded = decode_image(fh, min_side=side, max_megapixels=max_megapixels)
                 if read_ocr:
                     read(decoded)
-                pixels = preprocess_image(decoded.image, pre)
+                pixels = preprocess_image(decoded.image, pre, out=out)
                 # The header's metadata, from the EXIF the decode just read, saves metadata_index opening the file
                 # again after the run. RAWs are left to it: their decode may take a preview's EXIF instead.
                 metadata = None if is_raw_name(task.path) else read_metadata(decoded.exif, task.mtime_ns)
@@ -506,9 +514,10 @@ def image_files(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return found
 
 
-def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[Task], Prepared], items: Iterable[Task], window: int
+def _ordered_map(pool: ThreadPoolExecutor, fn: Callable[[_Item], Prepared], items: Iterable[_Item], window: int
                  ) -> Iterator[Prepared]:
-    """``pool.map`` with at most ``window`` tasks in flight (bounded memory for decoded pixels)."""
+    """``pool.map`` with at most ``window`` tasks in flight (bounded memory for decoded pixels); ``items`` is
+    drawn on the calling thread, one item as each task is submitted."""
     pending: deque[Future[Prepared]] = deque()
     for item in items:
         pending.append(pool.submit(fn, item))
@@ -578,6 +587,7 @@ class _Batch:
     videos: list[Prepared]
     vectors: Future[np.ndarray] | None
     buffer: np.ndarray | None = None  # the array the pixels were gathered into, reused once the vectors are back
+    slots: list[Slot] = field(default_factory=list)  # the slab rows encoded in place, released once they are back
 
 
 class Indexer:
@@ -627,12 +637,19 @@ class Indexer:
         move_hashes = frozenset(movable)
         embedded = self.catalog.files_with_vectors(spec.key)
 
-        def job(task: Task) -> Prepared:
+        def job(item: tuple[Task, Slot | None]) -> Prepared:
+            task, slot = item
             needs_vector = task.existing is None or task.existing.id not in embedded
-            return prepare(task, spec.preprocess, move_hashes=move_hashes, max_megapixels=self.max_megapixels,
-                           needs_vector=needs_vector, ocr=ocr_work, video_rules=self.video_rules,
-                           progress=self.progress)
+            prepared = prepare(task, spec.preprocess, move_hashes=move_hashes, max_megapixels=self.max_megapixels,
+                               needs_vector=needs_vector, ocr=ocr_work, video_rules=self.video_rules,
+                               progress=self.progress, out=slot.array if slot is not None else None)
+            prepared.slot = slot
+            return prepared
 
+        # Each photo's pixels are written into a row of a batch slab reserved as its task is submitted, so a batch
+        # of consecutive photos goes to the encoder without being copied (glimpse.slabs).
+        self._slabs = Slabs(self.batch_size, spec.preprocess.input_shape)
+        self._last_slot: Slot | None = None  # the row of the latest pending photo
         self._pending: list[Prepared] = []
         self._moved: list[FileRecord] = []  # deleted rows re-linked to a new path in this run
         self._encoding_count = 0  # queued images that still need the encoder
@@ -651,12 +668,19 @@ class Indexer:
                 photos = [t for t in work.tasks if not is_video_name(t.path)]
                 videos = [t for t in work.tasks if is_video_name(t.path)]
                 ahead = VIDEO_WINDOW_PER_WORKER * self.workers
-                stream = itertools.chain(_ordered_map(pool, job, photos, window=max(self.batch_size * 2, 8)),
-                                         _ordered_map(pool, job, videos, window=ahead))
+                slabs = self._slabs
+                stream = itertools.chain(
+                    _ordered_map(pool, job, ((t, slabs.reserve()) for t in photos), window=max(self.batch_size * 2, 8)),
+                    _ordered_map(pool, job, ((t, None) for t in videos), window=ahead))
                 for prepared in stream:
                     if prepared.update.state != STATE_OK:
                         prepared.update = replace(prepared.update, tried_with=tried_with())
-                    self._accept(prepared, movable, report)
+                    self._accept(prepared, movable, report, slabs)
+                    if prepared.slot is not None:
+                        if self._last_slot is not None and self._last_slot.slab is not prepared.slot.slab:
+                            self._flush(report)  # a batch stays in one slab: it ends where the next slab's rows begin
+                        self._last_slot = prepared.slot
+                    self._pending.append(prepared)
                     # Text read counts like an image to encode: a batch holds at most batch_size of either,
                     # so a killed run loses at most the batches in flight of OCR work too.
                     self._encoding_count += max(prepared.to_encode, prepared.update.ocr is not None)
@@ -671,11 +695,13 @@ class Indexer:
         finally:
             self.progress.finish()
             self._free = []
+            del self._slabs
         report.seconds = time.perf_counter() - started
         return report
 
-    def _accept(self, p: Prepared, movable: dict[str, FileRecord], report: IndexReport) -> None:
-        """Decide how a prepared file lands in the catalog (move, reuse, encode) and queue it."""
+    def _accept(self, p: Prepared, movable: dict[str, FileRecord], report: IndexReport, slabs: Slabs) -> None:
+        """Decide how a prepared file lands in the catalog (move, reuse, encode); a slab row left without pixels
+        goes back to ``slabs``."""
         update, existing = p.update, p.task.existing
         if update.state == STATE_OK and p.to_encode == 0 and existing is None:
             source = movable.pop(update.hash or "", None)
@@ -701,22 +727,26 @@ class Indexer:
             source = self._ocr_sources.get(p.update.hash or "")
             if source is not None and source not in (existing.id if existing else None, p.update.move_from):
                 p.update = replace(p.update, ocr_from=source)
-        self._pending.append(p)
+        if p.slot is not None and p.pixels is None:
+            slabs.release(p.slot)
+            p.slot = None
 
     def _flush(self, report: IndexReport) -> None:
         """Hand the pending results' pixels to the encoder thread, then write the batches handed over before that
         are more than the encoder overlaps (``Encoder.overlapping_batches``; their vectors are ready by now, or
-        soon): the encoder goes from one batch to the next without waiting for the catalog, the stacking or the
-        next batch's arrivals, and where it overlaps two, the next batch's pieces take each core the moment this
-        batch's piece on it is done."""
+        soon): the encoder goes from one batch to the next without waiting for the catalog or the next batch's
+        arrivals, and where it overlaps two, the next batch's pieces take each core the moment this batch's piece
+        on it is done. A batch of photos in one slab is encoded where the workers wrote it (``Slabs.batch``)."""
         if not self._pending:
             return
         photos = [p for p in self._pending if p.pixels is not None]
         videos = [p for p in self._pending if p.frame_pixels is not None]
         vectors: Future[np.ndarray] | None = None
         buffer = None
-        if photos or videos:
-            # One encoder call for the batch: photos' pixels, then each video's frames, gathered into a reused array.
+        slots = [p.slot for p in photos if p.slot is not None]
+        pixels = self._slabs.batch(slots) if not videos and len(slots) == len(photos) else None
+        if pixels is None and (photos or videos):
+            # Photos from two slabs or without one, or with videos' frames: gathered into a reused array.
             images = [p.pixels for p in photos if p.pixels is not None]
             frames = [p.frame_pixels for p in videos if p.frame_pixels is not None]
             rows = len(images) + sum(len(f) for f in frames)
@@ -727,11 +757,17 @@ class Indexer:
             for f in frames:
                 buffer[start : start + len(f)] = f
                 start += len(f)
-            for p in photos + videos:
-                p.pixels = p.frame_pixels = None  # the gathered copy is what is encoded
-            vectors = self._encoding.submit(self.encoder.encode_pixels, buffer[:rows])
-        self._in_flight.append(_Batch(self._pending, photos, videos, vectors, buffer))
-        self._pending, self._encoding_count = [], 0
+            pixels = buffer[:rows]
+            for slot in slots:  # copied: the rows are free
+                self._slabs.release(slot)
+            slots = []
+        for p in photos + videos:
+            p.pixels = p.frame_pixels = None  # the batch array is what is encoded
+            p.slot = None
+        if pixels is not None:
+            vectors = self._encoding.submit(self.encoder.encode_pixels, pixels)
+        self._in_flight.append(_Batch(self._pending, photos, videos, vectors, buffer, slots))
+        self._pending, self._encoding_count, self._last_slot = [], 0, None
         overlap = max(1, min(MAX_OVERLAPPING_BATCHES, self.encoder.overlapping_batches))
         while len(self._in_flight) > overlap:
             self._land(report)
@@ -752,6 +788,8 @@ class Indexer:
             vectors = batch.vectors.result()
             if batch.buffer is not None:  # the encoder is done with it
                 self._free.append(batch.buffer)
+            for slot in batch.slots:
+                self._slabs.release(slot)
             for p, vector in zip(batch.photos, vectors, strict=False):
                 p.update = replace(p.update, vector=vector)
             start = len(batch.photos)

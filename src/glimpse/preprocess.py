@@ -301,11 +301,16 @@ def _fill(out: np.ndarray, image: Image.Image, pre: Preprocess) -> None:
         pack_naflex(chw, int(pre.patch_size or 0), out)
 
 
-def preprocess_image(image: Image.Image, pre: Preprocess) -> np.ndarray:
+def preprocess_image(image: Image.Image, pre: Preprocess, *, out: np.ndarray | None = None) -> np.ndarray:
     """Preprocess one RGB PIL image into ``float32[*pre.input_shape]``: ``[3, pre.height, pre.width]`` (C, H, W),
-    or NaFlex's packed patches (``pack_naflex``)."""
+    or NaFlex's packed patches (``pack_naflex``). ``out``: a C-contiguous array of that shape and dtype to write
+    into (the indexer's batch slab row); it is returned."""
     _check(pre)
-    out = np.empty(pre.input_shape, dtype=np.float32)
+    if out is None:
+        out = np.empty(pre.input_shape, dtype=np.float32)
+    elif out.shape != pre.input_shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32{list(pre.input_shape)}, "
+                         f"got {out.dtype}{list(out.shape)}")
     _fill(out, image, pre)
     return out
 
