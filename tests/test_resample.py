@@ -93,6 +93,30 @@ def test_preprocessing_is_the_same_with_and_without_the_kernel(size: tuple[int, 
     np.testing.assert_array_equal(fast, preprocess_image(image, pre))
 
 
+@pytest.mark.parametrize("kernel", [True, False])
+def test_preprocessing_into_a_given_array_writes_there(kernel: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    pre = Preprocess(224, 224, shortest_edge=224)
+    image = photo_like(427, 640, seed=3)
+    if not kernel:
+        monkeypatch.setattr(resample, "kernel_order", lambda: None)
+    slab = np.full((3, *pre.input_shape), np.nan, np.float32)
+    got = preprocess_image(image, pre, out=slab[1])
+    assert np.shares_memory(got, slab[1]) and got.shape == pre.input_shape
+    np.testing.assert_array_equal(slab[1], preprocess_image(image, pre))
+    assert np.isnan(slab[0]).all() and np.isnan(slab[2]).all()  # nothing written outside its row
+
+
+def test_an_array_of_another_shape_dtype_or_layout_is_refused() -> None:
+    from glimpse.errors import UserInputError
+
+    pre = Preprocess(224, 224, shortest_edge=224)
+    image = photo_like(300, 200, seed=4)
+    for out in (np.empty((3, 224, 225), np.float32), np.empty(pre.input_shape, np.float64),
+                np.empty((3, 224, 448), np.float32)[:, :, ::2]):
+        with pytest.raises(UserInputError, match="C-contiguous float32"):
+            preprocess_image(image, pre, out=out)
+
+
 def test_without_the_kernel_pillow_resizes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(resample, "_resample", None)
     resample.kernel_order.cache_clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from glimpse.errors import GlimpseError
 from glimpse.slabs import Slabs
 
 SHAPE = (3, 4, 5)
@@ -59,7 +60,7 @@ def test_a_batch_over_two_slabs_is_left_to_the_caller():
 def test_slots_out_of_their_order_are_refused():
     slabs = Slabs(4, SHAPE)
     slots = _write(slabs, 3)
-    with pytest.raises(ValueError, match="order"):
+    with pytest.raises(GlimpseError, match="order"):
         slabs.batch([slots[2], slots[0]])
 
 
@@ -81,5 +82,5 @@ def test_a_slab_is_reused_only_when_every_row_is_released():
 
 
 def test_a_slab_needs_a_row():
-    with pytest.raises(ValueError, match="at least one row"):
+    with pytest.raises(GlimpseError, match="at least one row"):
         Slabs(0, SHAPE)

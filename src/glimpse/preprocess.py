@@ -309,7 +309,7 @@ def preprocess_image(image: Image.Image, pre: Preprocess, *, out: np.ndarray | N
     if out is None:
         out = np.empty(pre.input_shape, dtype=np.float32)
     elif out.shape != pre.input_shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous float32{list(pre.input_shape)}, "
+        raise UserInputError(f"out must be a C-contiguous float32{list(pre.input_shape)}, "
                          f"got {out.dtype}{list(out.shape)}")
     _fill(out, image, pre)
     return out

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from glimpse.errors import GlimpseError
+
 
 @dataclass(eq=False)
 class _Slab:
@@ -51,7 +53,7 @@ class Slabs:
 
     def __init__(self, rows: int, shape: tuple[int, ...]) -> None:
         if rows < 1:
-            raise ValueError(f"a slab needs at least one row, got {rows}")
+            raise GlimpseError(f"a slab needs at least one row, got {rows}")
         self.rows = rows
         self.shape = tuple(shape)
         self._current: _Slab | None = None
@@ -97,7 +99,7 @@ class Slabs:
         start = slots[0].row
         for offset, slot in enumerate(slots):
             if slot.row < start + offset:
-                raise ValueError("slots must be in the order they were reserved")
+                raise GlimpseError("slots must be in the order they were reserved")
             if slot.row != start + offset:  # below it, rows of tasks that gave no pixels: free to overwrite
                 slab.array[start + offset] = slab.array[slot.row]
         return slab.array[start : start + len(slots)]
