@@ -15,9 +15,10 @@
   read, its boxes are scaled back to full-image pixels, and the CLIP pixels are preprocessed from the same
   image. Unchanged files that have a vector but no text are decoded for OCR only (their vector is kept);
   a copy of content whose text is known gets the stored text copied.
-* the main thread batches the pixels and hands each batch to the encoder thread, then commits the batch
-  before it (whose vectors are ready by then), with every other result that arrived meanwhile (text
-  included), in one catalog transaction: the encoder never waits for the catalog, the stacking or the next
+* the workers preprocess each photo into the row of a batch slab the main thread reserved for it
+  (``glimpse.slabs``), so a batch reaches the encoder thread uncopied; the main thread hands each batch over,
+  then commits the batch before it (whose vectors are ready by then), with every other result that arrived
+  meanwhile (text included), in one catalog transaction: the encoder never waits for the catalog or the next
   batch's arrivals. A killed run loses at most the batches in flight (two or three).
 
 Threads with OCR: the OCR engine is opened with one intra-op thread per session (``Library.index``) and runs
