@@ -1,5 +1,6 @@
 """The indexer keeps the encoder busy: a batch is written to the catalog while the next one is being encoded, and a
-failing encoder still fails the run with its own error, writing nothing it did not encode."""
+failing encoder still fails the run with its own error, writing nothing it did not encode; a batch reaches the encoder
+in the slab rows its workers wrote, holes closed, each photo keeping its own vector."""
 
 from __future__ import annotations
 
