@@ -676,7 +676,7 @@ class Indexer:
                 for prepared in stream:
                     if prepared.update.state != STATE_OK:
                         prepared.update = replace(prepared.update, tried_with=tried_with())
-                    self._accept(prepared, movable, report, slabs)
+                    self._accept(prepared, movable, report)
                     if prepared.slot is not None:
                         if self._last_slot is not None and self._last_slot.slab is not prepared.slot.slab:
                             self._flush(report)  # a batch stays in one slab: it ends where the next slab's rows begin
@@ -700,9 +700,9 @@ class Indexer:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _accept(self, p: Prepared, movable: dict[str, FileRecord], report: IndexReport, slabs: Slabs) -> None:
+    def _accept(self, p: Prepared, movable: dict[str, FileRecord], report: IndexReport) -> None:
         """Decide how a prepared file lands in the catalog (move, reuse, encode); a slab row left without pixels
-        goes back to ``slabs``."""
+        is released."""
         update, existing = p.update, p.task.existing
         if update.state == STATE_OK and p.to_encode == 0 and existing is None:
             source = movable.pop(update.hash or "", None)
@@ -729,7 +729,7 @@ class Indexer:
             if source is not None and source not in (existing.id if existing else None, p.update.move_from):
                 p.update = replace(p.update, ocr_from=source)
         if p.slot is not None and p.pixels is None:
-            slabs.release(p.slot)
+            self._slabs.release(p.slot)
             p.slot = None
 
     def _flush(self, report: IndexReport) -> None:

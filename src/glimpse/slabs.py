@@ -61,7 +61,7 @@ class Slabs:
         self.allocated = 0  # slabs made in this object's life (the rest were reused)
 
     def reserve(self) -> Slot:
-        """The next row, in a slab of its own predecessors where one has room, else a released or a new one."""
+        """The next row of the current slab; once that slab is full, the first row of a released or a new one."""
         slab = self._current
         if slab is None or slab.reserved == self.rows:
             slab = self._free.pop() if self._free else self._new()
