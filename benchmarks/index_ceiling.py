@@ -12,7 +12,8 @@ to end, fp32 and int8, and the seed-style baseline — all in one run, printed a
   glimpse runs such graphs;
 * GEMM ceiling: ``benchmarks/gemm_ceiling.py``'s largest GEMM of the tower, as images/s if the whole tower ran
   at its speed;
-* encoder alone: ``encode_pixels`` of all photos' preprocessed pixels (batch 32) after a warm-up batch;
+* encoder alone: ``encode_pixels`` of all photos' preprocessed pixels (batch 32) after a warm-up batch, as many
+  batches in flight as the indexer runs (``Encoder.overlapping_batches``: 2 where a batch runs as pieces);
 * index: ``Library.index`` of the photo folder into a fresh library, its image session created first (a
   one-off per process, excluded from both sides) — scan, hash, decode, preprocess, encode, catalog writes, the
   FAISS index saved;
@@ -22,6 +23,12 @@ Each measurement runs in its own subprocess (``--child``); with ``--repeat`` the
 of each is kept, the ceiling included (measured every round); the ratio of each round's pair is printed too
 (``--json`` keeps every round). Ratios: encoder / ceiling (int8 goal ≥ 0.90; the immich row is
 fp32, against the fp32 ceiling), index / encoder (goal ≥ 0.90 on every row).
+
+Column ``bound``: the most index / encoder can be on this CPU. The index does the encoder's work plus each
+photo's hash, decode and preprocessing, so with every core busy throughout it takes at least
+(encoder CPU + preprocessing CPU) / cores seconds: bound = encoder seconds × cores / (encoder CPU +
+preprocessing CPU), both measured in the encoder's process, one right after the other (median over rounds).
+``idx/bnd`` is how much of that the index reaches.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,18 +98,36 @@ def immich_model(work: Path, source: Path) -> Path:
 
 
 def child_encoder(model: str, folder: str, batch: int) -> dict:
-    from glimpse.images import open_image
-    from glimpse.preprocess import preprocess_batch
+    """The encoder alone on every photo's pixels; also the CPU the index's per-photo work costs on one thread
+    (hash, decode, preprocess: what its decode workers do), measured in the same process and minute."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from glimpse.images import decode_image
+    from glimpse.pipeline import MAX_OVERLAPPING_BATCHES, content_hash
+    from glimpse.preprocess import preprocess_image
     from glimpse.registry import load_encoder
 
     encoder = load_encoder(model, batch_size=batch)
     pre = encoder.spec.preprocess
     files = sorted(str(p) for p in Path(folder).rglob("*.jpg"))
-    pixels = preprocess_batch([open_image(f, min_side=pre.min_side).image for f in files], pre)
+    pixels = np.empty((len(files), *pre.input_shape), np.float32)
+    prep_cpu = time.process_time()
+    for row, name in enumerate(files):
+        with open(name, "rb") as fh:
+            content_hash(fh)
+            preprocess_image(decode_image(fh, min_side=pre.min_side).image, pre, out=pixels[row])
+    prep_cpu = time.process_time() - prep_cpu
     encoder.encode_pixels(pixels[:batch])  # warm-up: session creation and first-run allocations
-    start = time.perf_counter()
-    encoder.encode_pixels(pixels)
-    return {"images": len(files), "seconds": time.perf_counter() - start}
+    # Batches go in the way the indexer hands them over: as many in flight as the encoder says help
+    # (``overlapping_batches``), so both sides of index / encoder use the encoder the same way.
+    overlap = max(1, min(MAX_OVERLAPPING_BATCHES, encoder.overlapping_batches))
+    start, cpu = time.perf_counter(), time.process_time()
+    with ThreadPoolExecutor(overlap) as pool:
+        list(pool.map(encoder.encode_pixels, [pixels[i : i + batch] for i in range(0, len(pixels), batch)]))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return {"images": len(files), "seconds": seconds, "encoder_cpu": cpu, "prep_cpu": prep_cpu}
 
 
 def child_index(model: str, folder: str, batch: int) -> dict:
@@ -141,6 +167,12 @@ def child_ceiling(seconds: float) -> dict:
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gemm_ceiling.py"), "--seconds", str(seconds)],
                          check=True, capture_output=True, text=True).stdout
     return json.loads(out)["encoder_ceiling_images_per_s"]
+
+
+def preprocessing_bound(encoder_run: dict) -> float:
+    """The most index / encoder can be: ``encoder seconds × cores / (encoder CPU + preprocessing CPU)``."""
+    cores = len(os.sched_getaffinity(0))
+    return encoder_run["seconds"] * cores / (encoder_run["encoder_cpu"] + encoder_run["prep_cpu"])
 
 
 def main() -> None:
@@ -191,13 +223,16 @@ def main() -> None:
     ceil_of = {"fp32": ceiling.get("onnxruntime fp32"), "int8": ceiling.get("onnxruntime int8 dynamic"),
                "immich": ceiling.get("onnxruntime fp32")}
     print(f"CPU flags: {summary['cpu_flags']}; load before {' '.join(load)}")
-    print(f"{'':<8} {'ceiling':>8} {'encoder':>8} {'enc/ceil':>9} {'index':>8} {'idx/enc':>8}")
+    print(f"{'':<8} {'ceiling':>8} {'encoder':>8} {'enc/ceil':>9} {'index':>8} {'idx/enc':>8} {'bound':>6} "
+          f"{'idx/bnd':>8}")
     for p in precisions:
         enc, idx = rate[f"encoder:{p}"], rate[f"index:{p}"]
+        bound = statistics.median(preprocessing_bound(r) for r in runs[f"encoder:{p}"])
         summary[f"{p}_encoder_over_ceiling"] = round(enc / ceil_of[p], 3) if ceil_of[p] else None
         summary[f"{p}_index_over_encoder"] = round(idx / enc, 3)
+        summary[f"{p}_preprocessing_bound"] = round(bound, 3)
         print(f"{p:<8} {ceil_of[p] or 0:>8.1f} {enc:>8.1f} {enc / (ceil_of[p] or enc):>9.2f} {idx:>8.1f} "
-              f"{idx / enc:>8.2f}")
+              f"{idx / enc:>8.2f} {bound:>6.2f} {idx / enc / bound:>8.2f}")
     for p in precisions:
         pairs = [i["images"] / i["seconds"] / (e["images"] / e["seconds"])
                  for i, e in zip(runs[f"index:{p}"], runs[f"encoder:{p}"], strict=True)]
