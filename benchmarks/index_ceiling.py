@@ -105,7 +105,7 @@ def child_encoder(model: str, folder: str, batch: int) -> dict:
     import numpy as np
 
     from glimpse.images import decode_image
-    from glimpse.pipeline import MAX_OVERLAPPING_BATCHES, content_hash
+    from glimpse.pipeline import batches_in_flight, content_hash
     from glimpse.preprocess import preprocess_image
     from glimpse.registry import load_encoder
 
@@ -120,11 +120,10 @@ def child_encoder(model: str, folder: str, batch: int) -> dict:
             preprocess_image(decode_image(fh, min_side=pre.min_side).image, pre, out=pixels[row])
     prep_cpu = time.process_time() - prep_cpu
     encoder.encode_pixels(pixels[:batch])  # warm-up: session creation and first-run allocations
-    # Batches go in the way the indexer hands them over: as many in flight as the encoder says help
-    # (``overlapping_batches``), so both sides of index / encoder use the encoder the same way.
-    overlap = max(1, min(MAX_OVERLAPPING_BATCHES, encoder.overlapping_batches))
+    # Batches go in the way the indexer hands them over (as many in flight), so both sides of index / encoder
+    # use the encoder the same way.
     start, cpu = time.perf_counter(), time.process_time()
-    with ThreadPoolExecutor(overlap) as pool:
+    with ThreadPoolExecutor(batches_in_flight(encoder)) as pool:
         list(pool.map(encoder.encode_pixels, [pixels[i : i + batch] for i in range(0, len(pixels), batch)]))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     return {"images": len(files), "seconds": seconds, "encoder_cpu": cpu, "prep_cpu": prep_cpu}

@@ -86,6 +86,12 @@ _Item = TypeVar("_Item")
 # Most encoder calls in flight at once (``Encoder.overlapping_batches`` says how many help).
 MAX_OVERLAPPING_BATCHES = 2
 
+
+def batches_in_flight(encoder: Encoder) -> int:
+    """How many ``encode_pixels`` calls the indexer keeps running at once with ``encoder``: what the encoder
+    says helps (``Encoder.overlapping_batches``), between 1 and :data:`MAX_OVERLAPPING_BATCHES`."""
+    return max(1, min(MAX_OVERLAPPING_BATCHES, encoder.overlapping_batches))
+
 # Non-image work (errors, metadata-only updates, moves) is committed at least this often.
 MAX_PENDING = 256
 # Videos sampled ahead of the encoder, per decode worker (each holds up to max_frames preprocessed frames).
@@ -769,7 +775,7 @@ class Indexer:
             vectors = self._encoding.submit(self.encoder.encode_pixels, pixels)
         self._in_flight.append(_Batch(self._pending, photos, videos, vectors, buffer, slots))
         self._pending, self._encoding_count, self._last_slot = [], 0, None
-        overlap = max(1, min(MAX_OVERLAPPING_BATCHES, self.encoder.overlapping_batches))
+        overlap = batches_in_flight(self.encoder)
         while len(self._in_flight) > overlap:
             self._land(report)
 
