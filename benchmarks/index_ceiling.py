@@ -140,10 +140,8 @@ def child_encoder(model: str, folder: str, batch: int) -> dict:
 
 
 def child_index(model: str, folder: str, batch: int) -> dict:
-    import numpy as np
-    from PIL import Image
-
     import glimpse
+    from glimpse.bench import generated_photos
 
     with tempfile.TemporaryDirectory() as work:
         # One-offs per process, excluded as the encoder side excludes its own: the image session, and a first
@@ -151,9 +149,7 @@ def child_index(model: str, folder: str, batch: int) -> dict:
         # probe, FAISS: ~0.1 s, mostly on one core). A long-lived process (the server, `glimpse watch`) pays them
         # once; each `glimpse index` command pays them again.
         warm = Path(work) / "warm-up"
-        warm.mkdir()
-        noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-        Image.fromarray(noise).save(warm / "warm.jpg", quality=90)
+        generated_photos(warm, 1, (640, 480))  # not one of the set's 12 MP files: its own bytes, so encoded
         lib = glimpse.open_library(Path(work) / "library", model=model)
         lib.index([warm], batch_size=batch)
         start, cpu = time.perf_counter(), time.process_time()
@@ -250,15 +246,14 @@ def main() -> None:
         print(f"{p:<8} {ceil_of[p] or 0:>8.1f} {enc:>8.1f} {enc / (ceil_of[p] or enc):>9.2f} {idx:>8.1f} "
               f"{idx / enc:>8.2f} {bound:>6.2f} {idx / enc / bound:>8.2f}")
     for p in precisions:
-        pairs = [i["images"] / i["seconds"] / (e["images"] / e["seconds"])
-                 for i, e in zip(runs[f"index:{p}"], runs[f"encoder:{p}"], strict=True)]
+        rounds = list(zip(runs[f"index:{p}"], runs[f"encoder:{p}"], strict=True))
+        pairs = [i["images"] / i["seconds"] / (e["images"] / e["seconds"]) for i, e in rounds]
         summary[f"{p}_index_over_encoder_by_round"] = [round(x, 3) for x in pairs]
         print(f"{p}: index / encoder of each round's pair: {' '.join(f'{x:.2f}' for x in pairs)}")
         # Why a pair falls short of its bound: cores left idle, or CPU beyond the encoder's and the per-photo work's
         # (the main thread's catalog writes, switching, the machine's drift between the two processes).
-        cores = [i["cpu"] / i["seconds"] for i in runs[f"index:{p}"]]
-        extra = [i["cpu"] - e["encoder_cpu"] - e["prep_cpu"] for i, e in zip(runs[f"index:{p}"], runs[f"encoder:{p}"],
-                                                                             strict=True)]
+        cores = [i["cpu"] / i["seconds"] for i, _ in rounds]
+        extra = [i["cpu"] - e["encoder_cpu"] - e["prep_cpu"] for i, e in rounds]
         print(f"{p}: index busy cores {' '.join(f'{c:.2f}' for c in cores)}; its CPU beyond encoder + per-photo "
               f"{' '.join(f'{x:+.2f}' for x in extra)} s")
     if "baseline:torch" in rate:
